@@ -1,0 +1,85 @@
+"""The `ckpt-size` command line: thin click wrappers over the library, one error table, fixed exit codes."""
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from . import api
+from .errors import CkptSizeError
+from .report import FORMATS, VIEWS, render, safe
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("CKPT_SIZE_DEBUG") == "1"
+
+
+def _warn(warnings: tuple[str, ...]) -> None:
+    for w in warnings:
+        click.echo(f"Warning: {safe(w)}", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(package_name="ckpt-size")
+def cli() -> None:
+    """How many bytes of a model land on each device, read from tensor headers only."""
+
+
+def common_output_options(f: Any) -> Any:
+    f = click.option("--debug", is_flag=True, help="Show tracebacks for errors.")(f)
+    f = click.option("--by", "view", type=click.Choice(VIEWS), default="role", show_default=True,
+                     help="Rows of the main table.")(f)
+    f = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+                     help="Output format; json and csv carry exact byte counts.")(f)
+    return f
+
+
+@cli.command()
+@click.argument("source")
+@common_output_options
+@click.option("--experts-on", metavar="DEVICE", help="Put routed experts on DEVICE (cpu, cuda:N).")
+@click.option("--default-device", metavar="DEVICE", default="cuda:0", show_default=True,
+              help="Device for every tensor no other option places.")
+@click.option("--quant", "quant", metavar="NAME",
+              help="In a folder holding several GGUF quants, inspect the one named NAME (e.g. Q4_K_M).")
+def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | None, default_device: str,
+            quant: str | None) -> None:
+    """Sizes of SOURCE by role, layer, dtype, device or tensor.
+
+    SOURCE is a .gguf file (any shard of a split set loads the whole set), a .safetensors file, a
+    model.safetensors.index.json, or a directory holding one of those.
+    """
+    result = api.inspect(source, experts_on=experts_on, default_device=default_device, quant=quant)
+    _warn(result.checkpoint.warnings)
+    click.echo(render(result, view=view, fmt=fmt), nl=False)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: runs the click group and turns our errors into one `Error:` line and an exit code."""
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        cli.main(args=args, prog_name="ckpt-size", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.ClickException as e:  # usage errors: click prints usage and the message, exit 2
+        e.show()
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except CkptSizeError as e:
+        _fail(e, e.exit_code, args)
+    except (MemoryError, RecursionError, OSError) as e:
+        _fail(e, 1, args)
+    sys.exit(0)
+
+
+def _fail(error: BaseException, code: int, args: list[str]) -> None:
+    if _debug_requested(args):
+        traceback.print_exception(error)
+    message = str(error) if isinstance(error, CkptSizeError) else f"{type(error).__name__}: {error}"
+    click.echo(f"Error: {safe(message)}", err=True)
+    sys.exit(code)

@@ -1,0 +1,158 @@
+"""Assembling a Checkpoint from the headers of a resolved source: split sets, index sets, truncation warnings."""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from ..errors import FormatError
+from ..model import Checkpoint, FileInfo, TensorInfo
+from ..sources.base import ByteSource, ResolvedSource
+from .gguf import GgufHeader, parse_gguf
+from .packed import logical_params
+from .safetensors import SafetensorsHeader, parse_safetensors
+
+SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
+MAX_FILES_NAMED = 3  # beyond this many short files, one summary warning replaces per-file ones
+
+
+def read_checkpoint(resolved: ResolvedSource) -> Checkpoint:
+    """Parse every file's header and combine them into one Checkpoint (roles not assigned yet)."""
+    if resolved.format == "gguf":
+        return _gguf_checkpoint(resolved)
+    return _safetensors_checkpoint(resolved)
+
+
+def _parse_all(files: Iterable[ByteSource], parse: Any) -> list[Any]:
+    headers = []
+    for f in files:
+        try:
+            headers.append(parse(f))
+        finally:
+            close = getattr(f, "close", None)
+            if close:  # a 1,000-shard set would exhaust file descriptors otherwise
+                close()
+    return headers
+
+
+def _gguf_checkpoint(resolved: ResolvedSource) -> Checkpoint:
+    headers: list[GgufHeader] = _parse_all(resolved.files, parse_gguf)
+    warnings = _check_split(headers)
+    tensors = tuple(
+        TensorInfo(t.name, t.ne, t.gtype.name, t.nbytes, t.offset, i, _product(t.ne))
+        for i, h in enumerate(headers)
+        for t in h.tensors
+    )
+    _check_unique_names(resolved.description, tensors)
+    files = tuple(FileInfo(h.source, h.file_size, h.data_offset, h.expected_size) for h in headers)
+    metadata = {k: v for k, v in headers[0].metadata.items() if k not in SPLIT_KEYS}
+    return Checkpoint(
+        source=resolved.description,
+        format="gguf",
+        architecture=metadata.get("general.architecture"),
+        files=files,
+        tensors=tensors,
+        metadata=metadata,
+        config=resolved.config,
+        warnings=tuple(warnings) + _truncation_warnings(files),
+    )
+
+
+def _check_split(headers: list[GgufHeader]) -> list[str]:
+    """Check llama.cpp's split keys (tools/gguf-split): split.no 0-based, same split.count, total tensors."""
+    first = headers[0].metadata
+    count = first.get("split.count")
+    if len(headers) == 1:
+        if isinstance(count, int) and count > 1:
+            return [f"{headers[0].source}: is shard {first.get('split.no', 0) + 1} of a {count}-file split set, "
+                    "but its name does not say so; only this file was read"]
+        return []
+    if count != len(headers):
+        raise FormatError(headers[0].source, f"split.count is {count!r} but the set has {len(headers)} files")
+    for i, h in enumerate(headers):
+        if h.metadata.get("split.no") != i:
+            raise FormatError(h.source, f"split.no is {h.metadata.get('split.no')!r}, expected {i} for this shard")
+        if h.metadata.get("split.count") != count:
+            raise FormatError(h.source, f"split.count is {h.metadata.get('split.count')!r}, expected {count}")
+    total = sum(len(h.tensors) for h in headers)
+    expected = first.get("split.tensors.count")
+    if expected != total:
+        raise FormatError(headers[0].source, f"split.tensors.count is {expected!r} but the shards hold {total} tensors")
+    return []
+
+
+def _safetensors_checkpoint(resolved: ResolvedSource) -> Checkpoint:
+    headers: list[SafetensorsHeader] = _parse_all(resolved.files, parse_safetensors)
+    tensors = tuple(
+        TensorInfo(t.name, t.shape, t.dtype, t.nbytes, t.offset, i, t.elements)
+        for i, h in enumerate(headers)
+        for t in h.tensors
+    )
+    _check_unique_names(resolved.description, tensors)
+    warnings = _index_warnings(resolved.index, headers, tensors) if resolved.index else []
+    tensors, param_warnings = logical_params(tensors, resolved.config)
+    files = tuple(FileInfo(h.source, h.file_size, h.data_offset, h.expected_size) for h in headers)
+    config = resolved.config or {}
+    architecture = config.get("model_type") or next(iter(config.get("architectures") or []), None)
+    return Checkpoint(
+        source=resolved.description,
+        format="safetensors",
+        architecture=architecture,
+        files=files,
+        tensors=tensors,
+        metadata=dict(headers[0].metadata) if headers else {},
+        config=resolved.config,
+        warnings=tuple(warnings) + tuple(param_warnings) + _truncation_warnings(files),
+    )
+
+
+def _index_warnings(
+    index: Mapping[str, Any], headers: list[SafetensorsHeader], tensors: tuple[TensorInfo, ...]
+) -> list[str]:
+    """Compare the index with the shards: tensors in the right files, total_size equal to the tensor bytes."""
+    warnings = []
+    names = [h.source for h in headers]
+    located = {t.name: names[t.file_index] for t in tensors}
+    weight_map: Mapping[str, str] = index["weight_map"]
+    absent = [n for n, shard in weight_map.items() if n not in located or not located[n].endswith(shard)]
+    if absent:
+        warnings.append(f"index lists {len(absent)} tensors not found in the shard it names, e.g. {absent[0]!r}")
+    extra = [t.name for t in tensors if t.name not in weight_map]
+    if extra:
+        warnings.append(f"shards hold {len(extra)} tensors the index does not list, e.g. {extra[0]!r}")
+    total = (index.get("metadata") or {}).get("total_size")
+    actual = sum(t.nbytes for t in tensors)
+    if isinstance(total, int) and total != actual:
+        warnings.append(f"index metadata.total_size is {total:,} bytes but the shards' tensors hold {actual:,}")
+    return warnings
+
+
+def _check_unique_names(source: str, tensors: tuple[TensorInfo, ...]) -> None:
+    seen: set[str] = set()
+    for t in tensors:
+        if t.name in seen:
+            raise FormatError(source, f"tensor {t.name!r} appears in more than one file of the set")
+        seen.add(t.name)
+
+
+def _truncation_warnings(files: tuple[FileInfo, ...]) -> tuple[str, ...]:
+    short = [f for f in files if f.missing_bytes]
+    if not short:
+        return ()
+    if len(short) > MAX_FILES_NAMED:
+        missing = sum(f.missing_bytes for f in short)
+        return (f"{len(short)} of {len(files)} files are shorter than their headers say: {missing:,} bytes of "
+                "tensor data missing (truncated, partial or header-only files); sizes come from the headers",)
+    return tuple(_short_file_warning(f) for f in short)
+
+
+def _short_file_warning(f: FileInfo) -> str:
+    if f.size <= f.header_bytes:
+        return f"{f.path}: header-only file, tensor data absent ({f.missing_bytes:,} bytes); sizes come from the header"
+    return (f"{f.path}: data region is {f.missing_bytes:,} bytes shorter than the header says "
+            "(truncated or partial download); sizes come from the header")
+
+
+def _product(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n

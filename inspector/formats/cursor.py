@@ -1,0 +1,107 @@
+"""A forward-only reader of header bytes over a ByteSource.
+
+It reads in growing chunks that continue where the last one ended (never from byte 0 again), drops bytes
+already parsed, and refuses to read past a header cap, so a hostile header cannot make us allocate or read
+without bound. Hub sources get the same access pattern as local files.
+"""
+from __future__ import annotations
+
+import struct
+
+from ..errors import FormatError
+from ..sources.base import ByteSource
+
+FIRST_CHUNK = 64 << 10  # most GGUF headers without a tokenizer fit; hf_hub reads 100 kB for safetensors
+MAX_CHUNK = 8 << 20
+
+
+class HeaderCursor:
+    """Sequential little- or big-endian reads of header fields, with the absolute offset of each."""
+
+    def __init__(self, source: ByteSource, *, start: int = 0, limit: int, endian: str = "<") -> None:
+        self.source = source
+        self.name = source.name
+        self.limit = limit  # absolute offset past which the header may not extend
+        self.endian = endian
+        self._buf = bytearray()
+        self._base = start  # absolute offset of _buf[0]
+        self._pos = 0  # position inside _buf
+        self._chunk = FIRST_CHUNK
+        self._size = source.size()
+
+    @property
+    def offset(self) -> int:
+        return self._base + self._pos
+
+    def remaining(self) -> int:
+        """Bytes left in the file after the current position (the header cannot be longer)."""
+        return self._size - self.offset
+
+    def fail(self, message: str, **kw: object) -> FormatError:
+        return FormatError(self.name, message, offset=self.offset, **kw)  # type: ignore[arg-type]
+
+    def _fill(self, n: int, what: str) -> None:
+        """Make sure `n` bytes are buffered at the current position."""
+        missing = self._pos + n - len(self._buf)
+        if missing <= 0:
+            return
+        if self.offset + n > self.limit:
+            raise self.fail(f"header longer than the {self.limit - self._base:,}-byte cap while reading {what}")
+        if self._pos > len(self._buf) // 2:  # forget parsed bytes; keeps memory near one chunk
+            del self._buf[: self._pos]
+            self._base += self._pos
+            self._pos = 0
+        want = max(missing, self._chunk)
+        end = self._base + len(self._buf)
+        data = self.source.read(end, min(want, self.limit - end))
+        self._chunk = min(self._chunk * 2, MAX_CHUNK)
+        self._buf += data
+        if len(data) < missing:
+            raise self.fail(
+                f"file ends inside the header while reading {what} "
+                f"(needs {self.offset + n:,} bytes, file has {self._size:,})",
+                hint="the file is truncated or not a model file",
+            )
+
+    def unpack(self, fmt: str, size: int, what: str) -> tuple:
+        self._fill(size, what)
+        values = struct.unpack_from(self.endian + fmt, self._buf, self._pos)
+        self._pos += size
+        return values
+
+    def u32(self, what: str) -> int:
+        return self.unpack("I", 4, what)[0]
+
+    def u64(self, what: str) -> int:
+        return self.unpack("Q", 8, what)[0]
+
+    def take(self, n: int, what: str) -> bytes:
+        self._fill(n, what)
+        data = bytes(self._buf[self._pos : self._pos + n])
+        self._pos += n
+        return data
+
+    def skip(self, n: int, what: str) -> None:
+        """Move forward `n` bytes; only the bytes inside the header cap are ever read."""
+        while n > 0:
+            step = min(n, MAX_CHUNK)
+            self._fill(step, what)
+            self._pos += step
+            n -= step
+
+    def skip_strings(self, count: int, max_len: int, what: str) -> None:
+        """Skip `count` length-prefixed strings without building a Python object for any of them.
+
+        Tokenizer arrays hold up to ~262k strings; this walk is the whole cost of a large-vocabulary header.
+        """
+        fmt = self.endian + "Q"
+        unpack_from = struct.unpack_from
+        for _ in range(count):
+            if self._pos + 8 > len(self._buf):
+                self._fill(8, what)
+            (n,) = unpack_from(fmt, self._buf, self._pos)
+            if n > max_len:
+                raise self.fail(f"{what}: string of {n:,} bytes exceeds the {max_len:,}-byte cap")
+            if self._pos + 8 + n > len(self._buf):
+                self._fill(8 + n, what)
+            self._pos += 8 + n

@@ -1,0 +1,234 @@
+"""GGUF v2/v3 header parsing over a ByteSource (layout: ggml docs/gguf.md, src/gguf.cpp).
+
+We parse GGUF ourselves instead of using `gguf.GGUFReader` because the reader needs a local file it can
+memory-map (no Hub ranges) and builds a numpy object per tokenizer string (~15 s on a 262k vocabulary); this
+parser skips large arrays by walking their lengths only and reads about as many bytes as the header has.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import FormatError
+from ..sources.base import ByteSource
+from .cursor import HeaderCursor
+from .ggml_types import GgmlType, require_type, tensor_nbytes
+
+MAGIC = b"GGUF"
+DEFAULT_ALIGNMENT = 32  # GGUF_DEFAULT_ALIGNMENT
+MAX_DIMS = 4  # GGML_MAX_DIMS
+# Caps checked before anything is allocated (a hostile header must fail fast, not exhaust memory).
+MAX_HEADER_BYTES = 1 << 30
+MAX_KEY_LEN = 65535
+MAX_STRING_LEN = 64 << 20
+MAX_TENSOR_NAME_LEN = 4096
+MAX_TENSORS = 10_000_000
+MAX_KVS = 1_000_000
+MAX_ARRAY_DEPTH = 8
+MAX_ELEMENTS = 1 << 50  # ~1e15 elements in one tensor: far beyond any real model
+# Arrays larger than these are skipped and kept as a LazyArray (tokenizer tokens, scores, merges).
+EAGER_STRING_ITEMS = 1024
+EAGER_SCALAR_ITEMS = 65536
+
+# GGUF value types: id -> (name, struct format, size). 8 = string and 9 = array are handled apart.
+_SCALARS: dict[int, tuple[str, str, int]] = {
+    0: ("u8", "B", 1),
+    1: ("i8", "b", 1),
+    2: ("u16", "H", 2),
+    3: ("i16", "h", 2),
+    4: ("u32", "I", 4),
+    5: ("i32", "i", 4),
+    6: ("f32", "f", 4),
+    7: ("bool", "?", 1),
+    10: ("u64", "Q", 8),
+    11: ("i64", "q", 8),
+    12: ("f64", "d", 8),
+}
+_STRING, _ARRAY = 8, 9
+
+
+@dataclass(frozen=True)
+class LazyArray:
+    """A metadata array we did not materialize: its type, length and where its bytes are."""
+
+    item_type: str
+    count: int
+    offset: int
+    nbytes: int
+
+
+@dataclass(frozen=True)
+class GgufTensor:
+    name: str
+    ne: tuple[int, ...]
+    gtype: GgmlType
+    nbytes: int
+    offset: int  # absolute in the file
+
+
+@dataclass(frozen=True)
+class GgufHeader:
+    source: str
+    version: int
+    endian: str
+    metadata: dict[str, Any]
+    tensors: tuple[GgufTensor, ...]
+    alignment: int
+    header_end: int  # first byte after the tensor infos
+    data_offset: int  # start of the data region (header_end padded to the alignment)
+    file_size: int
+
+    @property
+    def expected_size(self) -> int:
+        """Smallest file size holding every tensor's bytes (writers also pad the last one; we do not need it)."""
+        ends = [t.offset + t.nbytes for t in self.tensors]
+        return max(ends) if ends else self.header_end
+
+
+def parse_gguf(source: ByteSource, *, load_arrays: bool = False) -> GgufHeader:
+    """Parse a GGUF header: metadata, tensor infos, alignment and data offset; reads no tensor data.
+
+    Raises:
+        FormatError: bad magic or version, truncated or hostile header, bad offsets, unknown tensor types.
+    """
+    size = source.size()
+    cur = HeaderCursor(source, limit=min(size, MAX_HEADER_BYTES))
+    version, endian = _read_preamble(cur)
+    cur.endian = endian
+    n_tensors, n_kv = cur.unpack("QQ", 16, "tensor and metadata counts")
+    _check_count(cur, n_kv, MAX_KVS, 13, "metadata entries")
+    _check_count(cur, n_tensors, MAX_TENSORS, 24, "tensors")
+    metadata = _read_metadata(cur, n_kv, load_arrays)
+    alignment = _alignment(cur, metadata)
+    infos = [_read_tensor_info(cur) for _ in range(n_tensors)]
+    header_end = cur.offset
+    data_offset = _pad(header_end, alignment)
+    tensors = _place_tensors(source.name, infos, data_offset, alignment)
+    return GgufHeader(source.name, version, endian, metadata, tensors, alignment, header_end, data_offset, size)
+
+
+def _read_preamble(cur: HeaderCursor) -> tuple[int, str]:
+    magic = cur.take(4, "magic")
+    if magic != MAGIC:
+        raise cur.fail(f"not a GGUF file (magic {magic!r}, expected b'GGUF')")
+    raw = cur.take(4, "version")
+    little, big = struct.unpack("<I", raw)[0], struct.unpack(">I", raw)[0]
+    for version, endian in ((little, "<"), (big, ">")):
+        if version in (2, 3):
+            return version, endian
+    if little == 1:
+        raise cur.fail("GGUF version 1 is not supported (llama.cpp rejects it too)", hint="re-convert the model")
+    raise cur.fail(f"unknown GGUF version {little}")
+
+
+def _check_count(cur: HeaderCursor, count: int, cap: int, min_item_bytes: int, what: str) -> None:
+    """Reject counts that cannot fit in the rest of the file or exceed a sane cap, before looping on them."""
+    if count > cap or count * min_item_bytes > cur.remaining():
+        raise cur.fail(f"header claims {count:,} {what}, more than the file can hold", hint="the file is corrupt")
+
+
+def _read_string(cur: HeaderCursor, cap: int, what: str) -> str:
+    n = cur.u64(f"{what} length")
+    if n > cap or n > cur.remaining():
+        raise cur.fail(f"{what}: length {n:,} exceeds the {cap:,}-byte cap or the file")
+    raw = cur.take(n, what)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise cur.fail(f"{what} is not valid UTF-8: {raw[:40]!r}") from None
+
+
+def _read_metadata(cur: HeaderCursor, n_kv: int, load_arrays: bool) -> dict[str, Any]:
+    metadata: dict[str, Any] = {}
+    for _ in range(n_kv):
+        key = _read_string(cur, MAX_KEY_LEN, "metadata key")
+        if key in metadata:
+            raise cur.fail(f"duplicate metadata key {key!r}")
+        value_type = cur.u32(f"type of {key!r}")
+        metadata[key] = _read_value(cur, value_type, key, load_arrays, depth=0)
+    return metadata
+
+
+def _read_value(cur: HeaderCursor, value_type: int, key: str, load_arrays: bool, depth: int) -> Any:
+    if value_type in _SCALARS:
+        _, fmt, size = _SCALARS[value_type]
+        return cur.unpack(fmt, size, repr(key))[0]
+    if value_type == _STRING:
+        return _read_string(cur, MAX_STRING_LEN, f"value of {key!r}")
+    if value_type == _ARRAY:
+        return _read_array(cur, key, load_arrays, depth)
+    raise cur.fail(f"metadata {key!r} has unknown value type {value_type}")
+
+
+def _read_array(cur: HeaderCursor, key: str, load_arrays: bool, depth: int) -> Any:
+    if depth >= MAX_ARRAY_DEPTH:
+        raise cur.fail(f"metadata {key!r}: arrays nested deeper than {MAX_ARRAY_DEPTH}")
+    item_type, count = cur.unpack("IQ", 12, f"array header of {key!r}")
+    start = cur.offset
+    if item_type in _SCALARS:
+        name, fmt, size = _SCALARS[item_type]
+        _check_count(cur, count, 1 << 40, size, f"items in array {key!r}")
+        if load_arrays or count <= EAGER_SCALAR_ITEMS:
+            return list(cur.unpack(f"{count}{fmt}", count * size, repr(key)))
+        cur.skip(count * size, repr(key))
+        return LazyArray(name, count, start, count * size)
+    if item_type == _STRING:
+        _check_count(cur, count, 1 << 40, 8, f"items in array {key!r}")
+        if load_arrays or count <= EAGER_STRING_ITEMS:
+            return [_read_string(cur, MAX_STRING_LEN, f"item of {key!r}") for _ in range(count)]
+        cur.skip_strings(count, MAX_STRING_LEN, f"items of {key!r}")
+        return LazyArray("string", count, start, cur.offset - start)
+    if item_type == _ARRAY:
+        _check_count(cur, count, 1 << 40, 12, f"items in array {key!r}")
+        return [_read_array(cur, key, load_arrays, depth + 1) for _ in range(count)]
+    raise cur.fail(f"metadata {key!r}: array of unknown value type {item_type}")
+
+
+def _alignment(cur: HeaderCursor, metadata: dict[str, Any]) -> int:
+    value = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0 or value & (value - 1):
+        raise cur.fail(f"general.alignment must be a power of two, found {value!r}")
+    return value
+
+
+def _read_tensor_info(cur: HeaderCursor) -> tuple[str, tuple[int, ...], int, int]:
+    name = _read_string(cur, MAX_TENSOR_NAME_LEN, "tensor name")
+    n_dims = cur.u32(f"dimension count of {name!r}")
+    if n_dims > MAX_DIMS:
+        raise cur.fail(f"tensor {name!r} has {n_dims} dimensions; GGUF allows at most {MAX_DIMS}")
+    ne = cur.unpack(f"{n_dims}Q", 8 * n_dims, f"shape of {name!r}") if n_dims else ()
+    type_id, rel_offset = cur.unpack("IQ", 12, f"type and offset of {name!r}")
+    elements = 1
+    for n in ne:
+        elements *= n
+    if elements > MAX_ELEMENTS:
+        raise cur.fail(f"tensor {name!r} claims {elements:,} elements (shape {list(ne)}); the file is corrupt")
+    return name, tuple(ne), type_id, rel_offset
+
+
+def _place_tensors(
+    source: str, infos: list[tuple[str, tuple[int, ...], int, int]], data_offset: int, alignment: int
+) -> tuple[GgufTensor, ...]:
+    """Size every tensor and check offsets: aligned, increasing in info order, not overlapping, names unique."""
+    tensors: list[GgufTensor] = []
+    seen: set[str] = set()
+    end = 0
+    previous = ""
+    for name, ne, type_id, rel in infos:
+        if name in seen:
+            raise FormatError(source, f"duplicate tensor name {name!r}")
+        seen.add(name)
+        gtype = require_type(type_id, source=source, tensor=name)
+        nbytes = tensor_nbytes(gtype, ne, source=source, tensor=name)
+        if rel % alignment:
+            raise FormatError(source, f"tensor {name!r} offset {rel} is not a multiple of the alignment {alignment}")
+        if rel < end:
+            raise FormatError(source, f"tensor {name!r} at data offset {rel} overlaps {previous!r} (ends at {end})")
+        end, previous = rel + nbytes, name
+        tensors.append(GgufTensor(name, ne, gtype, nbytes, data_offset + rel))
+    return tuple(tensors)
+
+
+def _pad(n: int, alignment: int) -> int:
+    return (n + alignment - 1) // alignment * alignment

@@ -1,0 +1,56 @@
+"""Logical parameter counts for packed quantized safetensors checkpoints.
+
+Bytes are always exact as stored. Parameters are not: a GPTQ `qweight` int32 holds 32/bits weights, an MXFP4
+`*_blocks` byte holds two, and scales, zero points and quantizer state are not parameters at all. The
+`quantization_config` in config.json says which scheme applies (transformers' quantizer names).
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Mapping
+
+from ..model import TensorInfo
+
+# Tensors that belong to a quantizer, not to the model: they take their weight's role but count no parameters.
+AUX_TENSOR = re.compile(
+    r"(\.weight_scale_inv|\.weight_scale|\.input_scale|\.qzeros|\.scales|\.g_idx|\.SCB|\.weight_format"
+    r"|\.weight\.absmax|\.weight\.quant_map|\.weight\.nested_absmax|\.weight\.nested_quant_map"
+    r"|\.weight\.quant_state\.[\w.]+|_scales)$"
+)
+
+
+def _packing_factor(name: str, dtype: str, qconfig: Mapping[str, Any]) -> int | None:
+    """How many logical weights one stored element holds, or None when this tensor is not packed."""
+    method = str(qconfig.get("quant_method", "")).lower()
+    if method in ("gptq", "awq") and name.endswith(".qweight"):
+        bits = int(qconfig.get("bits") or qconfig.get("w_bit") or 4)
+        return 32 // bits if dtype in ("I32", "U32") else 8 // bits
+    if method == "mxfp4" and name.endswith("_blocks") and dtype == "U8":
+        return 2  # two E2M1 values per byte; the E8M0 scales are in `*_scales`
+    if method == "bitsandbytes" and qconfig.get("load_in_4bit") and name.endswith(".weight") and dtype == "U8":
+        return 2  # bnb 4-bit stores two weights per uint8 (bnb_4bit_quant_storage uint8)
+    return None
+
+
+def logical_params(
+    tensors: tuple[TensorInfo, ...], config: Mapping[str, Any] | None
+) -> tuple[tuple[TensorInfo, ...], list[str]]:
+    """Return tensors with `params` set to logical parameters, and warnings for packing we could not resolve."""
+    qconfig = (config or {}).get("quantization_config") or {}
+    out = []
+    unresolved = []
+    for t in tensors:
+        if AUX_TENSOR.search(t.name):
+            out.append(t.with_(params=0))
+            continue
+        factor = _packing_factor(t.name, t.dtype, qconfig)
+        if factor is None and t.name.endswith((".qweight", "_blocks")):
+            unresolved.append(t.name)
+        out.append(t.with_(params=t.params * factor) if factor else t)
+    warnings = []
+    if unresolved:
+        warnings.append(
+            f"{len(unresolved)} packed tensors (e.g. {unresolved[0]!r}) without a quantization_config that says how "
+            "they pack; their params are counted as stored elements (bytes are exact)"
+        )
+    return tuple(out), warnings

@@ -1,0 +1,164 @@
+"""safetensors header parsing over a ByteSource: 8-byte little-endian length, then a JSON object.
+
+Checks follow the format's own `validate()` (huggingface/safetensors): known dtypes, data_offsets that are
+ordered, contiguous from 0 and equal to shape x dtype width. Widths are in bits because F4 and F6 exist.
+"""
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import FormatError, UnknownTypeError
+from ..sources.base import ByteSource
+
+# The safetensors reference caps the header at 100 MB (safetensors `MAX_HEADER_SIZE`).
+MAX_HEADER_BYTES = 100_000_000
+MAX_DIMS = 64
+MAX_ELEMENTS = 1 << 50
+
+# Every dtype in the safetensors spec (`Dtype` in safetensors/src/tensor.rs), width in bits.
+DTYPE_BITS: dict[str, int] = {
+    "BOOL": 8,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "C64": 64,
+    "F64": 64,
+    "I64": 64,
+    "U64": 64,
+}
+
+
+@dataclass(frozen=True)
+class SafetensorsTensor:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+    offset: int  # absolute in the file
+    elements: int
+
+
+@dataclass(frozen=True)
+class SafetensorsHeader:
+    source: str
+    metadata: dict[str, str]
+    tensors: tuple[SafetensorsTensor, ...]
+    data_offset: int
+    file_size: int
+
+    @property
+    def expected_size(self) -> int:
+        ends = [t.offset + t.nbytes for t in self.tensors]
+        return max(ends) if ends else self.data_offset
+
+
+def parse_safetensors(source: ByteSource) -> SafetensorsHeader:
+    """Parse a safetensors header with one read (two when the header is longer than the first read).
+
+    Raises:
+        FormatError: the length prefix, JSON, dtypes, shapes or offsets are invalid.
+    """
+    name, size = source.name, source.size()
+    head = source.read(0, 8)
+    if len(head) < 8:
+        raise FormatError(name, f"file has {size} bytes, too short for a safetensors header")
+    (n,) = struct.unpack("<Q", head)
+    if n > MAX_HEADER_BYTES:
+        raise FormatError(name, f"header length {n:,} exceeds the safetensors cap of {MAX_HEADER_BYTES:,} bytes")
+    if 8 + n > size:
+        raise FormatError(
+            name, f"header length {n:,} runs past the end of the file ({size:,} bytes)", hint="the file is truncated"
+        )
+    raw = source.read(8, n)
+    header = _decode_json(name, raw)
+    metadata = _read_metadata(name, header.pop("__metadata__", None))
+    data_offset = 8 + n
+    tensors = _read_tensors(name, header, data_offset)
+    return SafetensorsHeader(name, metadata, tensors, data_offset, size)
+
+
+def _decode_json(name: str, raw: bytes) -> dict[str, Any]:
+    try:
+        header = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise FormatError(name, f"header is not valid UTF-8 (byte {e.start})") from None
+    except json.JSONDecodeError as e:
+        raise FormatError(name, f"header is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
+    except RecursionError:
+        raise FormatError(name, "header JSON is nested too deeply") from None
+    if not isinstance(header, dict):
+        raise FormatError(name, f"header must be a JSON object, found {type(header).__name__}")
+    return header
+
+
+def _read_metadata(name: str, metadata: Any) -> dict[str, str]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or not all(isinstance(v, str) for v in metadata.values()):
+        raise FormatError(name, "__metadata__ must be an object of string values")
+    return metadata
+
+
+def _read_tensors(name: str, header: dict[str, Any], data_offset: int) -> tuple[SafetensorsTensor, ...]:
+    entries = [_read_entry(name, key, value) for key, value in header.items()]
+    entries.sort(key=lambda e: (e[3][0], e[3][1]))
+    tensors = []
+    end = 0
+    for key, shape, dtype, (begin, stop), elements in entries:
+        if begin != end:
+            what = "overlaps the previous tensor" if begin < end else f"leaves a gap after byte {end}"
+            raise FormatError(name, f"tensor {key!r} data_offsets [{begin}, {stop}] {what}")
+        nbytes = _nbytes(name, key, dtype, elements)
+        if stop - begin != nbytes:
+            raise FormatError(
+                name, f"tensor {key!r}: data_offsets span {stop - begin:,} bytes but {dtype} {list(shape)} needs {nbytes:,}"
+            )
+        end = stop
+        tensors.append(SafetensorsTensor(key, shape, dtype, nbytes, data_offset + begin, elements))
+    return tuple(tensors)
+
+
+def _read_entry(name: str, key: str, value: Any) -> tuple[str, tuple[int, ...], str, tuple[int, int], int]:
+    if not isinstance(value, dict):
+        raise FormatError(name, f"entry {key!r} must be an object with dtype, shape and data_offsets")
+    dtype, shape, offsets = value.get("dtype"), value.get("shape"), value.get("data_offsets")
+    if not isinstance(dtype, str):
+        raise FormatError(name, f"tensor {key!r}: missing or invalid dtype")
+    if dtype not in DTYPE_BITS:
+        raise UnknownTypeError(name, f"tensor {key!r} has unknown dtype {dtype!r}", hint="update ckpt-size")
+    if not _is_int_list(shape) or len(shape) > MAX_DIMS:
+        raise FormatError(name, f"tensor {key!r}: shape must be a list of non-negative integers")
+    if not _is_int_list(offsets) or len(offsets) != 2 or offsets[0] > offsets[1]:
+        raise FormatError(name, f"tensor {key!r}: data_offsets must be [begin, end] with begin <= end")
+    elements = 1
+    for n in shape:
+        elements *= n
+    if elements > MAX_ELEMENTS:
+        raise FormatError(name, f"tensor {key!r} claims {elements:,} elements; the header is corrupt")
+    return key, tuple(shape), dtype, (offsets[0], offsets[1]), elements
+
+
+def _is_int_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in value)
+
+
+def _nbytes(name: str, key: str, dtype: str, elements: int) -> int:
+    bits = elements * DTYPE_BITS[dtype]
+    if bits % 8:
+        raise FormatError(name, f"tensor {key!r}: {elements} elements of {dtype} do not fill whole bytes")
+    return bits // 8

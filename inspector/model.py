@@ -1,0 +1,84 @@
+"""Frozen dataclasses shared by every layer: tensors, files, checkpoints. No I/O here."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any, Mapping
+
+# Role names are part of the command-line contract (DESIGN.md).
+ROLES = (
+    "embedding",
+    "output",
+    "attention",
+    "routed_experts",
+    "shared_experts",
+    "router",
+    "dense_ffn",
+    "norm",
+    "mtp",
+    "vision",
+    "other",
+)
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor as its header describes it.
+
+    `shape` is in the file's own order: GGUF `ne` order (ne0, the row length, first) for GGUF files,
+    row-major (torch) order for safetensors. `offset` is absolute within its file. `params` is the number
+    of logical parameters (packed quantized formats hold several per stored element; scales hold none).
+    """
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+    offset: int
+    file_index: int
+    params: int
+    role: str = "other"
+    layer: int | None = None
+    expert: int | None = None
+    device: str | None = None
+
+    def with_(self, **changes: Any) -> "TensorInfo":
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """One file of a checkpoint: its real size, where its data region starts, and what the header expects."""
+
+    path: str
+    size: int
+    header_bytes: int
+    expected_size: int
+
+    @property
+    def missing_bytes(self) -> int:
+        return max(0, self.expected_size - self.size)
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A whole model: all its files and tensors, read from headers only."""
+
+    source: str
+    format: str  # "gguf" or "safetensors"
+    architecture: str | None
+    files: tuple[FileInfo, ...]
+    tensors: tuple[TensorInfo, ...]
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+    config: Mapping[str, Any] | None = None
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def params(self) -> int:
+        return sum(t.params for t in self.tensors)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
+
+    def with_(self, **changes: Any) -> "Checkpoint":
+        return replace(self, **changes)

@@ -1,0 +1,201 @@
+"""Rendering an Inspection as a table, JSON, CSV or Markdown. Computes no sizes; sums come from `summary`."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from typing import Any, Sequence
+
+from tabulate import tabulate
+
+from .model import TensorInfo
+from .summary import Group, Inspection, by_dtype, by_layer
+
+VIEWS = ("role", "layer", "dtype", "device", "tensor")
+FORMATS = ("table", "json", "csv", "markdown")
+_UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
+
+
+def human_bytes(n: int) -> str:
+    """Binary units with two decimals (`351.93 GiB`); exact counts are in JSON and CSV."""
+    value, unit = float(n), 0
+    while value >= 1024 and unit < len(_UNITS) - 1:
+        value /= 1024
+        unit += 1
+    return f"{n} B" if unit == 0 else f"{value:.2f} {_UNITS[unit]}"
+
+
+def human_count(n: int) -> str:
+    for scale, suffix in ((10**12, "T"), (10**9, "B"), (10**6, "M"), (10**3, "K")):
+        if n >= scale:
+            return f"{n / scale:.2f} {suffix}"
+    return str(n)
+
+
+def safe(text: str) -> str:
+    """Escape control and non-printable characters: names come from untrusted files (terminal injection)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def render(result: Inspection, *, view: str = "role", fmt: str = "table") -> str:
+    if fmt == "json":
+        return json.dumps(to_json(result, view=view), indent=2) + "\n"
+    if fmt == "csv":
+        return _csv(result, view)
+    return _text(result, view, markdown=fmt == "markdown")
+
+
+# --- JSON ---------------------------------------------------------------------------------------------
+
+
+def _group_json(g: Group) -> dict[str, Any]:
+    out: dict[str, Any] = {"tensors": g.tensors, "params": g.params, "bytes": g.bytes, "dtypes": dict(g.dtypes)}
+    if g.roles:
+        out["roles"] = {r.key: {"tensors": r.tensors, "params": r.params, "bytes": r.bytes} for r in g.roles}
+    return out
+
+
+def _tensor_json(t: TensorInfo, files: Sequence[str]) -> dict[str, Any]:
+    return {
+        "name": t.name,
+        "shape": list(t.shape),
+        "dtype": t.dtype,
+        "bytes": t.nbytes,
+        "params": t.params,
+        "role": t.role,
+        "layer": t.layer,
+        "expert": t.expert,
+        "device": t.device,
+        "file": files[t.file_index],
+        "offset": t.offset,
+    }
+
+
+def to_json(result: Inspection, *, view: str = "role") -> dict[str, Any]:
+    """The stable JSON document (schema: docs/json.md). Every size is an exact integer."""
+    ck = result.checkpoint
+    doc: dict[str, Any] = {
+        "source": ck.source,
+        "format": ck.format,
+        "architecture": ck.architecture,
+        "files": [
+            {"path": f.path, "size": f.size, "header_bytes": f.header_bytes, "expected_size": f.expected_size,
+             "missing_bytes": f.missing_bytes}
+            for f in ck.files
+        ],
+        "tensor_count": len(ck.tensors),
+        "params": result.params,
+        "bytes": result.bytes,
+        "plan": result.plan,
+        "roles": {g.key: _group_json(g) for g in result.by_role},
+        "devices": {g.key: _group_json(g) for g in result.by_device},
+        "warnings": list(ck.warnings),
+    }
+    if view == "layer":
+        doc["layers"] = {g.key: _group_json(g) for g in by_layer(ck.tensors)}
+    elif view == "dtype":
+        doc["dtypes"] = {g.key: _group_json(g) for g in by_dtype(ck.tensors)}
+    elif view == "tensor":
+        files = [f.path for f in ck.files]
+        doc["tensors"] = [_tensor_json(t, files) for t in ck.tensors]
+    return doc
+
+
+# --- rows shared by table, Markdown and CSV -------------------------------------------------------------
+
+
+def _group_rows(groups: Sequence[Group], total: int, human: bool) -> list[list[Any]]:
+    rows = []
+    for g in groups:
+        share = f"{100 * g.bytes / total:.1f}%" if total else "-"
+        dtypes = ", ".join(d for d, _ in g.dtypes)
+        if human:
+            rows.append([g.key, g.tensors, human_count(g.params), human_bytes(g.bytes), share, dtypes])
+        else:
+            rows.append([g.key, g.tensors, g.params, g.bytes, dtypes])
+    return rows
+
+
+def _device_rows(groups: Sequence[Group], human: bool) -> list[list[Any]]:
+    rows = []
+    for d in groups:
+        for r in d.roles:
+            size = human_bytes(r.bytes) if human else r.bytes
+            rows.append([d.key, r.key, r.tensors, size])
+        rows.append([d.key, "total", d.tensors, human_bytes(d.bytes) if human else d.bytes])
+    return rows
+
+
+def _tensor_rows(result: Inspection, human: bool) -> list[list[Any]]:
+    rows = []
+    for t in result.checkpoint.tensors:
+        layer = "" if t.layer is None else t.layer
+        size = human_bytes(t.nbytes) if human else t.nbytes
+        rows.append([safe(t.name), "x".join(map(str, t.shape)), t.dtype, size, t.role, layer, t.device or ""])
+    return rows
+
+
+def _view_groups(result: Inspection, view: str) -> tuple[Group, ...]:
+    if view == "layer":
+        return by_layer(result.checkpoint.tensors)
+    if view == "dtype":
+        return by_dtype(result.checkpoint.tensors)
+    return result.by_role
+
+
+# --- table and Markdown ------------------------------------------------------------------------------------
+
+
+def _summary_lines(result: Inspection) -> list[list[str]]:
+    ck = result.checkpoint
+    files = len(ck.files)
+    header = sum(f.header_bytes for f in ck.files)
+    return [
+        ["source", safe(ck.source)],
+        ["format", f"{ck.format} ({files} file{'s' if files != 1 else ''}, headers {human_bytes(header)})"],
+        ["architecture", safe(ck.architecture or "unknown")],
+        ["tensors", f"{len(ck.tensors):,}"],
+        ["params", f"{result.params:,} ({human_count(result.params)})"],
+        ["bytes", f"{result.bytes:,} ({human_bytes(result.bytes)})"],
+        ["plan", result.plan],
+    ]
+
+
+def _text(result: Inspection, view: str, *, markdown: bool) -> str:
+    tablefmt = "github" if markdown else "simple"
+    parts = [tabulate(_summary_lines(result), tablefmt="plain" if not markdown else "github",
+                      headers=() if not markdown else ["", ""])]
+    if view == "tensor":
+        headers = ["tensor", "shape", "dtype", "size", "role", "layer", "device"]
+        parts.append(tabulate(_tensor_rows(result, True), headers=headers, tablefmt=tablefmt))
+    elif view == "device":
+        parts.append(tabulate(_device_rows(result.by_device, True), headers=["device", "role", "tensors", "size"],
+                              tablefmt=tablefmt))
+    else:
+        headers = [view, "tensors", "params", "size", "share", "dtypes"]
+        rows = _group_rows(_view_groups(result, view), result.bytes, True)
+        parts.append(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
+        if len({t.device for t in result.checkpoint.tensors}) > 1:
+            parts.append(tabulate(_device_rows(result.by_device, True),
+                                  headers=["device", "role", "tensors", "size"], tablefmt=tablefmt))
+    return "\n\n".join(parts) + "\n"
+
+
+# --- CSV ---------------------------------------------------------------------------------------------------
+
+
+def _csv(result: Inspection, view: str) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    if view == "tensor":
+        writer.writerow(["tensor", "shape", "dtype", "bytes", "role", "layer", "device"])
+        writer.writerows(_tensor_rows(result, False))
+    elif view == "device":
+        writer.writerow(["device", "role", "tensors", "bytes"])
+        writer.writerows(_device_rows(result.by_device, False))
+    else:
+        writer.writerow([view, "tensors", "params", "bytes", "dtypes"])
+        writer.writerows(_group_rows(_view_groups(result, view), result.bytes, False))
+    return buf.getvalue()

@@ -1,0 +1,243 @@
+"""Tensor roles from name rules kept as data (`rules/roles.yaml`, schema in docs/rules.md).
+
+Classification is by name only. Names are cached by their digit-free template, so a 16k-tensor MoE checkpoint
+costs one regex scan per distinct tensor kind, not per tensor.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+
+from .errors import RulesError
+from .model import ROLES, Checkpoint, TensorInfo
+
+RULE_KEYS = {"id", "role", "match", "note"}
+TOP_KEYS = {"version", "strip_suffixes", "macros", "rules"}
+_MACRO = re.compile(r"\{(\w+)\}")
+_DIGITS = re.compile(r"\d+")
+MAX_UNMATCHED_NAMED = 3
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    role: str
+    pattern: re.Pattern[str]
+    line: int
+
+
+@dataclass(frozen=True)
+class RoleRules:
+    """A validated, compiled rule set."""
+
+    path: str
+    strip: re.Pattern[str]
+    rules: tuple[Rule, ...]
+
+    def match(self, name: str) -> tuple[Rule | None, re.Match[str] | None]:
+        """The first rule matching the whole (suffix-stripped) name, and its match."""
+        stem = self.strip.sub("", name, count=1)
+        for rule in self.rules:
+            m = rule.pattern.fullmatch(stem)
+            if m:
+                return rule, m
+        return None, None
+
+
+def _line_of(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def _node_dict(node: yaml.Node, path: str, what: str) -> dict[str, yaml.Node]:
+    if not isinstance(node, yaml.MappingNode):
+        raise RulesError(f"{path}:{_line_of(node)}: {what} must be a mapping")
+    return {k.value: v for k, v in node.value}
+
+
+def _compile(regex: str, path: str, line: int, what: str) -> re.Pattern[str]:
+    try:
+        return re.compile(regex)
+    except re.error as e:
+        raise RulesError(f"{path}:{line}: {what}: invalid regex {regex!r}: {e}") from None
+
+
+def parse_rules(text: str, path: str) -> RoleRules:
+    """Validate and compile a rules document.
+
+    Raises:
+        RulesError: YAML errors, unknown keys or roles, bad regexes, duplicate ids or patterns (file:line).
+    """
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else path
+        raise RulesError(f"{where}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    if root is None:
+        raise RulesError(f"{path}: empty rules file")
+    top = _node_dict(root, path, "the rules file")
+    unknown = set(top) - TOP_KEYS
+    if unknown:
+        raise RulesError(f"{path}:{_line_of(root)}: unknown top-level key(s): {', '.join(sorted(unknown))}")
+    macros = _read_macros(top.get("macros"), path)
+    strip = _read_strip(top.get("strip_suffixes"), path)
+    if "rules" not in top or not isinstance(top["rules"], yaml.SequenceNode):
+        raise RulesError(f"{path}: 'rules' must be a list")
+    rules = tuple(_read_rule(node, path, macros) for node in top["rules"].value)
+    _check_duplicates(rules, path)
+    return RoleRules(path, strip, rules)
+
+
+def _read_macros(node: yaml.Node | None, path: str) -> dict[str, str]:
+    if node is None:
+        return {}
+    macros = {k: v.value for k, v in _node_dict(node, path, "macros").items()}
+    for name, regex in macros.items():
+        _compile(regex, path, _line_of(node), f"macro {name!r}")
+    return macros
+
+
+def _read_strip(node: yaml.Node | None, path: str) -> re.Pattern[str]:
+    if node is None:
+        return re.compile(r"(?!)")
+    if not isinstance(node, yaml.SequenceNode):
+        raise RulesError(f"{path}:{_line_of(node)}: strip_suffixes must be a list of regexes")
+    parts = [_compile(n.value, path, _line_of(n), "strip_suffixes").pattern for n in node.value]
+    return re.compile("(?:" + "|".join(parts) + ")$")
+
+
+def _expand(regex: str, macros: dict[str, str], path: str, line: int) -> str:
+    def substitute(m: re.Match[str]) -> str:
+        if m.group(1) not in macros:
+            raise RulesError(f"{path}:{line}: unknown macro {{{m.group(1)}}}")
+        return macros[m.group(1)]
+
+    return _MACRO.sub(substitute, regex)
+
+
+def _read_rule(node: yaml.Node, path: str, macros: dict[str, str]) -> Rule:
+    line = _line_of(node)
+    fields = _node_dict(node, path, "a rule")
+    unknown = set(fields) - RULE_KEYS
+    if unknown:
+        raise RulesError(f"{path}:{line}: unknown key(s) in rule: {', '.join(sorted(unknown))}")
+    for key in ("id", "role", "match"):
+        if key not in fields or not isinstance(fields[key], yaml.ScalarNode) or not fields[key].value:
+            raise RulesError(f"{path}:{line}: rule needs a non-empty {key!r}")
+    role = fields["role"].value
+    if role not in ROLES:
+        raise RulesError(f"{path}:{line}: unknown role {role!r}; roles are {', '.join(ROLES)}")
+    regex = _expand(fields["match"].value, macros, path, line)
+    return Rule(fields["id"].value, role, _compile(regex, path, line, f"rule {fields['id'].value!r}"), line)
+
+
+def _check_duplicates(rules: tuple[Rule, ...], path: str) -> None:
+    ids: dict[str, int] = {}
+    patterns: dict[str, Rule] = {}
+    for rule in rules:
+        if rule.id in ids:
+            raise RulesError(f"{path}:{rule.line}: duplicate rule id {rule.id!r} (first at line {ids[rule.id]})")
+        ids[rule.id] = rule.line
+        first = patterns.get(rule.pattern.pattern)
+        if first:
+            kind = "conflicts with" if first.role != rule.role else "duplicates"
+            raise RulesError(f"{path}:{rule.line}: rule {rule.id!r} {kind} rule {first.id!r} at line {first.line}")
+        patterns[rule.pattern.pattern] = rule
+
+
+def load_rules(path: str | Path | None = None) -> RoleRules:
+    """The packaged rules (`inspector.rules/roles.yaml`), or a user's rules file."""
+    if path is None:
+        return _packaged_rules()
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise RulesError(f"{path}: cannot read rules file: {e}") from None
+    return parse_rules(text, str(path))
+
+
+@lru_cache(maxsize=1)
+def _packaged_rules() -> RoleRules:
+    return parse_rules(read_packaged_rules_file("roles.yaml"), "rules/roles.yaml")
+
+
+def read_packaged_rules_file(name: str) -> str:
+    """Text of a file in `rules/`: package data when installed, the checkout's `rules/` when run from source."""
+    try:
+        return resources.files("inspector.rules").joinpath(name).read_text(encoding="utf-8")
+    except ModuleNotFoundError:
+        return (Path(__file__).resolve().parent.parent / "rules" / name).read_text(encoding="utf-8")
+
+
+def _group_int(m: re.Match[str], group: str) -> int | None:
+    value = m.groupdict().get(group)
+    return int(value) if value is not None else None
+
+
+class _Classifier:
+    """Classifies names, caching the winning rule per digit-free template."""
+
+    def __init__(self, rules: RoleRules) -> None:
+        self.rules = rules
+        self._by_template: dict[str, Rule | None] = {}
+
+    def classify(self, name: str) -> tuple[str, int | None, int | None]:
+        template = _DIGITS.sub("#", name)
+        if template in self._by_template:
+            rule = self._by_template[template]
+            m = rule.pattern.fullmatch(self.rules.strip.sub("", name, count=1)) if rule else None
+            if rule is None or m:
+                return self._result(rule, m)
+        rule, m = self.rules.match(name)
+        self._by_template[template] = rule
+        return self._result(rule, m)
+
+    @staticmethod
+    def _result(rule: Rule | None, m: re.Match[str] | None) -> tuple[str, int | None, int | None]:
+        if rule is None or m is None:
+            return "other", None, None
+        return rule.role, _group_int(m, "layer"), _group_int(m, "expert")
+
+
+def classify_names(names: Iterable[str], rules: RoleRules | None = None) -> list[tuple[str, int | None, int | None]]:
+    """(role, layer, expert) for each name; handy for index files whose shards are not at hand."""
+    names = list(names)
+    classifier = _Classifier(rules or load_rules())
+    results = [classifier.classify(n) for n in names]
+    return _promote_mtp_layers(results)
+
+
+def _promote_mtp_layers(
+    results: list[tuple[str, int | None, int | None]],
+) -> list[tuple[str, int | None, int | None]]:
+    """A block holding any MTP marker (nextn.*, eh_proj, enorm …) is an MTP layer as a whole."""
+    mtp_layers = {layer for role, layer, _ in results if role == "mtp" and layer is not None}
+    if not mtp_layers:
+        return results
+    return [("mtp", layer, expert) if layer in mtp_layers else (role, layer, expert) for role, layer, expert in results]
+
+
+def assign_roles(checkpoint: Checkpoint, rules: RoleRules | None = None) -> Checkpoint:
+    """A copy of the checkpoint with role, layer and expert set on every tensor, warning about unmatched names."""
+    results = classify_names((t.name for t in checkpoint.tensors), rules)
+    tensors = tuple(t.with_(role=r, layer=layer, expert=x) for t, (r, layer, x) in zip(checkpoint.tensors, results))
+    return checkpoint.with_(tensors=tensors, warnings=checkpoint.warnings + _unmatched_warning(tensors))
+
+
+def _unmatched_warning(tensors: tuple[TensorInfo, ...]) -> tuple[str, ...]:
+    unmatched = [t.name for t in tensors if t.role == "other"]
+    if not unmatched:
+        return ()
+    shown = ", ".join(repr(n) for n in unmatched[:MAX_UNMATCHED_NAMED])
+    more = f" and {len(unmatched) - MAX_UNMATCHED_NAMED} more" if len(unmatched) > MAX_UNMATCHED_NAMED else ""
+    return (f"{len(unmatched)} tensors match no role rule and count as 'other': {shown}{more}",)
+
+
+def describe(rules: RoleRules) -> list[dict[str, Any]]:
+    return [{"id": r.id, "role": r.role, "line": r.line} for r in rules.rules]

@@ -1,0 +1,91 @@
+"""Exact aggregates of a placed checkpoint: by role, layer, dtype and device. Integers only; rendering is elsewhere."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from .model import ROLES, Checkpoint, TensorInfo
+from .placement.devices import device_sort_key
+
+
+@dataclass(frozen=True)
+class Group:
+    """Totals of the tensors that share one key (a role, a layer, a dtype, a device)."""
+
+    key: str
+    tensors: int
+    params: int
+    bytes: int
+    dtypes: tuple[tuple[str, int], ...]  # (dtype, bytes), largest first
+    roles: tuple["Group", ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """Everything `inspect` reports: the placed checkpoint and its aggregates."""
+
+    checkpoint: Checkpoint
+    plan: str  # one line saying how devices were chosen
+    by_role: tuple[Group, ...]
+    by_device: tuple[Group, ...]
+
+    @property
+    def bytes(self) -> int:
+        return self.checkpoint.nbytes
+
+    @property
+    def params(self) -> int:
+        return self.checkpoint.params
+
+
+def group(tensors: Iterable[TensorInfo], key: Callable[[TensorInfo], str], order: Callable[[str], object] = str,
+          with_roles: bool = False) -> tuple[Group, ...]:
+    """Sum tensors by `key`, sorted by `order`."""
+    buckets: dict[str, list[TensorInfo]] = {}
+    for t in tensors:
+        buckets.setdefault(key(t), []).append(t)
+    return tuple(_totals(k, buckets[k], with_roles) for k in sorted(buckets, key=order))
+
+
+def _totals(key: str, tensors: list[TensorInfo], with_roles: bool) -> Group:
+    dtypes: dict[str, int] = {}
+    for t in tensors:
+        dtypes[t.dtype] = dtypes.get(t.dtype, 0) + t.nbytes
+    roles = by_role(tensors) if with_roles else ()
+    return Group(
+        key=key,
+        tensors=len(tensors),
+        params=sum(t.params for t in tensors),
+        bytes=sum(t.nbytes for t in tensors),
+        dtypes=tuple(sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0]))),
+        roles=roles,
+    )
+
+
+def by_role(tensors: Iterable[TensorInfo]) -> tuple[Group, ...]:
+    return group(tensors, lambda t: t.role, ROLES.index)
+
+
+def by_device(tensors: Iterable[TensorInfo]) -> tuple[Group, ...]:
+    return group(tensors, lambda t: t.device or "unplaced", device_sort_key, with_roles=True)
+
+
+def by_dtype(tensors: Iterable[TensorInfo]) -> tuple[Group, ...]:
+    return group(tensors, lambda t: t.dtype)
+
+
+def layer_key(t: TensorInfo) -> str:
+    return "-" if t.layer is None else str(t.layer)
+
+
+def _layer_order(key: str) -> tuple[int, int]:
+    return (1, 0) if key == "-" else (0, int(key))
+
+
+def by_layer(tensors: Iterable[TensorInfo]) -> tuple[Group, ...]:
+    """Per block index; tensors outside blocks (embeddings, output, vision) under `-`."""
+    return group(tensors, layer_key, _layer_order, with_roles=True)
+
+
+def summarize(checkpoint: Checkpoint, plan: str) -> Inspection:
+    return Inspection(checkpoint, plan, by_role(checkpoint.tensors), by_device(checkpoint.tensors))
