@@ -21,7 +21,10 @@ def resolve(source: str, *, quant: str | None = None) -> ResolvedSource:
 
 def load(source: str, *, quant: str | None = None, rules: RoleRules | str | None = None) -> Checkpoint:
     """Read every header of SOURCE and give each tensor its role, layer and expert."""
-    checkpoint = read_checkpoint(resolve(source, quant=quant))
+    resolved = resolve(source, quant=quant)
+    checkpoint = read_checkpoint(resolved)
+    if resolved.fetch_stats is not None:
+        checkpoint = checkpoint.with_(fetch=resolved.fetch_stats())
     role_rules = rules if isinstance(rules, RoleRules) else load_rules(rules)
     return assign_roles(checkpoint, role_rules)
 

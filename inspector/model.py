@@ -71,6 +71,7 @@ class Checkpoint:
     metadata: Mapping[str, Any] = field(default_factory=dict)
     config: Mapping[str, Any] | None = None
     warnings: tuple[str, ...] = ()
+    fetch: Mapping[str, int] | None = None  # remote sources: {"requests": n, "bytes": n} spent reading headers
 
     @property
     def params(self) -> int:

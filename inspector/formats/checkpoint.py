@@ -44,10 +44,15 @@ def _gguf_checkpoint(resolved: ResolvedSource) -> Checkpoint:
     _check_unique_names(resolved.description, tensors)
     files = tuple(FileInfo(h.source, h.file_size, h.data_offset, h.expected_size) for h in headers)
     metadata = {k: v for k, v in headers[0].metadata.items() if k not in SPLIT_KEYS}
+    architecture = metadata.get("general.architecture")
+    if architecture is not None and not isinstance(architecture, str):
+        # A corrupt header can store any type here; report.py escapes the name as text and crashed on an int.
+        warnings.append(f"{headers[0].source}: general.architecture is {architecture!r}, not a string; ignored")
+        architecture = None
     return Checkpoint(
         source=resolved.description,
         format="gguf",
-        architecture=metadata.get("general.architecture"),
+        architecture=architecture,
         files=files,
         tensors=tensors,
         metadata=metadata,
@@ -62,7 +67,10 @@ def _check_split(headers: list[GgufHeader]) -> list[str]:
     count = first.get("split.count")
     if len(headers) == 1:
         if isinstance(count, int) and count > 1:
-            return [f"{headers[0].source}: is shard {first.get('split.no', 0) + 1} of a {count}-file split set, "
+            no = first.get("split.no", 0)
+            # split.no comes from the file: `no + 1` raised TypeError (a traceback) when it was a string.
+            shard = f"shard {no + 1}" if isinstance(no, int) else f"a shard (split.no {no!r})"
+            return [f"{headers[0].source}: is {shard} of a {count}-file split set, "
                     "but its name does not say so; only this file was read"]
         return []
     if count != len(headers):
@@ -91,7 +99,7 @@ def _safetensors_checkpoint(resolved: ResolvedSource) -> Checkpoint:
     tensors, param_warnings = logical_params(tensors, resolved.config)
     files = tuple(FileInfo(h.source, h.file_size, h.data_offset, h.expected_size) for h in headers)
     config = resolved.config or {}
-    architecture = config.get("model_type") or next(iter(config.get("architectures") or []), None)
+    architecture = _config_architecture(config)
     return Checkpoint(
         source=resolved.description,
         format="safetensors",
@@ -118,11 +126,31 @@ def _index_warnings(
     extra = [t.name for t in tensors if t.name not in weight_map]
     if extra:
         warnings.append(f"shards hold {len(extra)} tensors the index does not list, e.g. {extra[0]!r}")
-    total = (index.get("metadata") or {}).get("total_size")
+    metadata = index.get("metadata")
+    if metadata is not None and not isinstance(metadata, dict):
+        # `.get` on a list or string from a corrupt index raised AttributeError (a traceback).
+        warnings.append(f"index metadata is a {type(metadata).__name__}, not an object; total_size not checked")
+        metadata = None
+    total = (metadata or {}).get("total_size")
     actual = sum(t.nbytes for t in tensors)
-    if isinstance(total, int) and total != actual:
+    if isinstance(total, int) and not isinstance(total, bool) and total != actual:
         warnings.append(f"index metadata.total_size is {total:,} bytes but the shards' tensors hold {actual:,}")
     return warnings
+
+
+def _config_architecture(config: Mapping[str, Any]) -> str | None:
+    """`model_type`, else the first of `architectures`; only strings count.
+
+    config.json is untrusted: `architectures: 5` made `iter()` raise TypeError and a non-string `model_type`
+    crashed the report, which escapes the architecture as text.
+    """
+    model_type = config.get("model_type")
+    if isinstance(model_type, str) and model_type:
+        return model_type
+    archs = config.get("architectures")
+    if isinstance(archs, list) and archs and isinstance(archs[0], str):
+        return archs[0]
+    return None
 
 
 def _check_unique_names(source: str, tensors: tuple[TensorInfo, ...]) -> None:

@@ -24,6 +24,7 @@ class HeaderCursor:
         self.limit = limit  # absolute offset past which the header may not extend
         self.endian = endian
         self._buf = bytearray()
+        self._start = start
         self._base = start  # absolute offset of _buf[0]
         self._pos = 0  # position inside _buf
         self._chunk = FIRST_CHUNK
@@ -45,8 +46,14 @@ class HeaderCursor:
         missing = self._pos + n - len(self._buf)
         if missing <= 0:
             return
+        # The file's end is checked before the cap: callers pass limit=min(file size, cap), so a truncated file
+        # used to be reported as "header longer than the <file size>-byte cap", blaming a cap that is not the
+        # problem. (The cap is also measured from the header start, not from `_base`, which moves forward as
+        # parsed bytes are dropped.)
+        if self.offset + n > self._size:
+            raise self._truncated(n, what)
         if self.offset + n > self.limit:
-            raise self.fail(f"header longer than the {self.limit - self._base:,}-byte cap while reading {what}")
+            raise self.fail(f"header longer than the {self.limit - self._start:,}-byte cap while reading {what}")
         if self._pos > len(self._buf) // 2:  # forget parsed bytes; keeps memory near one chunk
             del self._buf[: self._pos]
             self._base += self._pos
@@ -56,12 +63,15 @@ class HeaderCursor:
         data = self.source.read(end, min(want, self.limit - end))
         self._chunk = min(self._chunk * 2, MAX_CHUNK)
         self._buf += data
-        if len(data) < missing:
-            raise self.fail(
-                f"file ends inside the header while reading {what} "
-                f"(needs {self.offset + n:,} bytes, file has {self._size:,})",
-                hint="the file is truncated or not a model file",
-            )
+        if len(data) < missing:  # the source returned less than its size() promised
+            raise self._truncated(n, what)
+
+    def _truncated(self, n: int, what: str) -> FormatError:
+        return self.fail(
+            f"file ends inside the header while reading {what} "
+            f"(needs {self.offset + n:,} bytes, file has {self._size:,})",
+            hint="the file is truncated or not a model file",
+        )
 
     def unpack(self, fmt: str, size: int, what: str) -> tuple:
         self._fill(size, what)

@@ -26,6 +26,7 @@ MAX_TENSOR_NAME_LEN = 4096
 MAX_TENSORS = 10_000_000
 MAX_KVS = 1_000_000
 MAX_ARRAY_DEPTH = 8
+INT64_MAX = (1 << 63) - 1  # ggml's ne[] are int64_t
 MAX_ELEMENTS = 1 << 50  # ~1e15 elements in one tensor: far beyond any real model
 # Arrays larger than these are skipped and kept as a LazyArray (tokenizer tokens, scores, merges).
 EAGER_STRING_ITEMS = 1024
@@ -130,8 +131,13 @@ def _check_count(cur: HeaderCursor, count: int, cap: int, min_item_bytes: int, w
 
 def _read_string(cur: HeaderCursor, cap: int, what: str) -> str:
     n = cur.u64(f"{what} length")
-    if n > cap or n > cur.remaining():
-        raise cur.fail(f"{what}: length {n:,} exceeds the {cap:,}-byte cap or the file")
+    # Two messages, not one "exceeds the cap or the file": a string cut by the end of a truncated file is the
+    # common case and must say so; a length beyond the cap is a hostile or corrupt header.
+    if n > cap:
+        raise cur.fail(f"{what}: length {n:,} exceeds the {cap:,}-byte cap", hint="the file is corrupt")
+    if n > cur.remaining():
+        raise cur.fail(f"file ends inside the header while reading {what}: length {n:,} but only "
+                       f"{cur.remaining():,} bytes are left", hint="the file is truncated or not a model file")
     raw = cur.take(n, what)
     try:
         return raw.decode("utf-8")
@@ -198,6 +204,11 @@ def _read_tensor_info(cur: HeaderCursor) -> tuple[str, tuple[int, ...], int, int
     if n_dims > MAX_DIMS:
         raise cur.fail(f"tensor {name!r} has {n_dims} dimensions; GGUF allows at most {MAX_DIMS}")
     ne = cur.unpack(f"{n_dims}Q", 8 * n_dims, f"shape of {name!r}") if n_dims else ()
+    # ggml reads ne as int64 and rejects negative ones (gguf.cpp: "has invalid number of elements"); without this
+    # a shape like (2**63, 0) has 0 elements, slips past MAX_ELEMENTS and is shown as a 0-byte tensor.
+    for j, n in enumerate(ne):
+        if n > INT64_MAX:
+            raise cur.fail(f"tensor {name!r} dimension {j} is {n:,}, negative as ggml's int64; the file is corrupt")
     type_id, rel_offset = cur.unpack("IQ", 12, f"type and offset of {name!r}")
     elements = 1
     for n in ne:

