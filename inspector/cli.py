@@ -10,6 +10,7 @@ import click
 
 from . import api
 from .errors import CkptSizeError
+from .placement.llamacpp import LlamaCppFlags, parse_n_gpu_layers, parse_override_tensor, parse_tensor_split
 from .report import FORMATS, VIEWS, render, safe
 
 
@@ -17,9 +18,11 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("CKPT_SIZE_DEBUG") == "1"
 
 
-def _warn(warnings: tuple[str, ...]) -> None:
+def _warn(warnings: tuple[str, ...], notes: tuple[str, ...] = ()) -> None:
     for w in warnings:
         click.echo(f"Warning: {safe(w)}", err=True)
+    for n in notes:
+        click.echo(f"Note: {safe(n)}", err=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
@@ -37,6 +40,40 @@ def common_output_options(f: Any) -> Any:
     return f
 
 
+def llamacpp_options(f: Any) -> Any:
+    """llama.cpp's offload flags, spelled as llama.cpp spells them (docs/placement.md)."""
+    options = [
+        click.option("-ngl", "--n-gpu-layers", "ngl", metavar="N", help="llama.cpp: layers on GPUs (N, all, auto)."),
+        click.option("-ot", "--override-tensor", "override_tensor", multiple=True, metavar="REGEX=BUFT[,..]",
+                     help="llama.cpp: tensors matching REGEX on buffer BUFT (CPU, CUDA0 …); first match wins."),
+        click.option("--cpu-moe", "-cmoe", "cpu_moe", is_flag=True, help="llama.cpp: all routed experts on the CPU."),
+        click.option("--n-cpu-moe", "-ncmoe", "n_cpu_moe", type=click.IntRange(min=0), metavar="N",
+                     help="llama.cpp: routed experts of blocks 0..N-1 on the CPU."),
+        click.option("-ts", "--tensor-split", "tensor_split", metavar="A,B,..",
+                     help="llama.cpp: proportions of layers per GPU."),
+        click.option("-sm", "--split-mode", "split_mode", type=click.Choice(["none", "layer", "row"]),
+                     default="layer", show_default=True, help="llama.cpp: how to split across GPUs."),
+        click.option("-mg", "--main-gpu", "main_gpu", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="llama.cpp: the GPU for -sm none / row."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def llamacpp_flags(ngl: str | None, override_tensor: tuple[str, ...], cpu_moe: bool, n_cpu_moe: int | None,
+                   tensor_split: str | None, split_mode: str, main_gpu: int) -> LlamaCppFlags:
+    return LlamaCppFlags(
+        n_gpu_layers=parse_n_gpu_layers(ngl) if ngl is not None else None,
+        override_tensor=parse_override_tensor(override_tensor),
+        cpu_moe=cpu_moe,
+        n_cpu_moe=n_cpu_moe,
+        tensor_split=parse_tensor_split(tensor_split) if tensor_split else None,
+        split_mode=split_mode,
+        main_gpu=main_gpu,
+    )
+
+
 @cli.command()
 @click.argument("source")
 @common_output_options
@@ -45,15 +82,17 @@ def common_output_options(f: Any) -> Any:
               help="Device for every tensor no other option places.")
 @click.option("--quant", "quant", metavar="NAME",
               help="In a folder holding several GGUF quants, inspect the one named NAME (e.g. Q4_K_M).")
+@llamacpp_options
 def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | None, default_device: str,
-            quant: str | None) -> None:
+            quant: str | None, **llama: Any) -> None:
     """Sizes of SOURCE by role, layer, dtype, device or tensor.
 
     SOURCE is a .gguf file (any shard of a split set loads the whole set), a .safetensors file, a
     model.safetensors.index.json, or a directory holding one of those.
     """
-    result = api.inspect(source, experts_on=experts_on, default_device=default_device, quant=quant)
-    _warn(result.checkpoint.warnings)
+    result = api.inspect(source, experts_on=experts_on, default_device=default_device, quant=quant,
+                         llamacpp=llamacpp_flags(**llama))
+    _warn(result.checkpoint.warnings, result.notes)
     click.echo(render(result, view=view, fmt=fmt), nl=False)
 
 

@@ -89,6 +89,8 @@ def to_json(result: Inspection, *, view: str = "role") -> dict[str, Any]:
         "params": result.params,
         "bytes": result.bytes,
         "plan": result.plan,
+        "flags": result.flags_line,
+        "notes": list(result.notes),
         "roles": {g.key: _group_json(g) for g in result.by_role},
         "devices": {g.key: _group_json(g) for g in result.by_device},
         "warnings": list(ck.warnings),
@@ -160,7 +162,7 @@ def _summary_lines(result: Inspection) -> list[list[str]]:
         ["params", f"{result.params:,} ({human_count(result.params)})"],
         ["bytes", f"{result.bytes:,} ({human_bytes(result.bytes)})"],
         ["plan", result.plan],
-    ]
+    ] + ([["flags", result.flags_line]] if result.flags_line else [])
 
 
 def _text(result: Inspection, view: str, *, markdown: bool) -> str:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 from .model import ROLES, Checkpoint, TensorInfo
 from .placement.devices import device_sort_key
@@ -28,6 +28,9 @@ class Inspection:
     plan: str  # one line saying how devices were chosen
     by_role: tuple[Group, ...]
     by_device: tuple[Group, ...]
+    flags_line: str | None = None  # runtime flags that reproduce the plan (llama.cpp)
+    notes: tuple[str, ...] = ()  # what the plan assumed, one sentence each
+    extras: Mapping[str, Any] = field(default_factory=dict)  # quant prediction, memory plan, budgets…
 
     @property
     def bytes(self) -> int:
@@ -66,8 +69,11 @@ def by_role(tensors: Iterable[TensorInfo]) -> tuple[Group, ...]:
     return group(tensors, lambda t: t.role, ROLES.index)
 
 
+NOT_LOADED = "not loaded"  # tensors the runtime skips (llama.cpp's MTP layers without MTP drafting)
+
+
 def by_device(tensors: Iterable[TensorInfo]) -> tuple[Group, ...]:
-    return group(tensors, lambda t: t.device or "unplaced", device_sort_key, with_roles=True)
+    return group(tensors, lambda t: t.device or NOT_LOADED, device_sort_key, with_roles=True)
 
 
 def by_dtype(tensors: Iterable[TensorInfo]) -> tuple[Group, ...]:
@@ -87,5 +93,7 @@ def by_layer(tensors: Iterable[TensorInfo]) -> tuple[Group, ...]:
     return group(tensors, layer_key, _layer_order, with_roles=True)
 
 
-def summarize(checkpoint: Checkpoint, plan: str) -> Inspection:
-    return Inspection(checkpoint, plan, by_role(checkpoint.tensors), by_device(checkpoint.tensors))
+def summarize(checkpoint: Checkpoint, plan: str, *, flags_line: str | None = None,
+              notes: tuple[str, ...] = ()) -> Inspection:
+    return Inspection(checkpoint, plan, by_role(checkpoint.tensors), by_device(checkpoint.tensors),
+                      flags_line=flags_line, notes=notes)

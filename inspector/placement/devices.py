@@ -23,4 +23,4 @@ def device_sort_key(device: str) -> tuple[int, int]:
     """GPUs in index order first, then the CPU."""
     if device.startswith("cuda:"):
         return (0, int(device.split(":")[1]))
-    return (1, 0)
+    return (1, 0) if device == "cpu" else (2, 0)
