@@ -1,13 +1,16 @@
 """The library entry points: `load` a checkpoint with roles, `inspect` it under a placement."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 from .errors import SourceError, UsageError
 from .formats import read_checkpoint
 from .model import Checkpoint
 from .placement import LlamaCppFlags, normalize_device, place_llamacpp, place_simple
+from .quant import COMMON_FTYPES, Prediction, QuantOptions, predict, resolve_ftype
+from .quant.convert import to_gguf_view
 from .roles import RoleRules, assign_roles, load_rules
 from .sources import ResolvedSource, resolve_local
 from .summary import Inspection, summarize
@@ -36,12 +39,44 @@ def resolve(source: str, *, quant: str | None = None) -> ResolvedSource:
 
 def load(source: str, *, quant: str | None = None, rules: RoleRules | str | None = None) -> Checkpoint:
     """Read every header of SOURCE and give each tensor its role, layer and expert."""
+    return _load(source, quant, rules)[0]
+
+
+def _load(source: str, quant: str | None, rules: RoleRules | str | None = None) -> tuple[Checkpoint, bool]:
+    """The checkpoint, and whether its files already are the quant asked for (named so)."""
     resolved = resolve(source, quant=quant)
     checkpoint = read_checkpoint(resolved)
     if resolved.fetch_stats is not None:
         checkpoint = checkpoint.with_(fetch=resolved.fetch_stats())
     role_rules = rules if isinstance(rules, RoleRules) else load_rules(rules)
-    return assign_roles(checkpoint, role_rules)
+    return assign_roles(checkpoint, role_rules), resolved.quant_selected
+
+
+def already_quant(checkpoint: Checkpoint, options: QuantOptions) -> bool:
+    """A GGUF whose `general.file_type` is the file type asked for needs no prediction."""
+    if checkpoint.format != "gguf" or checkpoint.metadata.get("ckpt_size.converter"):
+        return False
+    return checkpoint.metadata.get("general.file_type") == resolve_ftype(options.ftype, options.rules).ftype
+
+
+def predict_quant(checkpoint: Checkpoint, options: QuantOptions) -> Prediction:
+    """What llama-quantize would write; safetensors go through the converter's GGUF view first."""
+    view = to_gguf_view(checkpoint) if checkpoint.format == "safetensors" else checkpoint
+    return predict(view, options)
+
+
+def quant_summary(prediction: Prediction) -> dict[str, Any]:
+    """The JSON-ready facts of a prediction: which parts are exact and which are estimated."""
+    return {
+        "mode": "predicted",
+        "ftype": prediction.ftype.name if prediction.ftype else prediction.options.ftype if prediction.options else None,
+        "rules": prediction.options.rules if prediction.options else "current",
+        "file_size": prediction.file_size,
+        "header_bytes": prediction.header_bytes,
+        "header_exact": prediction.header_exact,
+        "data_bytes": prediction.data_bytes,
+        "notes": list(prediction.notes),
+    }
 
 
 def place(checkpoint: Checkpoint, options: PlacementOptions) -> Inspection:
@@ -64,15 +99,55 @@ def inspect(
     *,
     experts_on: str | None = None,
     default_device: str = "cuda:0",
-    quant: str | None = None,
+    quant: str | QuantOptions | None = None,
     llamacpp: LlamaCppFlags | None = None,
 ) -> Inspection:
-    """Load (unless given a Checkpoint) and place it.
+    """Load (unless given a Checkpoint), apply `--quant`, and place it.
 
     Args:
         experts_on: the literal plan: routed experts on this device, the rest on `default_device`.
         llamacpp: llama.cpp offload flags; the plan llama.cpp itself would make (exclusive with `experts_on`).
-        quant: in a folder of several GGUF quants, the one to read.
+        quant: "this model at NAME": files of that quant when the source holds them (a folder of quants, a
+            file named so, a GGUF whose file type is NAME), else llama-quantize's prediction from the most
+            precise tensors available. A QuantOptions carries llama-quantize's overrides.
     """
-    checkpoint = source if isinstance(source, Checkpoint) else load(source, quant=quant)
-    return place(checkpoint, PlacementOptions(experts_on, default_device, llamacpp))
+    options = QuantOptions(quant) if isinstance(quant, str) else quant
+    placement = PlacementOptions(experts_on, default_device, llamacpp)
+    placement.check()
+    if isinstance(source, Checkpoint):
+        checkpoint, selected = source, False
+    else:
+        checkpoint, selected = _load(source, options.ftype if options else None)
+    if options is None:
+        return place(checkpoint, placement)
+    if selected or already_quant(checkpoint, options):
+        result = place(checkpoint, placement)
+        return replace(result, extras={"quant": {"mode": "selected", "ftype": options.ftype}})
+    prediction = predict_quant(checkpoint, options)
+    result = place(prediction.checkpoint, placement)
+    return replace(result, extras={"quant": quant_summary(prediction)}, notes=result.notes + prediction.notes)
+
+
+@dataclass(frozen=True)
+class QuantRow:
+    """One line of `--quant-list`: a file type's predicted file size and bytes per device."""
+
+    ftype: str
+    file_size: int
+    header_exact: bool
+    devices: dict[str, int]
+
+
+def quant_list(source: str | Checkpoint, *, options: QuantOptions | None = None,
+               placement: PlacementOptions = PlacementOptions(), ftypes: tuple[str, ...] = COMMON_FTYPES
+               ) -> tuple[Checkpoint, list[QuantRow]]:
+    """Every common file type predicted from the most precise tensors, placed as `placement` says."""
+    placement.check()
+    checkpoint = source if isinstance(source, Checkpoint) else load(source)
+    rows = []
+    for ftype in ftypes:
+        prediction = predict_quant(checkpoint, replace(options or QuantOptions(ftype), ftype=ftype))
+        placed = place(prediction.checkpoint, placement)
+        rows.append(QuantRow(ftype, prediction.file_size, prediction.header_exact,
+                             {g.key: g.bytes for g in placed.by_device}))
+    return checkpoint, rows

@@ -9,9 +9,10 @@ from typing import Any
 import click
 
 from . import api
-from .errors import CkptSizeError
+from .errors import CkptSizeError, UsageError
 from .placement.llamacpp import LlamaCppFlags, parse_n_gpu_layers, parse_override_tensor, parse_tensor_split
-from .report import FORMATS, VIEWS, render, safe
+from .quant import QuantOptions, parse_tensor_type, parse_tensor_type_file
+from .report import FORMATS, VIEWS, render, render_quant_list, safe
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -61,6 +62,57 @@ def llamacpp_options(f: Any) -> Any:
     return f
 
 
+def quant_options(f: Any) -> Any:
+    """`--quant NAME` and llama-quantize's own overrides (docs/quantization.md)."""
+    options = [
+        click.option("--quant", "quant", metavar="NAME",
+                     help="This model at NAME (Q4_K_M, IQ4_XS …): the files of that quant when SOURCE holds them, "
+                          "else llama-quantize's prediction."),
+        click.option("--quant-list", "quant_list", is_flag=True,
+                     help="One row per common file type: predicted file size and bytes per device."),
+        click.option("--quant-rules", "quant_rules", type=click.Choice(["current", "legacy"]), default="current",
+                     show_default=True, help="llama.cpp's rules of 2026, or of mid-2025 (most Hub files)."),
+        click.option("--tensor-type", "tensor_type", multiple=True, metavar="REGEX=TYPE",
+                     help="llama-quantize --tensor-type: tensors matching REGEX get TYPE."),
+        click.option("--tensor-type-file", "tensor_type_file", type=click.Path(dir_okay=False), metavar="FILE",
+                     help="llama-quantize --tensor-type-file: regex=type lines."),
+        click.option("--pure", is_flag=True, help="llama-quantize --pure: no mixture, the default type everywhere."),
+        click.option("--output-tensor-type", "output_tensor_type", metavar="TYPE", help="Type of output.weight."),
+        click.option("--token-embedding-type", "token_embedding_type", metavar="TYPE", help="Type of token_embd."),
+        click.option("--imatrix", is_flag=True, help="Predict as if an importance matrix were given."),
+        click.option("--allow-requantize/--no-allow-requantize", "allow_requantize", default=True,
+                     show_default=True, help="Requantize tensors that are already quantized (llama-quantize's "
+                                             "--allow-requantize; without it, llama-quantize refuses)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+QUANT_KEYS = ("quant", "quant_rules", "tensor_type", "tensor_type_file", "pure", "output_tensor_type",
+              "token_embedding_type", "imatrix", "allow_requantize")
+
+
+def split_options(rest: dict[str, Any]) -> tuple[QuantOptions, bool, dict[str, Any]]:
+    """Take the quant options out of `rest`: QuantOptions (ftype COPY when --quant is absent), whether --quant
+    was given, and the remaining (llama.cpp) options."""
+    q = {k: rest.pop(k) for k in QUANT_KEYS}
+    tensor_types = tuple(parse_tensor_type(v) for v in q["tensor_type"])
+    if q["tensor_type_file"]:
+        tensor_types += parse_tensor_type_file(q["tensor_type_file"])
+    options = QuantOptions(
+        ftype=q["quant"] or "COPY",
+        rules=q["quant_rules"],
+        tensor_types=tensor_types,
+        output_tensor_type=q["output_tensor_type"],
+        token_embedding_type=q["token_embedding_type"],
+        pure=q["pure"],
+        imatrix=q["imatrix"],
+        allow_requantize=q["allow_requantize"],
+    )
+    return options, q["quant"] is not None, rest
+
+
 def llamacpp_flags(ngl: str | None, override_tensor: tuple[str, ...], cpu_moe: bool, n_cpu_moe: int | None,
                    tensor_split: str | None, split_mode: str, main_gpu: int) -> LlamaCppFlags:
     return LlamaCppFlags(
@@ -80,18 +132,26 @@ def llamacpp_flags(ngl: str | None, override_tensor: tuple[str, ...], cpu_moe: b
 @click.option("--experts-on", metavar="DEVICE", help="Put routed experts on DEVICE (cpu, cuda:N).")
 @click.option("--default-device", metavar="DEVICE", default="cuda:0", show_default=True,
               help="Device for every tensor no other option places.")
-@click.option("--quant", "quant", metavar="NAME",
-              help="In a folder holding several GGUF quants, inspect the one named NAME (e.g. Q4_K_M).")
+@quant_options
 @llamacpp_options
 def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | None, default_device: str,
-            quant: str | None, **llama: Any) -> None:
+            quant_list: bool, **rest: Any) -> None:
     """Sizes of SOURCE by role, layer, dtype, device or tensor.
 
     SOURCE is a .gguf file (any shard of a split set loads the whole set), a .safetensors file, a
     model.safetensors.index.json, or a directory holding one of those.
     """
-    result = api.inspect(source, experts_on=experts_on, default_device=default_device, quant=quant,
-                         llamacpp=llamacpp_flags(**llama))
+    quant, quant_given, llama = split_options(rest)
+    placement = api.PlacementOptions(experts_on, default_device, llamacpp_flags(**llama))
+    if quant_list:
+        checkpoint, rows = api.quant_list(source, options=quant, placement=placement)
+        _warn(checkpoint.warnings)
+        click.echo(render_quant_list(checkpoint, rows, fmt=fmt), nl=False)
+        return
+    if not quant_given and quant != QuantOptions("COPY", rules=quant.rules):
+        raise UsageError("llama-quantize options need --quant NAME (or --quant-list)")
+    result = api.inspect(source, experts_on=experts_on, default_device=default_device,
+                         quant=quant if quant_given else None, llamacpp=placement.llamacpp)
     _warn(result.checkpoint.warnings, result.notes)
     click.echo(render(result, view=view, fmt=fmt), nl=False)
 

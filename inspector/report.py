@@ -8,7 +8,8 @@ from typing import Any, Sequence
 
 from tabulate import tabulate
 
-from .model import TensorInfo
+from .model import Checkpoint, TensorInfo
+from .placement.devices import device_sort_key
 from .summary import Group, Inspection, by_dtype, by_layer
 
 VIEWS = ("role", "layer", "dtype", "device", "tensor")
@@ -91,6 +92,7 @@ def to_json(result: Inspection, *, view: str = "role") -> dict[str, Any]:
         "plan": result.plan,
         "flags": result.flags_line,
         "notes": list(result.notes),
+        "quant": result.extras.get("quant"),
         "roles": {g.key: _group_json(g) for g in result.by_role},
         "devices": {g.key: _group_json(g) for g in result.by_device},
         "warnings": list(ck.warnings),
@@ -147,6 +149,42 @@ def _view_groups(result: Inspection, view: str) -> tuple[Group, ...]:
     return result.by_role
 
 
+def _quant_lines(result: Inspection) -> list[list[str]]:
+    q = result.extras.get("quant")
+    if not q:
+        return []
+    if q["mode"] == "selected":
+        return [["quant", f"{q['ftype']}: read from the files of that quant"]]
+    header = "exact" if q["header_exact"] else "estimate"
+    return [["quant", f"{q['ftype']} predicted ({q['rules']} llama.cpp rules)"],
+            ["file", f"{q['file_size']:,} ({human_bytes(q['file_size'])}) = header {q['header_bytes']:,} ({header})"
+                     f" + data {q['data_bytes']:,} (exact)"]]
+
+
+def render_quant_list(checkpoint: Checkpoint, rows: Sequence[Any], *, fmt: str = "table") -> str:
+    """`--quant-list`: one row per file type, file size and bytes per device."""
+    devices = sorted({d for r in rows for d in r.devices}, key=device_sort_key)
+    if fmt == "json":
+        doc = {"source": checkpoint.source, "quants": [
+            {"ftype": r.ftype, "file_size": r.file_size, "header_exact": r.header_exact, "devices": r.devices}
+            for r in rows]}
+        return json.dumps(doc, indent=2) + "\n"
+    human = fmt in ("table", "markdown")
+    table = [[r.ftype, human_bytes(r.file_size) if human else r.file_size]
+             + [(human_bytes(r.devices.get(d, 0)) if human else r.devices.get(d, 0)) for d in devices]
+             for r in rows]
+    headers = ["quant", "file"] + devices
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows(table)
+        return buf.getvalue()
+    title = f"{safe(checkpoint.source)}: predicted llama-quantize outputs (tensor data exact; header as noted)"
+    return title + "\n\n" + tabulate(table, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
+                                     disable_numparse=True) + "\n"
+
+
 # --- table and Markdown ------------------------------------------------------------------------------------
 
 
@@ -162,7 +200,7 @@ def _summary_lines(result: Inspection) -> list[list[str]]:
         ["params", f"{result.params:,} ({human_count(result.params)})"],
         ["bytes", f"{result.bytes:,} ({human_bytes(result.bytes)})"],
         ["plan", result.plan],
-    ] + ([["flags", result.flags_line]] if result.flags_line else [])
+    ] + ([["flags", result.flags_line]] if result.flags_line else []) + _quant_lines(result)
 
 
 def _text(result: Inspection, view: str, *, markdown: bool) -> str:

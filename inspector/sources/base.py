@@ -74,3 +74,6 @@ class ResolvedSource:
     notes: tuple[str, ...] = field(default_factory=tuple)
     # Remote sources report what reading cost so far: {"requests": n, "bytes": n}, listing calls included.
     fetch_stats: Callable[[], dict[str, int]] | None = None
+    # With --quant NAME: True when these files are that quant (named so), False when they are the
+    # highest-precision files to predict NAME from.
+    quant_selected: bool = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -37,13 +37,14 @@ def resolve_local(source: str, *, quant: str | None = None) -> ResolvedSource:
         raise SourceError(f"{source}: no such file or directory")
     if path.is_dir():
         return _resolve_directory(path, quant)
-    return _resolve_file(path)
+    return _resolve_file(path, quant)
 
 
-def _resolve_file(path: Path) -> ResolvedSource:
+def _resolve_file(path: Path, quant: str | None = None) -> ResolvedSource:
     name = path.name
     if name.endswith(".gguf"):
-        return _gguf_source(str(path), split_set_paths(path), path.parent)
+        selected = quant is not None and quant_matches(name, quant)
+        return replace(_gguf_source(str(path), split_set_paths(path), path.parent), quant_selected=selected)
     if name.endswith(".safetensors"):
         return _safetensors_source(str(path), (path,), None, path.parent)
     if name.endswith(".json"):
@@ -74,20 +75,28 @@ def sniff_format(path: Path) -> str | None:
 
 
 def _resolve_directory(path: Path, quant: str | None) -> ResolvedSource:
+    models = find_gguf_models(path)
+    if quant is not None:
+        named = [m for m in models if quant_matches(m.name, quant)]
+        if named:  # the folder already holds that quant: read it
+            model = _select_gguf_model(path, named)
+            return replace(_gguf_source(str(path / model.name), model.paths, path), quant_selected=True)
     indexes = sorted(p for p in path.glob("*.safetensors.index.json") if "consolidated" not in p.name)
-    if indexes and quant is None:
+    if indexes:
         return _index_source(indexes[0])
     tensors_files = sorted(path.glob("*.safetensors"))
     sharded = [p for p in tensors_files if not p.name.startswith("consolidated")]
     # Mistral repos ship consolidated.safetensors beside the HF shards: the same weights, counted once.
     chosen = sharded or tensors_files
-    if chosen and quant is None:
+    if chosen:
         return _safetensors_source(str(path), tuple(chosen), None, path)
-    models = find_gguf_models(path)
     if not models:
         raise SourceError(f"{path}: no .gguf or .safetensors model files in this directory")
-    model = _select_gguf_model(path, models, quant)
-    return _gguf_source(str(path), model.paths, path)
+    if quant is not None:  # predict the quant from the most precise GGUF there is
+        model = max(models, key=lambda m: sum(p.stat().st_size for p in m.paths))
+    else:
+        model = _select_gguf_model(path, models)
+    return _gguf_source(str(path / model.name), model.paths, path)
 
 
 def find_gguf_models(directory: Path) -> list[GgufModel]:
@@ -112,11 +121,7 @@ def quant_matches(name: str, quant: str) -> bool:
     return re.search(rf"(^|[^a-z0-9]){token}($|[^a-z0-9_])", name.lower()) is not None
 
 
-def _select_gguf_model(directory: Path, models: list[GgufModel], quant: str | None) -> GgufModel:
-    if quant is not None:
-        models = [m for m in models if quant_matches(m.name, quant)]
-        if not models:
-            raise SourceError(f"{directory}: no GGUF file or split set named with quant {quant}")
+def _select_gguf_model(directory: Path, models: list[GgufModel]) -> GgufModel:
     if len(models) > 1:
         names = ", ".join(m.name for m in models[:6]) + (" …" if len(models) > 6 else "")
         raise UsageError(

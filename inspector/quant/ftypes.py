@@ -1,0 +1,184 @@
+"""llama.cpp file types (`llama_ftype`) by their llama-quantize names, and the ggml type names they use.
+
+Facts, not code, from ggml-org/llama.cpp:
+- ids: `include/llama.h` `enum llama_ftype` (gguf-py's `LlamaFileType` mirrors it; 0.19.0 lacks Q2_0 = 41);
+- names, aliases and COPY: `tools/quantize/quantize.cpp` `QUANT_OPTIONS` (commit 03161a4e);
+- default tensor type per file type: `src/llama-quant.cpp` `llama_ftype_get_default_type` (current,
+  007dbbf3) and the switch at the top of `llama_model_quantize_impl` (legacy, 8784689f).
+See ../shared/reference/quant-spec.md §1.1 and §3.3.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from types import MappingProxyType
+from typing import Mapping
+
+import gguf
+
+from ..errors import UsageError
+from ..formats.ggml_types import GgmlType, type_by_name
+
+RULE_SETS: Mapping[str, str] = MappingProxyType({
+    "current": "llama.cpp src/llama-quant.cpp at 007dbbf3fd17eefe9b47fee45f48f7ba5e62b714 (2026, after PR #19770)",
+    "legacy": "llama.cpp src/llama-quant.cpp at 8784689fee07c6daabf3487d24e1535534ef6e6b (Aug 2025)",
+})
+
+# gguf 0.19.0's LlamaFileType stops at Q1_0 = 40; llama.h (2026-07) adds LLAMA_FTYPE_MOSTLY_Q2_0 = 41.
+_Q2_0_FTYPE = 41
+
+
+@dataclass(frozen=True)
+class FtypeInfo:
+    """One llama-quantize file type."""
+
+    name: str  # llama-quantize's name, upper case (`Q4_K_M`)
+    ftype: int | None  # the llama_ftype id written as general.file_type; None for COPY (keeps the input's)
+    default_type: str | None  # ggml type most tensors get (`Q4_K`); None for COPY
+    aliases: tuple[str, ...] = ()  # other names llama-quantize accepts for it (`Q4_K` for Q4_K_M)
+    rules: tuple[str, ...] = ("current", "legacy")  # rule sets that know this file type
+
+    @property
+    def quantized(self) -> bool:
+        """Whether the default type is a block-quantized one (F32/F16/BF16 run no mixture rules)."""
+        return self.default_type is not None and is_quantized_type(self.default_type)
+
+
+def _ftype_id(member: str) -> int:
+    return int(gguf.LlamaFileType[member])
+
+
+_CURRENT_ONLY = ("current",)
+
+# (name, LlamaFileType member or id, default ggml type, aliases, rule sets). Order: the file types of llama.cpp's
+# tests/test-quant-type-selection.cpp table, then the 2026 additions, then COPY.
+_TABLE: tuple[tuple[str, str | int | None, str | None, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("F32", "ALL_F32", "F32", (), ("current", "legacy")),
+    ("F16", "MOSTLY_F16", "F16", (), ("current", "legacy")),
+    ("BF16", "MOSTLY_BF16", "BF16", (), ("current", "legacy")),
+    ("Q4_0", "MOSTLY_Q4_0", "Q4_0", (), ("current", "legacy")),
+    ("Q4_1", "MOSTLY_Q4_1", "Q4_1", (), ("current", "legacy")),
+    ("Q5_0", "MOSTLY_Q5_0", "Q5_0", (), ("current", "legacy")),
+    ("Q5_1", "MOSTLY_Q5_1", "Q5_1", (), ("current", "legacy")),
+    ("Q8_0", "MOSTLY_Q8_0", "Q8_0", (), ("current", "legacy")),
+    ("Q2_K", "MOSTLY_Q2_K", "Q2_K", (), ("current", "legacy")),
+    ("Q2_K_S", "MOSTLY_Q2_K_S", "Q2_K", (), ("current", "legacy")),
+    ("Q3_K_S", "MOSTLY_Q3_K_S", "Q3_K", (), ("current", "legacy")),
+    ("Q3_K_M", "MOSTLY_Q3_K_M", "Q3_K", ("Q3_K",), ("current", "legacy")),
+    ("Q3_K_L", "MOSTLY_Q3_K_L", "Q3_K", (), ("current", "legacy")),
+    ("Q4_K_S", "MOSTLY_Q4_K_S", "Q4_K", (), ("current", "legacy")),
+    ("Q4_K_M", "MOSTLY_Q4_K_M", "Q4_K", ("Q4_K",), ("current", "legacy")),
+    ("Q5_K_S", "MOSTLY_Q5_K_S", "Q5_K", (), ("current", "legacy")),
+    ("Q5_K_M", "MOSTLY_Q5_K_M", "Q5_K", ("Q5_K",), ("current", "legacy")),
+    ("Q6_K", "MOSTLY_Q6_K", "Q6_K", (), ("current", "legacy")),
+    ("IQ1_S", "MOSTLY_IQ1_S", "IQ1_S", (), ("current", "legacy")),
+    ("IQ1_M", "MOSTLY_IQ1_M", "IQ1_M", (), ("current", "legacy")),
+    ("IQ2_XXS", "MOSTLY_IQ2_XXS", "IQ2_XXS", (), ("current", "legacy")),
+    ("IQ2_XS", "MOSTLY_IQ2_XS", "IQ2_XS", (), ("current", "legacy")),
+    ("IQ2_S", "MOSTLY_IQ2_S", "IQ2_XS", (), ("current", "legacy")),  # IQ2_S files use IQ2_XS blocks
+    ("IQ2_M", "MOSTLY_IQ2_M", "IQ2_S", (), ("current", "legacy")),  # IQ2_M files use IQ2_S blocks
+    ("IQ3_XXS", "MOSTLY_IQ3_XXS", "IQ3_XXS", (), ("current", "legacy")),
+    ("IQ3_XS", "MOSTLY_IQ3_XS", "IQ3_S", (), ("current", "legacy")),  # IQ3_XS files use IQ3_S blocks
+    ("IQ3_S", "MOSTLY_IQ3_S", "IQ3_S", (), ("current", "legacy")),
+    ("IQ3_M", "MOSTLY_IQ3_M", "IQ3_S", (), ("current", "legacy")),
+    ("IQ4_NL", "MOSTLY_IQ4_NL", "IQ4_NL", (), ("current", "legacy")),
+    ("IQ4_XS", "MOSTLY_IQ4_XS", "IQ4_XS", (), ("current", "legacy")),
+    ("TQ1_0", "MOSTLY_TQ1_0", "TQ1_0", (), ("current", "legacy")),
+    ("TQ2_0", "MOSTLY_TQ2_0", "TQ2_0", (), ("current", "legacy")),
+    ("MXFP4_MOE", "MOSTLY_MXFP4_MOE", "MXFP4", (), ("current", "legacy")),
+    # 2026 additions (current rules only). NVFP4 has a default type in llama-quant.cpp, but quantize.cpp's
+    # QUANT_OPTIONS (03161a4e) does not list it: convert_hf_to_gguf.py writes it for ModelOpt NVFP4 checkpoints.
+    ("NVFP4", "MOSTLY_NVFP4", "NVFP4", (), _CURRENT_ONLY),
+    ("Q1_0", "MOSTLY_Q1_0", "Q1_0", (), _CURRENT_ONLY),
+    ("Q2_0", _Q2_0_FTYPE, "Q2_0", (), _CURRENT_ONLY),
+    # COPY: quantize.cpp sets only_copy; every tensor keeps its type and general.file_type keeps the input's.
+    ("COPY", None, None, (), ("current", "legacy")),
+)
+
+
+def _build() -> dict[str, FtypeInfo]:
+    table: dict[str, FtypeInfo] = {}
+    for name, member, default, aliases, rules in _TABLE:
+        ftype = member if isinstance(member, int) or member is None else _ftype_id(member)
+        table[name] = FtypeInfo(name, ftype, default, aliases, rules)
+    return table
+
+
+FTYPES: Mapping[str, FtypeInfo] = MappingProxyType(_build())
+
+# The file types --quant-list shows, smallest first: the ones people publish and download.
+COMMON_FTYPES: tuple[str, ...] = (
+    "IQ2_XXS", "IQ2_M", "Q2_K", "IQ3_XXS", "Q3_K_S", "Q3_K_M", "Q3_K_L", "IQ4_XS",
+    "Q4_0", "Q4_K_S", "Q4_K_M", "Q5_K_S", "Q5_K_M", "Q6_K", "Q8_0", "BF16",
+)
+
+_ALIASES: Mapping[str, str] = MappingProxyType({a: info.name for info in FTYPES.values() for a in info.aliases})
+
+
+def ftype_names(rules: str = "current") -> list[str]:
+    """Every name (aliases included) the rule set accepts, in table order."""
+    names: list[str] = []
+    for info in FTYPES.values():
+        if rules in info.rules:
+            names.append(info.name)
+            names.extend(info.aliases)
+    return names
+
+
+def resolve_ftype(name: str, rules: str = "current") -> FtypeInfo:
+    """The file type for a llama-quantize name or alias (any case) or numeric id, as llama-quantize parses it.
+
+    Raises:
+        UsageError: unknown name, or a file type the chosen rule set does not have; lists the valid names.
+    """
+    check_rules(rules)
+    key = name.strip().upper()
+    key = _ALIASES.get(key, key)
+    info = FTYPES.get(key)
+    if info is None and key.isdigit():  # quantize.cpp also accepts the numeric llama_ftype id
+        info = next((i for i in FTYPES.values() if i.ftype == int(key) and i.name != "COPY"), None)
+    if info is None or rules not in info.rules:
+        why = "unknown file type" if info is None else f"file type not known to the {rules} rules"
+        raise UsageError(f"{why} {name!r}; valid names: {', '.join(ftype_names(rules))}")
+    return info
+
+
+def check_rules(rules: str) -> None:
+    if rules not in RULE_SETS:
+        raise UsageError(f"unknown quantization rule set {rules!r}; choose one of: {', '.join(RULE_SETS)}")
+
+
+# ggml's non-block types: ggml_is_quantized() is false for them (ggml.c type_traits .is_quantized).
+_PLAIN_TYPES = frozenset({"F32", "F16", "BF16", "F64", "I8", "I16", "I32", "I64"})
+
+
+def is_quantized_type(name: str) -> bool:
+    return name.upper() not in _PLAIN_TYPES
+
+
+@lru_cache(maxsize=None)
+def ggml_type(name: str) -> GgmlType:
+    """A mainline ggml type by name (any case); raises KeyError for unknown names."""
+    gtype = type_by_name(name)
+    if gtype is None or gtype.origin != "ggml":
+        raise KeyError(name)
+    return gtype
+
+
+def valid_type_names() -> list[str]:
+    """Names llama-quantize's `parse_ggml_type` accepts (mainline ggml types), upper case."""
+    from ..formats.ggml_types import all_types
+
+    return [t.name for t in all_types() if t.origin == "ggml"]
+
+
+def resolve_type(name: str, what: str) -> str:
+    """Canonical upper-case ggml type name for a user-given one (any case, as llama-quantize's striequals).
+
+    Raises:
+        UsageError: not a ggml type; lists the valid names.
+    """
+    try:
+        return ggml_type(name.strip()).name
+    except KeyError:
+        raise UsageError(f"{what}: unknown ggml type {name!r}; valid types: {', '.join(valid_type_names())}") from None
