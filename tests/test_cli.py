@@ -117,3 +117,55 @@ def test_python_dash_m_entry_point() -> None:
     proc = subprocess.run([sys.executable, "-m", "inspector", "--help"], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0 and "inspect" in proc.stdout
+
+
+@pytest.fixture
+def quant_folder(tmp_path: Path) -> Path:
+    from fixtures.generate import write_gguf
+
+    folder = tmp_path / "Llama-3.2-3B-GGUF"
+    folder.mkdir()
+    # sparse: full-length files with holes, as a real download has its real size (the largest set is the most
+    # precise one, which --quant predicts from)
+    write_gguf(folder / "Llama-3.2-3B-F16.gguf", "llama-3.2-3b", tensor_type="F16", n_layers=2, mode="sparse")
+    write_gguf(folder / "Llama-3.2-3B-Q8_0.gguf", "llama-3.2-3b", tensor_type="Q8_0", n_layers=2, mode="sparse")
+    write_gguf(folder / "mmproj-Llama-3.2-3B-F16.gguf", "llama-3.2-3b", tensor_type="F16", n_layers=1)
+    return folder
+
+
+def test_folder_of_quants_needs_a_choice(quant_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["inspect", str(quant_folder)], capsys)
+    assert code == 2 and "holds 2 GGUF models" in err  # the mmproj file is not a model
+
+
+def test_quant_selects_the_files_of_that_quant(quant_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["inspect", str(quant_folder), "--quant", "Q8_0", "--format", "json"], capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["quant"] == {"mode": "selected", "ftype": "Q8_0"}
+    assert doc["source"].endswith("Llama-3.2-3B-Q8_0.gguf")
+    # Llama-3.2-3B with 2 blocks, Q8_0 (34 bytes per 32) for matrices, F32 for norms:
+    # token_embd 128256×3072; per block q 3072², k,v 1024×3072, o 3072², gate/up/down 8192×3072; tied output.
+    matrices = 128256 * 3072 + 2 * (2 * 3072 * 3072 + 2 * 1024 * 3072 + 3 * 8192 * 3072)
+    norms = (2 * 2 + 1) * 3072 * 4
+    rope = 64 * 4  # rope_freqs (llama3 rope scaling), F32, 64 = head_dim / 2
+    assert doc["bytes"] == matrices // 32 * 34 + norms + rope
+
+
+def test_quant_absent_from_the_folder_is_predicted(quant_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["inspect", str(quant_folder), "--quant", "Q4_0", "--format", "json"], capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["quant"]["mode"] == "predicted"
+    assert "F16" in doc["source"]  # predicted from the most precise file there
+    assert "predicted llama-quantize Q4_0" in err
+
+
+def test_quant_list_and_overrides_need_quant(quant_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    f16 = str(quant_folder / "Llama-3.2-3B-F16.gguf")
+    code, out, _ = run(["inspect", f16, "--quant-list", "--format", "csv"], capsys)
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert code == 0 and [r["quant"] for r in rows][-2:] == ["Q8_0", "BF16"]
+    assert all(int(r["file"]) > int(r["cuda:0"]) for r in rows)  # the file also holds the header
+    code, _, err = run(["inspect", f16, "--pure"], capsys)
+    assert code == 2 and "need --quant" in err
+    code, _, err = run(["inspect", f16, "--quant", "Q9_9"], capsys)
+    assert code == 2 and "Q4_K_M" in err  # the error lists the valid names

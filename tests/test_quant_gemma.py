@@ -126,3 +126,19 @@ def test_roles_and_sources_are_kept(prediction) -> None:
     assert predicted.source_types["output_norm.weight"] == "F32"
     assert predicted.checkpoint.metadata["general.file_type"] == 15
     assert predicted.checkpoint.files[0].path.endswith("ggml-model-Q4_K_M.gguf")
+
+
+def test_cli_quant_predicts_the_real_file_size(f16_gguf, capsys) -> None:
+    import json
+
+    from inspector.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(["inspect", str(f16_gguf), "--quant", "Q4_K_M", "--format", "json"])
+    assert e.value.code == 0
+    doc = json.loads(capsys.readouterr().out)
+    # The real gemma-3-270m Q4_K_M file is 253,113,024 bytes; its header 6,525,120 (quant-spec.md §5.1).
+    assert doc["quant"]["mode"] == "predicted"
+    assert doc["quant"]["file_size"] == 253_113_024
+    assert doc["quant"]["header_exact"] is True
+    assert doc["quant"]["header_bytes"] + doc["bytes"] == 253_113_024
