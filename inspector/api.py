@@ -8,7 +8,15 @@ from typing import Any
 from .errors import SourceError, UsageError
 from .formats import read_checkpoint
 from .model import Checkpoint
-from .placement import LlamaCppFlags, normalize_device, place_llamacpp, place_simple
+from .placement import (
+    LlamaCppFlags,
+    ValidationResult,
+    normalize_device,
+    place_from_file,
+    place_llamacpp,
+    place_simple,
+    validate_placement,
+)
 from .quant import COMMON_FTYPES, Prediction, QuantOptions, predict, resolve_ftype
 from .quant.convert import to_gguf_view
 from .roles import RoleRules, assign_roles, load_rules
@@ -23,11 +31,15 @@ class PlacementOptions:
     experts_on: str | None = None
     default_device: str = "cuda:0"
     llamacpp: LlamaCppFlags | None = None
+    placement_file: str | None = None  # KTransformers optimize rules or our own plan file
+    gpus: int | None = None
 
     def check(self) -> None:
-        if self.experts_on and self.llamacpp is not None and self.llamacpp.given:
-            raise UsageError("--experts-on is the literal plan; llama.cpp flags make their own plan",
-                             hint="use --cpu-moe (or -ot) instead of --experts-on with llama.cpp flags")
+        chosen = [name for name, given in (("--experts-on", bool(self.experts_on)),
+                                           ("llama.cpp flags", self.llamacpp is not None and self.llamacpp.given),
+                                           ("--placement", bool(self.placement_file))) if given]
+        if len(chosen) > 1:
+            raise UsageError(f"{' and '.join(chosen)} each make a plan; give only one")
 
 
 def resolve(source: str, *, quant: str | None = None) -> ResolvedSource:
@@ -82,6 +94,9 @@ def quant_summary(prediction: Prediction) -> dict[str, Any]:
 def place(checkpoint: Checkpoint, options: PlacementOptions) -> Inspection:
     """Assign devices under the chosen plan and sum everything up."""
     options.check()
+    if options.placement_file:
+        placed = place_from_file(checkpoint, options.placement_file, gpus=options.gpus)
+        return summarize(placed.checkpoint, f"{placed.kind} plan from {options.placement_file}", notes=placed.notes)
     if options.llamacpp is not None and options.llamacpp.given:
         plan = place_llamacpp(checkpoint, options.llamacpp)
         return summarize(plan.checkpoint, plan.summary, flags_line=plan.flags_line, notes=plan.notes)
@@ -101,18 +116,21 @@ def inspect(
     default_device: str = "cuda:0",
     quant: str | QuantOptions | None = None,
     llamacpp: LlamaCppFlags | None = None,
+    placement_file: str | None = None,
+    gpus: int | None = None,
 ) -> Inspection:
     """Load (unless given a Checkpoint), apply `--quant`, and place it.
 
     Args:
         experts_on: the literal plan: routed experts on this device, the rest on `default_device`.
-        llamacpp: llama.cpp offload flags; the plan llama.cpp itself would make (exclusive with `experts_on`).
+        llamacpp: llama.cpp offload flags; the plan llama.cpp itself would make.
+        placement_file: a KTransformers optimize-rule YAML or our own plan file (docs/placement.md).
         quant: "this model at NAME": files of that quant when the source holds them (a folder of quants, a
             file named so, a GGUF whose file type is NAME), else llama-quantize's prediction from the most
             precise tensors available. A QuantOptions carries llama-quantize's overrides.
     """
     options = QuantOptions(quant) if isinstance(quant, str) else quant
-    placement = PlacementOptions(experts_on, default_device, llamacpp)
+    placement = PlacementOptions(experts_on, default_device, llamacpp, placement_file, gpus)
     placement.check()
     if isinstance(source, Checkpoint):
         checkpoint, selected = source, False
@@ -151,3 +169,9 @@ def quant_list(source: str | Checkpoint, *, options: QuantOptions | None = None,
         rows.append(QuantRow(ftype, prediction.file_size, prediction.header_exact,
                              {g.key: g.bytes for g in placed.by_device}))
     return checkpoint, rows
+
+
+def validate(placement_file: str, source: str | Checkpoint, *, gpus: int | None = None) -> ValidationResult:
+    """Findings of a placement file against a checkpoint, and its per-device bytes when it can be applied."""
+    checkpoint = source if isinstance(source, Checkpoint) else load(source)
+    return validate_placement(placement_file, checkpoint, gpus=gpus)

@@ -9,10 +9,10 @@ from typing import Any
 import click
 
 from . import api
-from .errors import CkptSizeError, UsageError
+from .errors import CheckFailed, CkptSizeError, UsageError
 from .placement.llamacpp import LlamaCppFlags, parse_n_gpu_layers, parse_override_tensor, parse_tensor_split
 from .quant import QuantOptions, parse_tensor_type, parse_tensor_type_file
-from .report import FORMATS, VIEWS, render, render_quant_list, safe
+from .report import FORMATS, VIEWS, render, render_quant_list, render_validation, safe
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -132,17 +132,20 @@ def llamacpp_flags(ngl: str | None, override_tensor: tuple[str, ...], cpu_moe: b
 @click.option("--experts-on", metavar="DEVICE", help="Put routed experts on DEVICE (cpu, cuda:N).")
 @click.option("--default-device", metavar="DEVICE", default="cuda:0", show_default=True,
               help="Device for every tensor no other option places.")
+@click.option("--placement", "placement_file", type=click.Path(dir_okay=False), metavar="FILE",
+              help="A KTransformers optimize-rule YAML or a ckpt-size plan file (detected).")
+@click.option("--gpus", type=click.IntRange(min=0), metavar="N", help="How many GPUs the machine has.")
 @quant_options
 @llamacpp_options
 def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | None, default_device: str,
-            quant_list: bool, **rest: Any) -> None:
+            placement_file: str | None, gpus: int | None, quant_list: bool, **rest: Any) -> None:
     """Sizes of SOURCE by role, layer, dtype, device or tensor.
 
     SOURCE is a .gguf file (any shard of a split set loads the whole set), a .safetensors file, a
     model.safetensors.index.json, or a directory holding one of those.
     """
     quant, quant_given, llama = split_options(rest)
-    placement = api.PlacementOptions(experts_on, default_device, llamacpp_flags(**llama))
+    placement = api.PlacementOptions(experts_on, default_device, llamacpp_flags(**llama), placement_file, gpus)
     if quant_list:
         checkpoint, rows = api.quant_list(source, options=quant, placement=placement)
         _warn(checkpoint.warnings)
@@ -151,9 +154,24 @@ def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | Non
     if not quant_given and quant != QuantOptions("COPY", rules=quant.rules):
         raise UsageError("llama-quantize options need --quant NAME (or --quant-list)")
     result = api.inspect(source, experts_on=experts_on, default_device=default_device,
-                         quant=quant if quant_given else None, llamacpp=placement.llamacpp)
+                         quant=quant if quant_given else None, llamacpp=placement.llamacpp,
+                         placement_file=placement_file, gpus=gpus)
     _warn(result.checkpoint.warnings, result.notes)
     click.echo(render(result, view=view, fmt=fmt), nl=False)
+
+
+@cli.command()
+@click.argument("placement_file", type=click.Path(dir_okay=False))
+@click.argument("source")
+@click.option("--gpus", type=click.IntRange(min=0), metavar="N", help="Devices beyond cuda:N-1 are errors.")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def validate(placement_file: str, source: str, gpus: int | None, fmt: str, debug: bool) -> None:
+    """Check PLACEMENT_FILE (KTransformers rules or a plan file) against SOURCE; exit 3 on errors."""
+    result = api.validate(placement_file, source, gpus=gpus)
+    click.echo(render_validation(result, fmt=fmt), nl=False)
+    if result.has_errors:
+        raise CheckFailed(f"{placement_file}: {sum(f.severity == 'error' for f in result.findings)} error(s)")
 
 
 def main(argv: list[str] | None = None) -> None:

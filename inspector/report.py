@@ -10,7 +10,7 @@ from tabulate import tabulate
 
 from .model import Checkpoint, TensorInfo
 from .placement.devices import device_sort_key
-from .summary import Group, Inspection, by_dtype, by_layer
+from .summary import Group, Inspection, by_device, by_dtype, by_layer
 
 VIEWS = ("role", "layer", "dtype", "device", "tensor")
 FORMATS = ("table", "json", "csv", "markdown")
@@ -183,6 +183,23 @@ def render_quant_list(checkpoint: Checkpoint, rows: Sequence[Any], *, fmt: str =
     title = f"{safe(checkpoint.source)}: predicted llama-quantize outputs (tensor data exact; header as noted)"
     return title + "\n\n" + tabulate(table, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
                                      disable_numparse=True) + "\n"
+
+
+def render_validation(result: Any, *, fmt: str = "table") -> str:
+    """`validate`: one line per finding, then the per-device bytes of the plan when it could be applied."""
+    if fmt == "json":
+        doc = {"findings": [f.as_dict() for f in result.findings], "has_errors": result.has_errors}
+        if result.placed is not None:
+            doc["devices"] = {g.key: _group_json(g) for g in by_device(result.placed.checkpoint.tensors)}
+        return json.dumps(doc, indent=2) + "\n"
+    lines = [safe(f.render()) for f in result.findings] or ["no findings"]
+    if result.placed is not None:
+        groups = by_device(result.placed.checkpoint.tensors)
+        human = fmt != "csv"
+        tablefmt = "github" if fmt == "markdown" else "simple"
+        lines += ["", tabulate(_device_rows(groups, human), headers=["device", "role", "tensors", "size"],
+                               tablefmt=tablefmt)]
+    return "\n".join(lines) + "\n"
 
 
 # --- table and Markdown ------------------------------------------------------------------------------------

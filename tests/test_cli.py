@@ -169,3 +169,24 @@ def test_quant_list_and_overrides_need_quant(quant_folder: Path, capsys: pytest.
     assert code == 2 and "need --quant" in err
     code, _, err = run(["inspect", f16, "--quant", "Q9_9"], capsys)
     assert code == 2 and "Q4_K_M" in err  # the error lists the valid names
+
+
+KT_RULES = ROOT.parent / "shared" / "ktransformers-rules"
+
+
+@pytest.mark.skipif(not KT_RULES.is_dir() or not DEEPSEEK.exists(), reason="../shared rule files absent")
+def test_placement_and_validate_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    rules = str(KT_RULES / "DeepSeek-V3-Chat.yaml")
+    code, out, _ = run(["inspect", str(DEEPSEEK), "--placement", rules, "--format", "json"], capsys)
+    doc = json.loads(out)
+    # tests/test_placement_ktransformers.py derives this by hand: Marlin int4 attention and shared experts,
+    # bf16 norms, gates and kv_b_proj on cuda:0; the output head in Marlin; KExpertsCPU experts keep GGUF bytes.
+    assert code == 0 and doc["devices"]["cuda:0"]["bytes"] == 10_262_406_144
+    assert doc["plan"].startswith("ktransformers plan from")
+    code, out, _ = run(["validate", rules, str(DEEPSEEK), "--format", "json"], capsys)
+    assert code == 0 and not json.loads(out)["has_errors"]
+    multi = str(KT_RULES / "DeepSeek-V3-Chat-multi-gpu.yaml")
+    code, out, err = run(["validate", multi, str(DEEPSEEK), "--gpus", "1"], capsys)
+    assert code == 3 and "device-beyond-gpus" in out and err.startswith("Error: ")
+    code, _, err = run(["inspect", str(DEEPSEEK), "--placement", rules, "--experts-on", "cpu"], capsys)
+    assert code == 2 and "give only one" in err

@@ -126,7 +126,10 @@ def _read_preamble(cur: HeaderCursor) -> tuple[int, str]:
 def _check_count(cur: HeaderCursor, count: int, cap: int, min_item_bytes: int, what: str) -> None:
     """Reject counts that cannot fit in the rest of the file or exceed a sane cap, before looping on them."""
     if count > cap or count * min_item_bytes > cur.remaining():
-        raise cur.fail(f"header claims {count:,} {what}, more than the file can hold", hint="the file is corrupt")
+        # Both causes share this check: a header cut short (a partial download) trips it as often as a corrupt
+        # count does, so the hint must not claim corruption alone.
+        raise cur.fail(f"header claims {count:,} {what}, more than the file can hold ({cur.remaining():,} bytes "
+                       "left)", hint="the file is truncated or corrupt")
 
 
 def _read_string(cur: HeaderCursor, cap: int, what: str) -> str:

@@ -4,5 +4,25 @@ from __future__ import annotations
 from .devices import normalize_device
 from .llamacpp import LlamaCppFlags, LlamaCppPlan, place_llamacpp
 from .simple import place_simple
+from .validate import (
+    Finding,
+    PlacedPlan,
+    ValidationResult,
+    detect_placement_kind,
+    place_from_file,
+    validate_placement,
+)
 
-__all__ = ["LlamaCppFlags", "LlamaCppPlan", "normalize_device", "place_llamacpp", "place_simple"]
+__all__ = [
+    "Finding",
+    "LlamaCppFlags",
+    "LlamaCppPlan",
+    "PlacedPlan",
+    "ValidationResult",
+    "detect_placement_kind",
+    "normalize_device",
+    "place_from_file",
+    "place_llamacpp",
+    "place_simple",
+    "validate_placement",
+]

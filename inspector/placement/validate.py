@@ -1,0 +1,117 @@
+"""Placement files in, placed checkpoints and findings out: the entry points `inspect --placement FILE` and
+`validate PLACEMENT_FILE SOURCE` call.
+
+Two dialects, told apart by shape: a KTransformers optimize-rule file is a YAML list of rules; a ckpt-size
+plan file is a mapping with `rules:` (docs/placement.md).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from ..errors import CheckFailed, RulesError
+from ..model import Checkpoint
+from .findings import Finding, PlacedPlan, ValidationResult, sort_findings
+from .yaml_nodes import parse
+
+__all__ = [
+    "Finding",
+    "PlacedPlan",
+    "ValidationResult",
+    "detect_placement_kind",
+    "place_from_file",
+    "validate_placement",
+]
+
+_KT_MARK = re.compile(r"^\s*-\s*match\s*:", re.MULTILINE)
+_PLAN_MARK = re.compile(r"^(rules|budgets|default_device|version)\s*:", re.MULTILINE)
+
+
+def _read(path: str | Path) -> str:
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise RulesError(f"{path}: cannot read placement file: {e}") from None
+
+
+def _kind_of_text(text: str) -> str:
+    import yaml
+
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        data = None
+    if isinstance(data, list):
+        return "ktransformers"
+    if isinstance(data, dict):
+        return "plan"
+    if _KT_MARK.search(text):
+        return "ktransformers"
+    if _PLAN_MARK.search(text):
+        return "plan"
+    return "unknown"
+
+
+def detect_placement_kind(path: str | Path) -> str:
+    """"ktransformers" (a YAML list of rules) or "plan" (a mapping with `rules:`).
+
+    A file that does not parse is judged by its text ('- match:' lines vs top-level 'rules:').
+
+    Raises:
+        RulesError: unreadable, or neither kind.
+    """
+    kind = _kind_of_text(_read(path))
+    if kind == "unknown":
+        raise RulesError(f"{path}: neither a KTransformers rule list nor a ckpt-size plan",
+                         hint="a KTransformers file is a list of '- match: … replace: …' rules; "
+                              "a plan file has a top-level 'rules:' (docs/placement.md)")
+    return kind
+
+
+def validate_placement(path: str | Path, checkpoint: Checkpoint, *, gpus: int | None = None) -> ValidationResult:
+    """Every finding about the placement file for this checkpoint, and the placement when it can be made.
+
+    Raises:
+        RulesError: the file cannot be read, or is neither dialect.
+    """
+    from .ktransformers import place_ktransformers
+    from .plan import place_plan
+
+    text = _read(path)
+    kind = _kind_of_text(text)
+    if kind == "unknown":
+        detect_placement_kind(path)  # raises with the explanation
+    doc = parse(text, str(path))
+    if isinstance(doc, Finding):
+        return ValidationResult((doc,), None, True)
+    if kind == "ktransformers":
+        placed, findings = place_ktransformers(doc, checkpoint, gpus=gpus)
+    else:
+        placed, findings = place_plan(doc, checkpoint, gpus=gpus)
+    ordered = sort_findings(findings)
+    return ValidationResult(ordered, placed, any(f.severity == "error" for f in ordered))
+
+
+def place_from_file(checkpoint: Checkpoint, path: str | Path, *, gpus: int | None = None) -> PlacedPlan:
+    """The checkpoint placed by a KTransformers rule file or a ckpt-size plan file.
+
+    Warnings and infos travel in `notes`; error-level findings (the plan would not load, or cannot be read)
+    stop it.
+
+    Raises:
+        CheckFailed: the only errors are budgets the plan exceeds (exit code 3).
+        RulesError: any other error-level finding (the first is named; `ckpt-size validate` lists all).
+    """
+    result = validate_placement(path, checkpoint, gpus=gpus)
+    # rule-level errors first: a file-level one (line 0) is usually their consequence
+    errors = sorted((f for f in result.findings if f.severity == "error"), key=lambda f: (f.line == 0, f.line))
+    if errors or result.placed is None:
+        first = errors[0] if errors else None
+        more = f" (and {len(errors) - 1} more error(s))" if len(errors) > 1 else ""
+        error = CheckFailed if errors and all(f.code == "over-budget" for f in errors) else RulesError
+        raise error(
+            f"{first.location}: {first.message}{more}" if first else f"{path}: no placement could be made",
+            hint=f"{first.fix}; run `ckpt-size validate {path} SOURCE` for every finding" if first else None,
+        )
+    notes = result.placed.notes + tuple(f.render() for f in result.findings)
+    return PlacedPlan(result.placed.checkpoint, result.placed.kind, notes)

@@ -1,0 +1,101 @@
+"""YAML with positions: parse to a node tree (`yaml.compose`) so every finding can name file:line:column.
+
+Both placement dialects (KTransformers rules, our plan files) are read through here. Values are built from
+nodes with PyYAML's safe constructor, so `False`, `0`, `30: "cuda:1"` mean what they mean to `yaml.load`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from .findings import Finding
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+@dataclass(frozen=True)
+class Document:
+    path: str
+    root: yaml.Node | None
+    loader: Any  # yaml.CSafeLoader when libyaml is there, else yaml.SafeLoader
+    text: str = ""
+
+    def value(self, node: yaml.Node) -> Any:
+        """The Python value of a node, as `yaml.safe_load` would build it."""
+        return self.loader.construct_object(node, deep=True)
+
+
+def line_of(node: yaml.Node) -> int:
+    return node.start_mark.line + 1
+
+
+def column_of(node: yaml.Node) -> int:
+    return node.start_mark.column + 1
+
+
+def parse(text: str, path: str) -> Document | Finding:
+    """The composed document, or a `yaml-syntax` finding at the line and column of the problem."""
+    loader = _LOADER(text)
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = " ".join(str(x) for x in (e.context, e.problem) if x) or str(e)
+        return Finding(
+            path, line, column, "error", "yaml-syntax", f"invalid YAML: {problem}",
+            "fix the YAML at this position (indentation, quoting, a missing ':' or '-')",
+        )
+    except yaml.YAMLError as e:
+        return Finding(path, 0, 0, "error", "yaml-syntax", f"invalid YAML: {e}", "fix the YAML syntax")
+    return Document(path, root, loader, text)
+
+
+_ESCAPE_WIDTH = {"x": 4, "u": 6, "U": 10}
+
+
+def char_position(doc: Document, node: yaml.ScalarNode, index: int) -> tuple[int, int]:
+    """(line, column) in the file of character `index` of a one-line scalar's value, quotes and escapes
+    (\\ in double quotes, '' in single quotes) taken into account."""
+    line, column = line_of(node), column_of(node)
+    raw = doc.text.splitlines()[line - 1][column - 1:] if doc.text else ""
+    offset = 0
+    if node.style == '"':
+        offset, i = 1, 0
+        while i < index and offset < len(raw):
+            if raw[offset] == "\\":
+                offset += _ESCAPE_WIDTH.get(raw[offset + 1: offset + 2], 2)
+            else:
+                offset += 1
+            i += 1
+    elif node.style == "'":
+        offset, i = 1, 0
+        while i < index and offset < len(raw):
+            offset += 2 if raw[offset: offset + 2] == "''" else 1
+            i += 1
+    else:
+        offset = index
+    return line, column + offset
+
+
+def mapping_items(node: yaml.MappingNode) -> list[tuple[yaml.ScalarNode, yaml.Node]]:
+    """(key node, value node) pairs in file order, merge keys left as they are."""
+    return [(k, v) for k, v in node.value]
+
+
+def duplicate_keys(doc: Document, node: yaml.MappingNode, what: str) -> list[Finding]:
+    """PyYAML keeps the last of two equal keys silently; say so."""
+    seen: dict[str, yaml.Node] = {}
+    findings = []
+    for key, _ in node.value:
+        name = str(key.value)
+        if name in seen:
+            findings.append(Finding(
+                doc.path, line_of(key), column_of(key), "error", "duplicate-key",
+                f"{what} has {name!r} twice (first at line {line_of(seen[name])}); YAML keeps only the last one",
+                f"remove one of the two {name!r} keys",
+            ))
+        seen[name] = key
+    return findings
