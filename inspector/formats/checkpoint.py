@@ -70,8 +70,8 @@ def _check_split(headers: list[GgufHeader]) -> list[str]:
             no = first.get("split.no", 0)
             # split.no comes from the file: `no + 1` raised TypeError (a traceback) when it was a string.
             shard = f"shard {no + 1}" if isinstance(no, int) else f"a shard (split.no {no!r})"
-            return [f"{headers[0].source}: is {shard} of a {count}-file split set, "
-                    "but its name does not say so; only this file was read"]
+            return [(f"{headers[0].source}: is {shard} of a {count}-file split set, "
+                     "but its name does not say so; only this file was read")]
         return []
     if count != len(headers):
         raise FormatError(headers[0].source, f"split.count is {count!r} but the set has {len(headers)} files")

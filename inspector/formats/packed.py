@@ -23,7 +23,9 @@ def _packing_factor(name: str, dtype: str, qconfig: Mapping[str, Any]) -> int | 
     """How many logical weights one stored element holds, or None when this tensor is not packed."""
     method = str(qconfig.get("quant_method", "")).lower()
     if method in ("gptq", "awq") and name.endswith(".qweight"):
-        bits = int(qconfig.get("bits") or qconfig.get("w_bit") or 4)
+        bits = qconfig.get("bits") or qconfig.get("w_bit") or 4
+        if not isinstance(bits, int) or bits not in (2, 3, 4, 8):
+            return None  # an odd config: counted as stored elements, with the warning below
         return 32 // bits if dtype in ("I32", "U32") else 8 // bits
     if method == "mxfp4" and name.endswith("_blocks") and dtype == "U8":
         return 2  # two E2M1 values per byte; the E8M0 scales are in `*_scales`
@@ -37,6 +39,8 @@ def logical_params(
 ) -> tuple[tuple[TensorInfo, ...], list[str]]:
     """Return tensors with `params` set to logical parameters, and warnings for packing we could not resolve."""
     qconfig = (config or {}).get("quantization_config") or {}
+    if not isinstance(qconfig, Mapping):
+        return tensors, ["config.json's quantization_config is not an object; params are counted as stored elements"]
     out = []
     unresolved = []
     for t in tensors:

@@ -195,8 +195,10 @@ def read_json(path: Path, *, max_bytes: int = MAX_INDEX_BYTES) -> dict[str, Any]
         if os.path.getsize(path) > max_bytes:
             raise SourceError(f"{path}: larger than {max_bytes} bytes; not a model side file")
         data = json.loads(path.read_bytes())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise SourceError(f"{path}: cannot read JSON: {e}") from e
+    except RecursionError:
+        raise SourceError(f"{path}: JSON nested too deeply to be a model side file") from None
+    except (OSError, ValueError) as e:  # ValueError: JSONDecodeError, bad UTF-8, integers over 4,300 digits
+        raise SourceError(f"{path}: cannot read JSON: {e}") from None
     if not isinstance(data, dict):
         raise SourceError(f"{path}: expected a JSON object, found {type(data).__name__}")
     return data
