@@ -7,6 +7,9 @@ from typing import Any
 
 from .errors import SourceError, UsageError
 from .formats import read_checkpoint
+from .memory import MemoryOptions, TrainOptions, check_budgets, memory_plan_for, train_memory
+from .memory.fit import FitResult, QuantChoice, best_quant
+from .memory.fit import fit as fit_search
 from .model import Checkpoint
 from .placement import (
     LlamaCppFlags,
@@ -21,6 +24,7 @@ from .quant import COMMON_FTYPES, Prediction, QuantOptions, predict, resolve_fty
 from .quant.convert import to_gguf_view
 from .roles import RoleRules, assign_roles, load_rules
 from .sources import ResolvedSource, resolve_local
+from .sources.local import find_gguf_models
 from .summary import Inspection, summarize
 
 
@@ -93,20 +97,38 @@ def quant_summary(prediction: Prediction) -> dict[str, Any]:
 
 def place(checkpoint: Checkpoint, options: PlacementOptions) -> Inspection:
     """Assign devices under the chosen plan and sum everything up."""
+    return _place(checkpoint, options)[0]
+
+
+def _place(checkpoint: Checkpoint, options: PlacementOptions) -> tuple[Inspection, Any]:
+    """The summary, and the placement object itself (the memory plan needs llama.cpp's layer devices)."""
     options.check()
     if options.placement_file:
         placed = place_from_file(checkpoint, options.placement_file, gpus=options.gpus)
-        return summarize(placed.checkpoint, f"{placed.kind} plan from {options.placement_file}", notes=placed.notes)
+        plan_line = f"{placed.kind} plan from {options.placement_file}"
+        return summarize(placed.checkpoint, plan_line, notes=placed.notes), placed
     if options.llamacpp is not None and options.llamacpp.given:
         plan = place_llamacpp(checkpoint, options.llamacpp)
-        return summarize(plan.checkpoint, plan.summary, flags_line=plan.flags_line, notes=plan.notes)
-    placed = place_simple(checkpoint, experts_on=options.experts_on, default_device=options.default_device)
+        return summarize(plan.checkpoint, plan.summary, flags_line=plan.flags_line, notes=plan.notes), plan
+    placed_ck = place_simple(checkpoint, experts_on=options.experts_on, default_device=options.default_device)
     default = normalize_device(options.default_device)
     if options.experts_on:
         plan_line = f"literal plan: routed experts on {normalize_device(options.experts_on)}, everything else on {default}"
     else:
         plan_line = f"literal plan: everything on {default}"
-    return summarize(placed, plan_line)
+    return summarize(placed_ck, plan_line), placed_ck
+
+
+def add_memory(result: Inspection, placement: Any, memory: MemoryOptions | None,
+               budgets: dict[str, int] | None) -> Inspection:
+    """KV cache, state and buffers per device for a context, and the verdict against budgets."""
+    if memory is None and not budgets:
+        return result
+    plan = memory_plan_for(placement, memory or MemoryOptions())
+    extras = {**result.extras, "memory": plan}
+    if budgets:
+        extras["budget"] = check_budgets(plan, budgets)
+    return replace(result, extras=extras, notes=result.notes + plan.notes)
 
 
 def inspect(
@@ -118,6 +140,9 @@ def inspect(
     llamacpp: LlamaCppFlags | None = None,
     placement_file: str | None = None,
     gpus: int | None = None,
+    memory: MemoryOptions | None = None,
+    budgets: dict[str, int] | None = None,
+    train: TrainOptions | None = None,
 ) -> Inspection:
     """Load (unless given a Checkpoint), apply `--quant`, and place it.
 
@@ -125,6 +150,9 @@ def inspect(
         experts_on: the literal plan: routed experts on this device, the rest on `default_device`.
         llamacpp: llama.cpp offload flags; the plan llama.cpp itself would make.
         placement_file: a KTransformers optimize-rule YAML or our own plan file (docs/placement.md).
+        memory: context settings; adds KV cache, state and buffers per device (docs/memory.md).
+        budgets: device -> bytes; adds a fits / does not fit verdict per device.
+        train: adds the training memory arithmetic (weights, gradients, optimizer, activations).
         quant: "this model at NAME": files of that quant when the source holds them (a folder of quants, a
             file named so, a GGUF whose file type is NAME), else llama-quantize's prediction from the most
             precise tensors available. A QuantOptions carries llama-quantize's overrides.
@@ -136,14 +164,20 @@ def inspect(
         checkpoint, selected = source, False
     else:
         checkpoint, selected = _load(source, options.ftype if options else None)
-    if options is None:
-        return place(checkpoint, placement)
-    if selected or already_quant(checkpoint, options):
-        result = place(checkpoint, placement)
-        return replace(result, extras={"quant": {"mode": "selected", "ftype": options.ftype}})
-    prediction = predict_quant(checkpoint, options)
-    result = place(prediction.checkpoint, placement)
-    return replace(result, extras={"quant": quant_summary(prediction)}, notes=result.notes + prediction.notes)
+    extras: dict[str, Any] = {}
+    notes: tuple[str, ...] = ()
+    if options is not None:
+        if selected or already_quant(checkpoint, options):
+            extras["quant"] = {"mode": "selected", "ftype": options.ftype}
+        else:
+            prediction = predict_quant(checkpoint, options)
+            checkpoint, notes = prediction.checkpoint, prediction.notes
+            extras["quant"] = quant_summary(prediction)
+    if train is not None:
+        extras["train"] = train_memory(checkpoint, train)
+    result, placed = _place(checkpoint, placement)
+    result = replace(result, extras={**result.extras, **extras}, notes=result.notes + notes)
+    return add_memory(result, placed, memory, budgets)
 
 
 @dataclass(frozen=True)
@@ -175,3 +209,34 @@ def validate(placement_file: str, source: str | Checkpoint, *, gpus: int | None 
     """Findings of a placement file against a checkpoint, and its per-device bytes when it can be applied."""
     checkpoint = source if isinstance(source, Checkpoint) else load(source)
     return validate_placement(placement_file, checkpoint, gpus=gpus)
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """`ckpt-size fit`: the chosen plan, and with several quants to choose from, how each one fared."""
+
+    source: str
+    result: FitResult | None  # None: no quant fits
+    quant: str | None = None
+    quants: tuple[QuantChoice, ...] = ()
+
+
+def fit(source: str | Checkpoint, budgets: dict[str, int], *, memory: MemoryOptions | None = None,
+        runtime: str = "llamacpp", quant: str | QuantOptions | None = None) -> FitReport:
+    """The plan that keeps the most bytes on GPUs within `budgets`, with the largest context and parallelism.
+
+    A folder holding several GGUF quants (and no `quant`) is a choice too: the best quant that fits.
+    """
+    options = memory or MemoryOptions()
+    if isinstance(source, str) and quant is None and Path(source).is_dir():
+        models = find_gguf_models(Path(source))
+        if len(models) > 1:
+            candidates = {m.name: load(str(m.paths[0])) for m in models}
+            best, rows = best_quant(candidates, budgets, options, runtime=runtime)
+            return FitReport(source, best.result if best else None, best.name if best else None, rows)
+    if quant is not None:
+        checkpoint = inspect(source, quant=quant).checkpoint
+    else:
+        checkpoint = source if isinstance(source, Checkpoint) else load(source)
+    name = quant if isinstance(quant, str) else quant.ftype if quant else None
+    return FitReport(checkpoint.source, fit_search(checkpoint, budgets, options, runtime=runtime), name)

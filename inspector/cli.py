@@ -11,8 +11,9 @@ import click
 from . import api
 from .errors import CheckFailed, CkptSizeError, UsageError
 from .placement.llamacpp import LlamaCppFlags, parse_n_gpu_layers, parse_override_tensor, parse_tensor_split
+from .memory import MemoryOptions, TrainOptions, parse_budget
 from .quant import QuantOptions, parse_tensor_type, parse_tensor_type_file
-from .report import FORMATS, VIEWS, render, render_quant_list, render_validation, safe
+from .report import FORMATS, VIEWS, render, render_fit, render_quant_list, render_validation, safe
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -113,6 +114,50 @@ def split_options(rest: dict[str, Any]) -> tuple[QuantOptions, bool, dict[str, A
     return options, q["quant"] is not None, rest
 
 
+def memory_options(f: Any) -> Any:
+    """Context, KV cache and buffer settings, named after llama.cpp's (docs/memory.md)."""
+    options = [
+        click.option("--ctx", "-c", "ctx", type=click.IntRange(min=1), metavar="N",
+                     help="Context length of each sequence; adds KV cache, state and buffers per device."),
+        click.option("--parallel", "-np", "parallel", type=click.IntRange(min=1), metavar="N",
+                     help="Parallel sequences (llama.cpp gets -c ctx*N -np N)."),
+        click.option("--kv-type", "kv_type", metavar="TYPE", help="K and V cache type (f16, q8_0, q4_0 …)."),
+        click.option("--cache-type-k", "-ctk", "cache_type_k", metavar="TYPE", help="K cache type (default f16)."),
+        click.option("--cache-type-v", "-ctv", "cache_type_v", metavar="TYPE", help="V cache type (default f16)."),
+        click.option("--no-kv-offload", "-nkvo", "no_kv_offload", is_flag=True, help="Keep the KV cache on the CPU."),
+        click.option("--flash-attn", "-fa", "flash_attn", type=click.Choice(["on", "off", "auto"]),
+                     help="Flash attention (changes V padding and buffers)."),
+        click.option("--ubatch-size", "-ub", "ubatch", type=click.IntRange(min=1), metavar="N",
+                     help="Physical batch size (compute buffers)."),
+        click.option("--overhead", "overhead", type=click.FloatRange(min=0), metavar="PCT",
+                     help="Safety margin in percent, shown as its own row."),
+        click.option("--budget", "budget", multiple=True, metavar="DEV=SIZE",
+                     help="Memory of a device (cuda:0=24GiB, cpu=512G); exit 3 when something does not fit."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+MEMORY_KEYS = ("ctx", "parallel", "kv_type", "cache_type_k", "cache_type_v", "no_kv_offload", "flash_attn",
+               "ubatch", "overhead", "budget")
+
+
+def split_memory(rest: dict[str, Any]) -> tuple[MemoryOptions | None, dict[str, int], dict[str, Any]]:
+    """Take the memory options out of `rest`: MemoryOptions (None when none was given), the budgets, the rest."""
+    m = {k: rest.pop(k) for k in MEMORY_KEYS}
+    budgets = parse_budget(m.pop("budget"))
+    given = {k: v for k, v in m.items() if v not in (None, False)}
+    if not given:
+        return None, budgets, rest
+    options = MemoryOptions()
+    if "kv_type" in given:
+        options = options.with_kv_type(given.pop("kv_type"))
+    if "overhead" in given:
+        given["overhead_pct"] = given.pop("overhead")
+    return options.with_(**given), budgets, rest
+
+
 def llamacpp_flags(ngl: str | None, override_tensor: tuple[str, ...], cpu_moe: bool, n_cpu_moe: int | None,
                    tensor_split: str | None, split_mode: str, main_gpu: int) -> LlamaCppFlags:
     return LlamaCppFlags(
@@ -137,13 +182,23 @@ def llamacpp_flags(ngl: str | None, override_tensor: tuple[str, ...], cpu_moe: b
 @click.option("--gpus", type=click.IntRange(min=0), metavar="N", help="How many GPUs the machine has.")
 @quant_options
 @llamacpp_options
+@memory_options
+@click.option("--train", is_flag=True, help="Also show training memory (weights, gradients, optimizer, activations).")
+@click.option("--optimizer", type=click.Choice(["adamw", "adamw8bit", "sgd", "sgd_momentum"]), default="adamw",
+              show_default=True, help="With --train.")
+@click.option("--micro-batch", "micro_batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="With --train: sequences per step.")
+@click.option("--seq-len", "seq_len", type=click.IntRange(min=1), default=4096, show_default=True,
+              help="With --train: tokens per sequence.")
 def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | None, default_device: str,
-            placement_file: str | None, gpus: int | None, quant_list: bool, **rest: Any) -> None:
+            placement_file: str | None, gpus: int | None, quant_list: bool, train: bool, optimizer: str,
+            micro_batch: int, seq_len: int, **rest: Any) -> None:
     """Sizes of SOURCE by role, layer, dtype, device or tensor.
 
     SOURCE is a .gguf file (any shard of a split set loads the whole set), a .safetensors file, a
     model.safetensors.index.json, or a directory holding one of those.
     """
+    memory, budgets, rest = split_memory(rest)
     quant, quant_given, llama = split_options(rest)
     placement = api.PlacementOptions(experts_on, default_device, llamacpp_flags(**llama), placement_file, gpus)
     if quant_list:
@@ -153,11 +208,17 @@ def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | Non
         return
     if not quant_given and quant != QuantOptions("COPY", rules=quant.rules):
         raise UsageError("llama-quantize options need --quant NAME (or --quant-list)")
+    training = TrainOptions(optimizer=optimizer, micro_batch=micro_batch, seq_len=seq_len) if train else None
     result = api.inspect(source, experts_on=experts_on, default_device=default_device,
                          quant=quant if quant_given else None, llamacpp=placement.llamacpp,
-                         placement_file=placement_file, gpus=gpus)
+                         placement_file=placement_file, gpus=gpus, memory=memory, budgets=budgets or None,
+                         train=training)
     _warn(result.checkpoint.warnings, result.notes)
     click.echo(render(result, view=view, fmt=fmt), nl=False)
+    verdict = result.extras.get("budget")
+    if verdict is not None and not verdict.fits:
+        over = ", ".join(f"{d.device} by {d.over_by:,} bytes" for d in verdict.devices if not d.fits)
+        raise CheckFailed(f"does not fit: {over}")
 
 
 @cli.command()
@@ -172,6 +233,34 @@ def validate(placement_file: str, source: str, gpus: int | None, fmt: str, debug
     click.echo(render_validation(result, fmt=fmt), nl=False)
     if result.has_errors:
         raise CheckFailed(f"{placement_file}: {sum(f.severity == 'error' for f in result.findings)} error(s)")
+
+
+@cli.command()
+@click.argument("source")
+@memory_options
+@click.option("--runtime", type=click.Choice(["llamacpp", "ktransformers"]), default="llamacpp", show_default=True,
+              help="Whose plan to search for.")
+@click.option("--emit-yaml", "emit_yaml", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Write the KTransformers rule file of the plan (implies --runtime ktransformers).")
+@click.option("--quant", metavar="NAME", help="Fit this quant (selected or predicted, as with inspect).")
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+def fit(source: str, runtime: str, emit_yaml: str | None, quant: str | None, fmt: str, debug: bool,
+        **rest: Any) -> None:
+    """The plan that keeps the most of SOURCE on GPUs within --budget; exit 3 when nothing fits."""
+    memory, budgets, _ = split_memory(rest)
+    if not budgets:
+        raise UsageError("fit needs at least one --budget DEV=SIZE")
+    report = api.fit(source, budgets, memory=memory, runtime="ktransformers" if emit_yaml else runtime,
+                     quant=quant)
+    if report.result is not None:
+        _warn((), report.result.notes)
+    click.echo(render_fit(report, fmt=fmt), nl=False)
+    if emit_yaml and report.result is not None:
+        report.result.write_yaml(emit_yaml)
+        click.echo(f"wrote {emit_yaml}", err=True)
+    if report.result is None or not report.result.fits:
+        raise CheckFailed("the model does not fit these budgets")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -58,6 +58,16 @@ def _group_json(g: Group) -> dict[str, Any]:
     return out
 
 
+def _devices_json(result: Inspection) -> dict[str, Any]:
+    """Per device: the weight groups, plus weights / kv_cache / state / buffers / overhead / total with a memory plan."""
+    devices = {g.key: _group_json(g) for g in result.by_device}
+    memory = result.extras.get("memory")
+    if memory is not None:
+        for device, rows in memory.devices.items():
+            devices.setdefault(device, {"tensors": 0, "params": 0, "bytes": 0, "dtypes": {}}).update(rows.as_dict())
+    return devices
+
+
 def _tensor_json(t: TensorInfo, files: Sequence[str]) -> dict[str, Any]:
     return {
         "name": t.name,
@@ -94,9 +104,12 @@ def to_json(result: Inspection, *, view: str = "role") -> dict[str, Any]:
         "notes": list(result.notes),
         "quant": result.extras.get("quant"),
         "roles": {g.key: _group_json(g) for g in result.by_role},
-        "devices": {g.key: _group_json(g) for g in result.by_device},
+        "devices": _devices_json(result),
         "warnings": list(ck.warnings),
     }
+    for key in ("memory", "budget", "train"):
+        if key in result.extras:
+            doc[key] = result.extras[key].as_dict()
     if view == "layer":
         doc["layers"] = {g.key: _group_json(g) for g in by_layer(ck.tensors)}
     elif view == "dtype":
@@ -202,6 +215,45 @@ def render_validation(result: Any, *, fmt: str = "table") -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_fit(report: Any, *, fmt: str = "table") -> str:
+    """`fit`: the verdict, the flags to paste, the limits, the memory per device; the quants compared."""
+    r = report.result
+    if fmt == "json":
+        doc = {"source": report.source, "quant": report.quant, "fits": bool(r and r.fits),
+               "plan": r.as_dict() if r else None,
+               "quants": [{"quant": q.name, "weight_bytes": q.weight_bytes, "fits": q.result.fits,
+                           "all_on_gpu": q.all_on_gpu, "flags": q.result.flags_line} for q in report.quants]}
+        return json.dumps(doc, indent=2) + "\n"
+    tablefmt = "github" if fmt == "markdown" else "simple"
+    parts = []
+    if report.quants:
+        rows = [[q.name, human_bytes(q.weight_bytes), "all on GPUs" if q.all_on_gpu else
+                 "fits" if q.result.fits else "does not fit"] for q in report.quants]
+        parts.append(tabulate(rows, headers=["quant", "weights", "verdict"], tablefmt=tablefmt))
+    if r is None:
+        parts.append("no quant fits the budgets")
+        return "\n\n".join(parts) + "\n"
+    lines = [["source", safe(report.source)], ["runtime", r.runtime],
+             ["verdict", "fits" if r.fits else "does not fit"], ["placement", r.placement_summary],
+             ["flags", r.flags_line], ["max context", f"{r.max_ctx:,} tokens per sequence (routed experts may move to the CPU for it)"],
+             ["max parallel", f"{r.max_parallel} sequences at this context"]]
+    if report.quant:
+        lines.insert(1, ["quant", report.quant])
+    parts.append(tabulate(lines, tablefmt="plain"))
+    parts.append("\n".join(f"- {safe(step)}" for step in r.steps))
+    rows = []
+    verdict = {d.device: d for d in r.verdict.devices}
+    for device, m in sorted(r.plan.devices.items(), key=lambda kv: device_sort_key(kv[0])):
+        v = verdict.get(device)
+        rows.append([device, human_bytes(m.weights), human_bytes(m.kv_cache), human_bytes(m.state),
+                     human_bytes(m.buffers), human_bytes(m.overhead), human_bytes(m.total),
+                     human_bytes(v.budget) if v else "-", ("fits" if v.fits else f"over by {human_bytes(v.over_by)}")
+                     if v else "-"])
+    parts.append(tabulate(rows, headers=["device", "weights", "kv cache", "state", "buffers (est.)", "overhead",
+                                         "total", "budget", "verdict"], tablefmt=tablefmt, disable_numparse=True))
+    return "\n\n".join(parts) + "\n"
+
+
 # --- table and Markdown ------------------------------------------------------------------------------------
 
 
@@ -230,6 +282,8 @@ def _text(result: Inspection, view: str, *, markdown: bool) -> str:
     elif view == "device":
         parts.append(tabulate(_device_rows(result.by_device, True), headers=["device", "role", "tensors", "size"],
                               tablefmt=tablefmt))
+        parts += _memory_tables(result, tablefmt)
+        return "\n\n".join(parts) + "\n"
     else:
         headers = [view, "tensors", "params", "size", "share", "dtypes"]
         rows = _group_rows(_view_groups(result, view), result.bytes, True)
@@ -237,7 +291,37 @@ def _text(result: Inspection, view: str, *, markdown: bool) -> str:
         if len({t.device for t in result.checkpoint.tensors}) > 1:
             parts.append(tabulate(_device_rows(result.by_device, True),
                                   headers=["device", "role", "tensors", "size"], tablefmt=tablefmt))
+    parts += _memory_tables(result, tablefmt)
     return "\n\n".join(parts) + "\n"
+
+
+def _memory_tables(result: Inspection, tablefmt: str) -> list[str]:
+    """The memory plan per device (exact rows, the buffer estimate, the margin) and the budget verdict."""
+    parts = []
+    memory = result.extras.get("memory")
+    if memory is not None:
+        verdict = result.extras.get("budget")
+        per_device = {d.device: d for d in verdict.devices} if verdict else {}
+        rows = []
+        for device, m in sorted(memory.devices.items(), key=lambda kv: device_sort_key(kv[0])):
+            row = [device, human_bytes(m.weights), human_bytes(m.kv_cache), human_bytes(m.state),
+                   human_bytes(m.buffers), human_bytes(m.overhead), human_bytes(m.total)]
+            v = per_device.get(device)
+            if verdict:
+                row += [human_bytes(v.budget), "fits" if v.fits else f"over by {human_bytes(v.over_by)}"] if v \
+                    else ["-", "-"]
+            rows.append(row)
+        headers = ["device", "weights", "kv cache", "state", "buffers (est.)", "overhead", "total"]
+        headers += ["budget", "verdict"] if verdict else []
+        o = memory.options
+        title = (f"memory at {o.ctx:,} tokens x {o.parallel} sequence(s), K {o.cache_type_k} / V {o.cache_type_v}, "
+                 f"{memory.kv_bytes_per_token:,} bytes of KV per token  [{o.llama_cpp_flags()}]")
+        parts.append(title + "\n" + tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
+    train = result.extras.get("train")
+    if train is not None:
+        rows = [[k, human_bytes(v)] for k, v in train.as_dict().items() if isinstance(v, int) and k != "params"]
+        parts.append("training memory (docs/memory.md)\n" + tabulate(rows, headers=["part", "size"], tablefmt=tablefmt))
+    return parts
 
 
 # --- CSV ---------------------------------------------------------------------------------------------------

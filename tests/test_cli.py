@@ -190,3 +190,32 @@ def test_placement_and_validate_commands(capsys: pytest.CaptureFixture[str]) -> 
     assert code == 3 and "device-beyond-gpus" in out and err.startswith("Error: ")
     code, _, err = run(["inspect", str(DEEPSEEK), "--placement", rules, "--experts-on", "cpu"], capsys)
     assert code == 2 and "give only one" in err
+
+
+def test_ctx_and_budget_add_memory_rows_and_a_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["inspect", str(DEEPSEEK), "-ngl", "99", "--cpu-moe", "--ctx", "32768", "--format", "json"]
+    code, out, _ = run(args + ["--budget", "cuda:0=24GiB"], capsys)
+    doc = json.loads(out)
+    gpu = doc["devices"]["cuda:0"]
+    # DeepSeek's MLA cache: K only, kv_lora_rank 512 + rope 64 = 576 f16 values per token per layer, 61 layers.
+    assert gpu["kv_cache"] == 576 * 2 * 61 * 32768
+    assert gpu["total"] == gpu["weights"] + gpu["kv_cache"] + gpu["state"] + gpu["buffers"] + gpu["overhead"]
+    assert gpu["weights"] == gpu["bytes"]
+    assert code == 0 and doc["budget"]["fits"] is True
+    code, _, err = run(args + ["--budget", "cuda:0=8GiB"], capsys)
+    assert code == 3 and "Error: does not fit: cuda:0 by" in err
+
+
+def test_fit_prints_flags_and_emits_yaml_that_validates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    budgets = ["--budget", "cuda:0=24GiB", "--budget", "cpu=512GiB", "--ctx", "32768"]
+    code, out, _ = run(["fit", str(DEEPSEEK), *budgets, "--format", "json"], capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["fits"] and doc["plan"]["flags"].startswith("-ngl 62 ")
+    assert doc["plan"]["verdict"]["devices"]["cuda:0"]["total"] <= 24 * 2**30
+    rules = tmp_path / "kt.yaml"
+    code, _, _ = run(["fit", str(DEEPSEEK), *budgets, "--emit-yaml", str(rules)], capsys)
+    assert code == 0 and rules.exists()
+    code, out, _ = run(["validate", str(rules), str(DEEPSEEK), "--format", "json"], capsys)
+    assert code == 0 and not json.loads(out)["has_errors"]
+    code, _, err = run(["fit", str(DEEPSEEK), "--budget", "cuda:0=1GiB", "--budget", "cpu=1GiB"], capsys)
+    assert code == 3 and "does not fit" in err
