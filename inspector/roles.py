@@ -8,12 +8,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any, Iterable
 
 import yaml
 
+from .datafiles import read_packaged, read_user_file
 from .errors import RulesError
 from .model import ROLES, Checkpoint, TensorInfo
 
@@ -155,24 +155,12 @@ def load_rules(path: str | Path | None = None) -> RoleRules:
     """The packaged rules (`inspector.rules/roles.yaml`), or a user's rules file."""
     if path is None:
         return _packaged_rules()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise RulesError(f"{path}: cannot read rules file: {e}") from None
-    return parse_rules(text, str(path))
+    return parse_rules(read_user_file(path, "rules file"), str(path))
 
 
 @lru_cache(maxsize=1)
 def _packaged_rules() -> RoleRules:
-    return parse_rules(read_packaged_rules_file("roles.yaml"), "rules/roles.yaml")
-
-
-def read_packaged_rules_file(name: str) -> str:
-    """Text of a file in `rules/`: package data when installed, the checkout's `rules/` when run from source."""
-    try:
-        return resources.files("inspector.rules").joinpath(name).read_text(encoding="utf-8")
-    except ModuleNotFoundError:
-        return (Path(__file__).resolve().parent.parent / "rules" / name).read_text(encoding="utf-8")
+    return parse_rules(read_packaged("roles.yaml"), "rules/roles.yaml")
 
 
 def _group_int(m: re.Match[str], group: str) -> int | None:
@@ -227,10 +215,10 @@ def assign_roles(checkpoint: Checkpoint, rules: RoleRules | None = None) -> Chec
     """A copy of the checkpoint with role, layer and expert set on every tensor, warning about unmatched names."""
     results = classify_names((t.name for t in checkpoint.tensors), rules)
     tensors = tuple(t.with_(role=r, layer=layer, expert=x) for t, (r, layer, x) in zip(checkpoint.tensors, results))
-    return checkpoint.with_(tensors=tensors, warnings=checkpoint.warnings + _unmatched_warning(tensors))
+    return checkpoint.with_(tensors=tensors, warnings=checkpoint.warnings + unmatched_warning(tensors))
 
 
-def _unmatched_warning(tensors: tuple[TensorInfo, ...]) -> tuple[str, ...]:
+def unmatched_warning(tensors: tuple[TensorInfo, ...]) -> tuple[str, ...]:
     unmatched = [t.name for t in tensors if t.role == "other"]
     if not unmatched:
         return ()

@@ -10,7 +10,7 @@ from typing import Any
 import yaml
 
 from ..errors import RulesError
-from ..roles import read_packaged_rules_file
+from ..datafiles import read_packaged
 
 DATA_FILE = "rules/ktransformers.yaml"
 
@@ -142,4 +142,4 @@ def parse_data(text: str) -> KtData:
 
 @lru_cache(maxsize=1)
 def kt_data() -> KtData:
-    return parse_data(read_packaged_rules_file("ktransformers.yaml"))
+    return parse_data(read_packaged("ktransformers.yaml"))

@@ -26,7 +26,7 @@ import yaml
 from ..errors import UsageError
 from ..formats.ggml_types import type_by_name
 from ..model import Checkpoint, TensorInfo
-from ..roles import read_packaged_rules_file
+from ..datafiles import read_packaged
 from . import kt_formats as fmt
 from .devices import device_sort_key, normalize_device
 from .findings import Finding, PlacedPlan
@@ -44,7 +44,7 @@ for _i, _p in enumerate("KMGTP", start=1):
 
 @lru_cache(maxsize=1)
 def plan_schema() -> dict[str, Any]:
-    return json.loads(read_packaged_rules_file("plan.schema.json"))
+    return json.loads(read_packaged("plan.schema.json"))
 
 
 def parse_size(value: int | str) -> int:

@@ -27,7 +27,8 @@ import yaml
 from ..errors import CkptSizeError, RulesError
 from ..formats.ggml_types import tensor_nbytes, type_by_name
 from ..model import Checkpoint, TensorInfo
-from ..roles import _unmatched_warning, assign_roles, read_packaged_rules_file
+from ..datafiles import read_packaged, read_user_file
+from ..roles import assign_roles, unmatched_warning
 
 TABLE_FILE = "hf_architectures.yaml"
 HEADER_ESTIMATE_KEY = "ckpt_size.header_estimate"
@@ -606,16 +607,12 @@ def load_table(path: str | Path | None = None) -> ArchTable:
     """The packaged table (`rules/hf_architectures.yaml`), or another file with the same schema."""
     if path is None:
         return _packaged_table()
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise RulesError(f"{path}: cannot read the architecture table: {e}") from None
-    return parse_table(text, str(path))
+    return parse_table(read_user_file(path, "the architecture table"), str(path))
 
 
 @lru_cache(maxsize=1)
 def _packaged_table() -> ArchTable:
-    return parse_table(read_packaged_rules_file(TABLE_FILE), f"rules/{TABLE_FILE}")
+    return parse_table(read_packaged(TABLE_FILE), f"rules/{TABLE_FILE}")
 
 
 def supported_architectures(table: ArchTable | None = None) -> dict[str, str]:
@@ -746,7 +743,7 @@ class _Converter:
             CONVERTER_KEY: f"{self.spec.converter_class} ({self.table.converter})",
             NOTES_KEY: tuple(self.log.notes),
         })
-        stale = set(_unmatched_warning(self.ckpt.tensors))  # about HF names; roles are assigned again below
+        stale = set(unmatched_warning(self.ckpt.tensors))  # about HF names; roles are assigned again below
         kept = tuple(w for w in self.ckpt.warnings if w not in stale)
         view = self.ckpt.with_(format="gguf", architecture=self.spec.gguf_arch, tensors=out, metadata=metadata,
                                warnings=kept + tuple(self.log.warnings))
