@@ -23,7 +23,7 @@ from .placement import (
 from .quant import COMMON_FTYPES, Prediction, QuantOptions, predict, resolve_ftype
 from .quant.convert import to_gguf_view
 from .roles import RoleRules, assign_roles, load_rules
-from .sources import ResolvedSource, resolve_local
+from .sources import HubListing, ResolvedSource, is_hub_ref, resolve_hub, resolve_local
 from .sources.local import find_gguf_models
 from .summary import Inspection, summarize
 
@@ -46,22 +46,48 @@ class PlacementOptions:
             raise UsageError(f"{' and '.join(chosen)} each make a plan; give only one")
 
 
-def resolve(source: str, *, quant: str | None = None) -> ResolvedSource:
-    """Turn a SOURCE string into the files of one model (local paths; Hub refs arrive with the Hub sources)."""
+@dataclass(frozen=True)
+class HubOptions:
+    """How to reach a Hub repo: `--revision`, `--token` (else HF_TOKEN or the stored login), `--file`, progress."""
+
+    revision: str | None = None
+    token: str | None = None
+    file: str | None = None
+    progress: Any = None  # progress(files_done, files_total, bytes_read), called from worker threads
+
+
+def resolve(source: str, *, quant: str | None = None, hub: HubOptions | None = None) -> ResolvedSource | HubListing:
+    """Turn a SOURCE string into the files of one model: a local path, or a Hub ref (`owner/repo[@rev][/path]`,
+    `hf://…`); a Hub repo of several GGUF quants without a selection gives its listing instead."""
+    hub = hub or HubOptions()
     if Path(source).exists():
+        if hub.file or hub.revision:
+            raise UsageError("--file and --revision are for Hub repos", hint=f"{source} is a local path")
         return resolve_local(source, quant=quant)
-    raise SourceError(f"{source}: no such file or directory", hint="pass a local .gguf, .safetensors, index or folder")
+    if is_hub_ref(source):
+        return resolve_hub(source, revision=hub.revision, token=hub.token, file=hub.file, quant=quant,
+                           progress=hub.progress)
+    raise SourceError(f"{source}: no such file or directory",
+                      hint="pass a local .gguf, .safetensors, index or folder, or a Hub repo owner/name")
 
 
-def load(source: str, *, quant: str | None = None, rules: RoleRules | str | None = None) -> Checkpoint:
+def load(source: str, *, quant: str | None = None, rules: RoleRules | str | None = None,
+         hub: HubOptions | None = None) -> Checkpoint:
     """Read every header of SOURCE and give each tensor its role, layer and expert."""
-    return _load(source, quant, rules)[0]
+    return _load(source, quant, rules, hub)[0]
 
 
-def _load(source: str, quant: str | None, rules: RoleRules | str | None = None) -> tuple[Checkpoint, bool]:
+def _load(source: str, quant: str | None, rules: RoleRules | str | None = None,
+          hub: HubOptions | None = None) -> tuple[Checkpoint, bool]:
     """The checkpoint, and whether its files already are the quant asked for (named so)."""
-    resolved = resolve(source, quant=quant)
+    resolved = resolve(source, quant=quant, hub=hub)
+    if isinstance(resolved, HubListing):
+        names = ", ".join(r.name for r in resolved.rows[:6])
+        raise UsageError(f"{resolved.description} holds {len(resolved.rows)} GGUF models ({names})",
+                         hint="pick one with --quant NAME or --file PATH")
     checkpoint = read_checkpoint(resolved)
+    if resolved.notes:
+        checkpoint = checkpoint.with_(warnings=checkpoint.warnings + resolved.notes)
     if resolved.fetch_stats is not None:
         checkpoint = checkpoint.with_(fetch=resolved.fetch_stats())
     role_rules = rules if isinstance(rules, RoleRules) else load_rules(rules)
@@ -143,6 +169,7 @@ def inspect(
     memory: MemoryOptions | None = None,
     budgets: dict[str, int] | None = None,
     train: TrainOptions | None = None,
+    hub: HubOptions | None = None,
 ) -> Inspection:
     """Load (unless given a Checkpoint), apply `--quant`, and place it.
 
@@ -153,6 +180,7 @@ def inspect(
         memory: context settings; adds KV cache, state and buffers per device (docs/memory.md).
         budgets: device -> bytes; adds a fits / does not fit verdict per device.
         train: adds the training memory arithmetic (weights, gradients, optimizer, activations).
+        hub: revision, token, file and progress for Hub refs.
         quant: "this model at NAME": files of that quant when the source holds them (a folder of quants, a
             file named so, a GGUF whose file type is NAME), else llama-quantize's prediction from the most
             precise tensors available. A QuantOptions carries llama-quantize's overrides.
@@ -163,7 +191,7 @@ def inspect(
     if isinstance(source, Checkpoint):
         checkpoint, selected = source, False
     else:
-        checkpoint, selected = _load(source, options.ftype if options else None)
+        checkpoint, selected = _load(source, options.ftype if options else None, hub=hub)
     extras: dict[str, Any] = {}
     notes: tuple[str, ...] = ()
     if options is not None:
@@ -178,6 +206,14 @@ def inspect(
     result, placed = _place(checkpoint, placement)
     result = replace(result, extras={**result.extras, **extras}, notes=result.notes + notes)
     return add_memory(result, placed, memory, budgets)
+
+
+def listing(source: str, *, hub: HubOptions | None = None) -> HubListing | None:
+    """The quants of a Hub repo holding several GGUF models (from its file listing alone), else None."""
+    if Path(source).exists() or not is_hub_ref(source):
+        return None
+    resolved = resolve(source, hub=hub)
+    return resolved if isinstance(resolved, HubListing) else None
 
 
 @dataclass(frozen=True)
@@ -222,21 +258,31 @@ class FitReport:
 
 
 def fit(source: str | Checkpoint, budgets: dict[str, int], *, memory: MemoryOptions | None = None,
-        runtime: str = "llamacpp", quant: str | QuantOptions | None = None) -> FitReport:
+        runtime: str = "llamacpp", quant: str | QuantOptions | None = None, hub: HubOptions | None = None
+        ) -> FitReport:
     """The plan that keeps the most bytes on GPUs within `budgets`, with the largest context and parallelism.
 
-    A folder holding several GGUF quants (and no `quant`) is a choice too: the best quant that fits.
+    A folder or Hub repo holding several GGUF quants (and no `quant`) is a choice too: the best quant that fits.
     """
     options = memory or MemoryOptions()
-    if isinstance(source, str) and quant is None and Path(source).is_dir():
-        models = find_gguf_models(Path(source))
-        if len(models) > 1:
-            candidates = {m.name: load(str(m.paths[0])) for m in models}
-            best, rows = best_quant(candidates, budgets, options, runtime=runtime)
-            return FitReport(source, best.result if best else None, best.name if best else None, rows)
+    candidates = _quant_candidates(source, hub) if isinstance(source, str) and quant is None else {}
+    if len(candidates) > 1:
+        best, rows = best_quant(candidates, budgets, options, runtime=runtime)
+        return FitReport(source, best.result if best else None, best.name if best else None, rows)
     if quant is not None:
-        checkpoint = inspect(source, quant=quant).checkpoint
+        checkpoint = inspect(source, quant=quant, hub=hub).checkpoint
     else:
-        checkpoint = source if isinstance(source, Checkpoint) else load(source)
+        checkpoint = source if isinstance(source, Checkpoint) else load(source, hub=hub)
     name = quant if isinstance(quant, str) else quant.ftype if quant else None
     return FitReport(checkpoint.source, fit_search(checkpoint, budgets, options, runtime=runtime), name)
+
+
+def _quant_candidates(source: str, hub: HubOptions | None) -> dict[str, Checkpoint]:
+    """Every GGUF model of a local folder or a Hub repo of quants, loaded (headers only), by name."""
+    if Path(source).is_dir():
+        return {m.name: load(str(m.paths[0])) for m in find_gguf_models(Path(source))}
+    found = listing(source, hub=hub)
+    if found is None:
+        return {}
+    base = hub or HubOptions()
+    return {row.name: load(source, hub=replace(base, file=row.files[0])) for row in found.rows if row.complete}

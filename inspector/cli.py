@@ -13,7 +13,16 @@ from .errors import CheckFailed, CkptSizeError, UsageError
 from .placement.llamacpp import LlamaCppFlags, parse_n_gpu_layers, parse_override_tensor, parse_tensor_split
 from .memory import MemoryOptions, TrainOptions, parse_budget
 from .quant import QuantOptions, parse_tensor_type, parse_tensor_type_file
-from .report import FORMATS, VIEWS, render, render_fit, render_quant_list, render_validation, safe
+from .report import (
+    FORMATS,
+    VIEWS,
+    render,
+    render_fit,
+    render_listing,
+    render_quant_list,
+    render_validation,
+    safe,
+)
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -114,6 +123,38 @@ def split_options(rest: dict[str, Any]) -> tuple[QuantOptions, bool, dict[str, A
     return options, q["quant"] is not None, rest
 
 
+def hub_options(f: Any) -> Any:
+    """How to reach a Hub repo (docs/hub.md)."""
+    options = [
+        click.option("--revision", metavar="REV", help="Hub: branch, tag, commit or refs/pr/N."),
+        click.option("--token", metavar="TOKEN", help="Hub token (default: HF_TOKEN or the stored login)."),
+        click.option("--file", "file", metavar="PATH", help="Hub: the file or folder in the repo to inspect."),
+        click.option("--verbose", "-v", is_flag=True, help="Say what reading the headers cost (requests, bytes)."),
+    ]
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
+def hub_settings(revision: str | None, token: str | None, file: str | None) -> api.HubOptions:
+    """Hub options, with a progress line on stderr when stderr is a terminal."""
+    return api.HubOptions(revision, token, file, _progress_printer() if sys.stderr.isatty() else None)
+
+
+def _progress_printer() -> Any:
+    def show(done: int, total: int, nbytes: int) -> None:
+        end = "\n" if done == total else "\r"
+        click.echo(f"reading headers: {done}/{total} files, {nbytes:,} bytes", err=True, nl=False)
+        click.echo(end, err=True, nl=False)
+
+    return show
+
+
+def _report_fetch(fetch: Any, verbose: bool) -> None:
+    if verbose and fetch:
+        click.echo(f"Fetched: {fetch['requests']} requests, {fetch['bytes']:,} bytes", err=True)
+
+
 def memory_options(f: Any) -> Any:
     """Context, KV cache and buffer settings, named after llama.cpp's (docs/memory.md)."""
     options = [
@@ -183,6 +224,7 @@ def llamacpp_flags(ngl: str | None, override_tensor: tuple[str, ...], cpu_moe: b
 @quant_options
 @llamacpp_options
 @memory_options
+@hub_options
 @click.option("--train", is_flag=True, help="Also show training memory (weights, gradients, optimizer, activations).")
 @click.option("--optimizer", type=click.Choice(["adamw", "adamw8bit", "sgd", "sgd_momentum"]), default="adamw",
               show_default=True, help="With --train.")
@@ -192,7 +234,8 @@ def llamacpp_flags(ngl: str | None, override_tensor: tuple[str, ...], cpu_moe: b
               help="With --train: tokens per sequence.")
 def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | None, default_device: str,
             placement_file: str | None, gpus: int | None, quant_list: bool, train: bool, optimizer: str,
-            micro_batch: int, seq_len: int, **rest: Any) -> None:
+            micro_batch: int, seq_len: int, revision: str | None, token: str | None, file: str | None,
+            verbose: bool, **rest: Any) -> None:
     """Sizes of SOURCE by role, layer, dtype, device or tensor.
 
     SOURCE is a .gguf file (any shard of a split set loads the whole set), a .safetensors file, a
@@ -201,6 +244,13 @@ def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | Non
     memory, budgets, rest = split_memory(rest)
     quant, quant_given, llama = split_options(rest)
     placement = api.PlacementOptions(experts_on, default_device, llamacpp_flags(**llama), placement_file, gpus)
+    hub = hub_settings(revision, token, file)
+    found = None if quant_given else api.listing(source, hub=hub)
+    if found is not None:  # a Hub repo of several quants and no selection: its rows, from the listing alone
+        _warn(found.notes)
+        click.echo(render_listing(found, fmt=fmt), nl=False)
+        _report_fetch(found.fetch, verbose)
+        return
     if quant_list:
         checkpoint, rows = api.quant_list(source, options=quant, placement=placement)
         _warn(checkpoint.warnings)
@@ -212,9 +262,10 @@ def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | Non
     result = api.inspect(source, experts_on=experts_on, default_device=default_device,
                          quant=quant if quant_given else None, llamacpp=placement.llamacpp,
                          placement_file=placement_file, gpus=gpus, memory=memory, budgets=budgets or None,
-                         train=training)
+                         train=training, hub=hub)
     _warn(result.checkpoint.warnings, result.notes)
     click.echo(render(result, view=view, fmt=fmt), nl=False)
+    _report_fetch(result.checkpoint.fetch, verbose)
     verdict = result.extras.get("budget")
     if verdict is not None and not verdict.fits:
         over = ", ".join(f"{d.device} by {d.over_by:,} bytes" for d in verdict.devices if not d.fits)
@@ -227,9 +278,13 @@ def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | Non
 @click.option("--gpus", type=click.IntRange(min=0), metavar="N", help="Devices beyond cuda:N-1 are errors.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-def validate(placement_file: str, source: str, gpus: int | None, fmt: str, debug: bool) -> None:
+@hub_options
+def validate(placement_file: str, source: str, gpus: int | None, fmt: str, debug: bool, revision: str | None,
+             token: str | None, file: str | None, verbose: bool) -> None:
     """Check PLACEMENT_FILE (KTransformers rules or a plan file) against SOURCE; exit 3 on errors."""
-    result = api.validate(placement_file, source, gpus=gpus)
+    checkpoint = api.load(source, hub=hub_settings(revision, token, file))
+    _report_fetch(checkpoint.fetch, verbose)
+    result = api.validate(placement_file, checkpoint, gpus=gpus)
     click.echo(render_validation(result, fmt=fmt), nl=False)
     if result.has_errors:
         raise CheckFailed(f"{placement_file}: {sum(f.severity == 'error' for f in result.findings)} error(s)")
@@ -245,14 +300,15 @@ def validate(placement_file: str, source: str, gpus: int | None, fmt: str, debug
 @click.option("--quant", metavar="NAME", help="Fit this quant (selected or predicted, as with inspect).")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
+@hub_options
 def fit(source: str, runtime: str, emit_yaml: str | None, quant: str | None, fmt: str, debug: bool,
-        **rest: Any) -> None:
+        revision: str | None, token: str | None, file: str | None, verbose: bool, **rest: Any) -> None:
     """The plan that keeps the most of SOURCE on GPUs within --budget; exit 3 when nothing fits."""
     memory, budgets, _ = split_memory(rest)
     if not budgets:
         raise UsageError("fit needs at least one --budget DEV=SIZE")
     report = api.fit(source, budgets, memory=memory, runtime="ktransformers" if emit_yaml else runtime,
-                     quant=quant)
+                     quant=quant, hub=hub_settings(revision, token, file))
     if report.result is not None:
         _warn((), report.result.notes)
     click.echo(render_fit(report, fmt=fmt), nl=False)

@@ -107,6 +107,8 @@ def to_json(result: Inspection, *, view: str = "role") -> dict[str, Any]:
         "devices": _devices_json(result),
         "warnings": list(ck.warnings),
     }
+    if ck.fetch:
+        doc["fetch"] = dict(ck.fetch)
     for key in ("memory", "budget", "train"):
         if key in result.extras:
             doc[key] = result.extras[key].as_dict()
@@ -172,6 +174,26 @@ def _quant_lines(result: Inspection) -> list[list[str]]:
     return [["quant", f"{q['ftype']} predicted ({q['rules']} llama.cpp rules)"],
             ["file", f"{q['file_size']:,} ({human_bytes(q['file_size'])}) = header {q['header_bytes']:,} ({header})"
                      f" + data {q['data_bytes']:,} (exact)"]]
+
+
+def render_listing(found: Any, *, fmt: str = "table") -> str:
+    """A Hub repo of several GGUF quants: one row per quant from the listing (sizes include headers)."""
+    if fmt == "json":
+        return json.dumps(found.to_dict(), indent=2) + "\n"
+    rows = [[safe(r.name), r.quant or "-", len(r.files), r.bytes if fmt == "csv" else human_bytes(r.bytes),
+             "" if r.complete else f"missing {len(r.missing)} shard(s)"] for r in found.rows]
+    headers = ["model", "quant", "files", "bytes" if fmt == "csv" else "size", "note"]
+    if fmt == "csv":
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(headers)
+        writer.writerows(rows)
+        return buf.getvalue()
+    table = tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
+                     disable_numparse=True)
+    extras = [f"not counted: {safe(e.path)} ({human_bytes(e.bytes)}, {e.kind})" for e in found.extras]
+    title = f"{safe(found.description)}: {len(found.rows)} GGUF models (pick one with --quant NAME or --file PATH)"
+    return "\n".join([title, "", table] + ([""] + extras if extras else [])) + "\n"
 
 
 def render_quant_list(checkpoint: Checkpoint, rows: Sequence[Any], *, fmt: str = "table") -> str:

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
-import subprocess
 import socket
 import struct
+import subprocess
 import time
 from pathlib import Path
 
@@ -347,7 +346,7 @@ def test_multi_quant_repo_lists_quants_from_the_listing_alone(hub: FakeHub, repo
     ]
     assert [(e.path, e.bytes, e.kind) for e in listing.extras] == \
            [("mmproj-model-F16.gguf", (q / "mmproj-model-F16.gguf").stat().st_size, "mmproj")]
-    assert listing.fetch["requests"] == 1 and hub.count() == 1  # nothing but the listing
+    assert listing.fetch["requests"] == 1 and hub.count() == 1, hub.records  # nothing but the listing
     assert json.loads(json.dumps(listing.to_dict()))["quants"][0]["complete"] is True
 
 
@@ -524,11 +523,9 @@ def test_listing_pages_are_all_read(repos: dict[str, Path], env: Path, monkeypat
     hub = make_hub(repos, monkeypatch, page_size=2)
     try:
         listing = resolve_hub("org/quants")
-        entries = 2 + 3 + 1 + 2  # README, Q8_0, folder entry + 3 shards, mmproj ... counted by the server below
-        pages = hub.count("tree")
-        assert pages == listing.fetch["requests"] >= 4
+        # 6 files (README.md, model-Q8_0.gguf, mmproj, 3 shards) + the folder Q4_K_M = 7 entries = 4 pages of 2
+        assert hub.count("tree") == listing.fetch["requests"] == 4
         assert len(listing.rows) == 2 and len(listing.rows[0].files) == 3
-        assert entries  # the exact count depends on directory entries; every page was followed
     finally:
         hub.stop()
 
@@ -589,3 +586,80 @@ def test_offline_reads_the_local_cache(hub: FakeHub, repos: dict[str, Path], env
     assert "HF_HUB_OFFLINE" in str(info.value)
     with pytest.raises(HubOfflineError, match="revision 'refs/pr/9' is not in the local"):
         resolve_hub("org/small@refs/pr/9")
+
+
+def test_file_gone_after_the_listing_is_a_source_error(hub: FakeHub) -> None:
+    from inspector.sources.hub_http import FetchStats, HubClient, HubFile
+
+    client = HubClient("org/single", "main", None, FetchStats())
+    with pytest.raises(SourceError, match="no file 'gone.safetensors' in the repo"):
+        HubFile(client, "gone.safetensors", 1000, 64).read(0, 8)
+
+
+def test_importing_sources_does_not_import_huggingface_hub() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, inspector.sources; print('huggingface_hub' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "False"
+
+
+def test_prefetch_window_and_out_of_order_reads(hub: FakeHub, repos: dict[str, Path],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hub_http, "WINDOW", 1)  # workers may run one file ahead of the reader
+    monkeypatch.setattr(hub_http, "WORKERS", 2)
+    resolved = resolve_hub("org/sharded")
+    last = resolved.files[-1]
+    head = last.read(0, 8)  # before the workers reach it: fetched inline, never twice
+    assert len(head) == 8
+    same_numbers(read_checkpoint(resolved), read_checkpoint(resolve_local(str(repos["sharded"]))))
+    assert resolved.fetch_stats()["requests"] == 3 + 4
+
+
+# --- the command line on Hub refs ------------------------------------------------------------------------------
+
+def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    from inspector.cli import main
+
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    out, err = capsys.readouterr()
+    return int(e.value.code or 0), out, err
+
+
+def test_cli_hub_ref_gives_the_local_numbers_and_fetch_counts(hub: FakeHub, repos: dict[str, Path],
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = cli(["inspect", "org/sharded", "--format", "json", "--experts-on", "cpu", "-v"], capsys)
+    remote = json.loads(out)
+    code_local, out_local, _ = cli(["inspect", str(repos["sharded"]), "--format", "json", "--experts-on", "cpu"],
+                                   capsys)
+    local = json.loads(out_local)
+    assert code == code_local == 0
+    assert (remote["bytes"], remote["params"], remote["devices"]) == (local["bytes"], local["params"], local["devices"])
+    # listing + index + config.json + one ranged GET per shard
+    assert remote["fetch"]["requests"] == 3 + 4
+    assert f"Fetched: {remote['fetch']['requests']} requests" in err
+
+
+def test_cli_multi_quant_repo_lists_then_selects(hub: FakeHub, repos: dict[str, Path],
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = cli(["inspect", "org/quants", "--format", "csv"], capsys)
+    rows = out.splitlines()
+    assert code == 0 and rows[0] == "model,quant,files,bytes,note"
+    assert [r.split(",")[1] for r in rows[1:]] == ["Q4_K_M", "Q8_0"]  # the mmproj file is not a model
+    code, out, _ = cli(["inspect", "org/quants", "--quant", "Q4_K_M", "--format", "json"], capsys)
+    doc = json.loads(out)
+    local = read_checkpoint(resolve_local(str(repos["quants"]), quant="Q4_K_M"))
+    assert code == 0 and doc["quant"]["mode"] == "selected" and doc["bytes"] == local.nbytes
+
+
+def test_cli_fit_picks_the_best_quant_of_a_repo(hub: FakeHub, repos: dict[str, Path],
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    # Q8_0 of the full 28-block Llama-3.2-3B (~3.4 GB) cannot fit 2 GiB; the 4-block Q4_K_M set can.
+    code, out, _ = cli(["fit", "org/quants", "--budget", "cuda:0=2GiB", "--budget", "cpu=2GiB", "--format", "json"],
+                       capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["quant"] == "Q4_K_M/model-Q4_K_M"
+    assert {q["quant"]: q["fits"] for q in doc["quants"]} == {"model-Q8_0.gguf": False, "Q4_K_M/model-Q4_K_M": True}

@@ -27,7 +27,9 @@ class HeaderCursor:
         self._start = start
         self._base = start  # absolute offset of _buf[0]
         self._pos = 0  # position inside _buf
-        self._chunk = FIRST_CHUNK
+        # A source that fetched its first block ahead (Hub files) says how big it was: reading exactly that much
+        # first costs no request, and later reads continue from its end.
+        self._chunk = getattr(source, "first_block", 0) or FIRST_CHUNK
         self._size = source.size()
 
     @property
@@ -61,7 +63,9 @@ class HeaderCursor:
         want = max(missing, self._chunk)
         end = self._base + len(self._buf)
         data = self.source.read(end, min(want, self.limit - end))
-        self._chunk = min(self._chunk * 2, MAX_CHUNK)
+        # The next read is as long as everything read so far: the total doubles per read, so the bytes read stay
+        # under twice the header and the number of reads grows with its logarithm.
+        self._chunk = min(end + len(data) - self._start, MAX_CHUNK)
         self._buf += data
         if len(data) < missing:  # the source returned less than its size() promised
             raise self._truncated(n, what)
