@@ -94,11 +94,19 @@ def _load(source: str, quant: str | None, rules: RoleRules | str | None = None,
     return assign_roles(checkpoint, role_rules), resolved.quant_selected
 
 
-def already_quant(checkpoint: Checkpoint, options: QuantOptions) -> bool:
-    """A GGUF whose `general.file_type` is the file type asked for needs no prediction."""
-    if checkpoint.format != "gguf" or checkpoint.metadata.get("ckpt_size.converter"):
+def is_selection(checkpoint: Checkpoint, options: QuantOptions, *, named: bool) -> bool:
+    """Whether `--quant` means these very files (read them) rather than a prediction.
+
+    A GGUF is that quant when its `general.file_type` says so, or when it has no file type and its name says so.
+    Any llama-quantize override asks for a prediction whatever the files are.
+    """
+    if checkpoint.format != "gguf" or options != QuantOptions(options.ftype, rules=options.rules,
+                                                               allow_requantize=options.allow_requantize):
         return False
-    return checkpoint.metadata.get("general.file_type") == resolve_ftype(options.ftype, options.rules).ftype
+    file_type = checkpoint.metadata.get("general.file_type")
+    if isinstance(file_type, int) and not isinstance(file_type, bool):
+        return file_type == resolve_ftype(options.ftype, options.rules).ftype
+    return named
 
 
 def predict_quant(checkpoint: Checkpoint, options: QuantOptions) -> Prediction:
@@ -132,17 +140,21 @@ def _place(checkpoint: Checkpoint, options: PlacementOptions) -> tuple[Inspectio
     if options.placement_file:
         placed = place_from_file(checkpoint, options.placement_file, gpus=options.gpus)
         plan_line = f"{placed.kind} plan from {options.placement_file}"
-        return summarize(placed.checkpoint, plan_line, notes=placed.notes), placed
+        runtime = placed.checkpoint.with_(warnings=placed.checkpoint.warnings + placed.warnings)
+        return summarize(runtime, plan_line, notes=placed.notes), placed
     if options.llamacpp is not None and options.llamacpp.given:
         plan = place_llamacpp(checkpoint, options.llamacpp)
         return summarize(plan.checkpoint, plan.summary, flags_line=plan.flags_line, notes=plan.notes), plan
     placed_ck = place_simple(checkpoint, experts_on=options.experts_on, default_device=options.default_device)
     default = normalize_device(options.default_device)
+    notes: tuple[str, ...] = ()
     if options.experts_on:
         plan_line = f"literal plan: routed experts on {normalize_device(options.experts_on)}, everything else on {default}"
+        if not any(t.role == "routed_experts" for t in checkpoint.tensors):
+            notes = ("--experts-on: this model has no routed experts; everything is on " + default,)
     else:
         plan_line = f"literal plan: everything on {default}"
-    return summarize(placed_ck, plan_line), placed_ck
+    return summarize(placed_ck, plan_line, notes=notes), placed_ck
 
 
 def add_memory(result: Inspection, placement: Any, memory: MemoryOptions | None,
@@ -195,7 +207,7 @@ def inspect(
     extras: dict[str, Any] = {}
     notes: tuple[str, ...] = ()
     if options is not None:
-        if selected or already_quant(checkpoint, options):
+        if is_selection(checkpoint, options, named=selected):
             extras["quant"] = {"mode": "selected", "ftype": options.ftype}
         else:
             prediction = predict_quant(checkpoint, options)

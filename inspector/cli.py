@@ -158,8 +158,9 @@ def _report_fetch(fetch: Any, verbose: bool) -> None:
 def memory_options(f: Any) -> Any:
     """Context, KV cache and buffer settings, named after llama.cpp's (docs/memory.md)."""
     options = [
-        click.option("--ctx", "-c", "ctx", type=click.IntRange(min=1), metavar="N",
-                     help="Context length of each sequence; adds KV cache, state and buffers per device."),
+        click.option("--ctx", "ctx", type=click.IntRange(min=1), metavar="N",
+                     help="Context length of EACH sequence (llama.cpp's -c is the total: ctx x parallel); adds KV "
+                          "cache, state and buffers per device."),
         click.option("--parallel", "-np", "parallel", type=click.IntRange(min=1), metavar="N",
                      help="Parallel sequences (llama.cpp gets -c ctx*N -np N)."),
         click.option("--kv-type", "kv_type", metavar="TYPE", help="K and V cache type (f16, q8_0, q4_0 …)."),
@@ -170,6 +171,9 @@ def memory_options(f: Any) -> Any:
                      help="Flash attention (changes V padding and buffers)."),
         click.option("--ubatch-size", "-ub", "ubatch", type=click.IntRange(min=1), metavar="N",
                      help="Physical batch size (compute buffers)."),
+        click.option("--kv-unified", "-kvu", "kv_unified", is_flag=True,
+                     help="One KV buffer shared by all sequences (llama.cpp -kvu)."),
+        click.option("--swa-full", "swa_full", is_flag=True, help="Full-size cache for sliding-window layers."),
         click.option("--overhead", "overhead", type=click.FloatRange(min=0), metavar="PCT",
                      help="Safety margin in percent, shown as its own row."),
         click.option("--budget", "budget", multiple=True, metavar="DEV=SIZE",
@@ -181,18 +185,20 @@ def memory_options(f: Any) -> Any:
 
 
 MEMORY_KEYS = ("ctx", "parallel", "kv_type", "cache_type_k", "cache_type_v", "no_kv_offload", "flash_attn",
-               "ubatch", "overhead", "budget")
+               "ubatch", "kv_unified", "swa_full", "overhead", "budget")
 
 
 def split_memory(rest: dict[str, Any]) -> tuple[MemoryOptions | None, dict[str, int], dict[str, Any]]:
     """Take the memory options out of `rest`: MemoryOptions (None when none was given), the budgets, the rest."""
     m = {k: rest.pop(k) for k in MEMORY_KEYS}
     budgets = parse_budget(m.pop("budget"))
-    given = {k: v for k, v in m.items() if v not in (None, False)}
+    given = {k: v for k, v in m.items() if v is not None and v is not False}
     if not given:
         return None, budgets, rest
     options = MemoryOptions()
     if "kv_type" in given:
+        if "cache_type_k" in given or "cache_type_v" in given:
+            raise UsageError("--kv-type sets both cache types; give it or --cache-type-k/-v, not both")
         options = options.with_kv_type(given.pop("kv_type"))
     if "overhead" in given:
         given["overhead_pct"] = given.pop("overhead")
@@ -252,6 +258,9 @@ def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | Non
         _report_fetch(found.fetch, verbose)
         return
     if quant_list:
+        if memory is not None or budgets or train or quant_given:
+            raise UsageError("--quant-list shows file sizes and weights per device; --ctx, --budget, --train and "
+                             "--quant go with one quant", hint="drop them, or use --quant NAME")
         checkpoint, rows = api.quant_list(source, options=quant, placement=placement)
         _warn(checkpoint.warnings)
         click.echo(render_quant_list(checkpoint, rows, fmt=fmt), nl=False)
@@ -336,6 +345,9 @@ def main(argv: list[str] | None = None) -> None:
         _fail(e, e.exit_code, args)
     except (MemoryError, RecursionError, OSError) as e:
         _fail(e, 1, args)
+    except Exception as e:  # a bug: still one line, and the traceback with --debug
+        _fail(RuntimeError(f"internal error ({type(e).__name__}: {e}); please report it with the --debug output"),
+              1, args)
     sys.exit(0)
 
 

@@ -21,6 +21,7 @@ RULE_KEYS = {"id", "role", "match", "note"}
 TOP_KEYS = {"version", "strip_suffixes", "macros", "rules"}
 _MACRO = re.compile(r"\{(\w+)\}")
 _DIGITS = re.compile(r"\d+")
+_DIGIT_SENSITIVE = re.compile(r"(?<!\\)\d|\\d(?![+*])|\{\d")
 MAX_UNMATCHED_NAMED = 3
 
 
@@ -30,6 +31,12 @@ class Rule:
     role: str
     pattern: re.Pattern[str]
     line: int
+
+    @property
+    def digit_sensitive(self) -> bool:
+        """Whether two names differing only in their digits can match differently (a literal digit, a `\\d`
+        without `+`/`*`, a counted repeat): such rules defeat the per-template cache and are re-checked."""
+        return bool(_DIGIT_SENSITIVE.search(self.pattern.pattern))
 
 
 @dataclass(frozen=True)
@@ -169,28 +176,41 @@ def _group_int(m: re.Match[str], group: str) -> int | None:
 
 
 class _Classifier:
-    """Classifies names, caching the winning rule per digit-free template."""
+    """Classifies names, caching the winning rule per digit-free template.
+
+    Names of one template differ only in their digit runs, so a rule without digit-sensitive syntax matches all
+    of them or none; the few digit-sensitive rules before the cached winner are re-checked per name, which keeps
+    "first matching rule wins" exact.
+    """
 
     def __init__(self, rules: RoleRules) -> None:
         self.rules = rules
-        self._by_template: dict[str, Rule | None] = {}
+        self._by_template: dict[str, int | None] = {}
+        self._sensitive = [i for i, r in enumerate(rules.rules) if r.digit_sensitive]
 
     def classify(self, name: str) -> tuple[str, int | None, int | None]:
         template = _DIGITS.sub("#", name)
-        if template in self._by_template:
-            rule = self._by_template[template]
-            m = rule.pattern.fullmatch(self.rules.strip.sub("", name, count=1)) if rule else None
-            if rule is None or m:
-                return self._result(rule, m)
-        rule, m = self.rules.match(name)
-        self._by_template[template] = rule
-        return self._result(rule, m)
-
-    @staticmethod
-    def _result(rule: Rule | None, m: re.Match[str] | None) -> tuple[str, int | None, int | None]:
-        if rule is None or m is None:
+        stem = self.rules.strip.sub("", name, count=1)
+        if template not in self._by_template:
+            self._by_template[template] = self._first_match(stem, range(len(self.rules.rules)))
+        winner = self._by_template[template]
+        end = len(self.rules.rules) if winner is None else winner
+        earlier = self._first_match(stem, [i for i in self._sensitive if i < end])
+        index = earlier if earlier is not None else winner
+        if index is None:
             return "other", None, None
+        rule = self.rules.rules[index]
+        m = rule.pattern.fullmatch(stem)
+        if m is None:  # the cached winner is itself digit-sensitive and does not match this name
+            index = self._first_match(stem, range(len(self.rules.rules)))
+            if index is None:
+                return "other", None, None
+            rule = self.rules.rules[index]
+            m = rule.pattern.fullmatch(stem)
         return rule.role, _group_int(m, "layer"), _group_int(m, "expert")
+
+    def _first_match(self, stem: str, indices: Iterable[int]) -> int | None:
+        return next((i for i in indices if self.rules.rules[i].pattern.fullmatch(stem)), None)
 
 
 def classify_names(names: Iterable[str], rules: RoleRules | None = None) -> list[tuple[str, int | None, int | None]]:

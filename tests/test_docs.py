@@ -23,6 +23,24 @@ def test_every_command_and_option_is_documented(name: str) -> None:
                 assert opt in text, f"{name} {opt} missing from docs/cli.md"
 
 
+def test_help_blocks_in_cli_md_are_current() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("update_cli_docs", DOCS.parent / "tools" / "update_cli_docs.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    text = (DOCS / "cli.md").read_text()
+    assert module.updated(text) == text, "run: python tools/update_cli_docs.py"
+
+
+def test_exit_codes_table_matches_the_error_classes() -> None:
+    from inspector.errors import CheckFailed, CkptSizeError, UsageError
+
+    text = (DOCS / "cli.md").read_text()
+    for code in (CkptSizeError.exit_code, UsageError.exit_code, CheckFailed.exit_code):
+        assert f"| {code} |" in text
+
+
 def test_readme_links_resolve() -> None:
     readme = (DOCS.parent / "README.md").read_text()
     for link in re.findall(r"\]\((docs/[^)#]+)", readme):

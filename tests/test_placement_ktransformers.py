@@ -358,7 +358,7 @@ def test_detect_kind_and_place_from_file(v3, tmp_path):
     placed = place_from_file(v3, RULES / "DeepSeek-V3-Chat-multi-gpu-marlin.yaml", gpus=2)
     assert placed.kind == "ktransformers"
     assert all(t.device in ("cuda:0", "cuda:1", "cpu") for t in placed.checkpoint.tensors)
-    assert any("marlin-cuda-graph" in n for n in placed.notes)  # warnings travel as notes
+    assert any("marlin-cuda-graph" in w for w in placed.warnings)  # warnings travel apart from notes
     assert any("Marlin workspaces on cuda:0" in n for n in placed.notes)
     with pytest.raises(RulesError, match="device-beyond-gpus|needs GPU 1"):
         place_from_file(v3, RULES / "DeepSeek-V3-Chat-multi-gpu.yaml", gpus=1)

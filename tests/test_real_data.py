@@ -123,3 +123,22 @@ def test_map_sums_match_the_published_totals(rel: str) -> None:
     from ._shared import THIREUS
 
     assert sum(b for _, _, _, b in _map_rows(THIREUS / rel)) == INDEX_TOTALS[rel]
+
+
+@pytest.mark.slow
+def test_pure_q4_k_m_prediction_from_the_bf16_map_is_the_real_q4_k_map(tmp_path: Path) -> None:
+    """Thireus's q4_K DeepSeek-V3.1 files are `llama-quantize --pure Q4_K_M` of the BF16 ones: predicting that
+    from the rebuilt BF16 split set must give every tensor's real type and byte count (fallbacks included, e.g.
+    attn_k_b rows of 128 cannot hold Q4_K blocks of 256 and become Q5_0)."""
+    from inspector.api import load, predict_quant
+    from inspector.quant import QuantOptions
+
+    from ._shared import THIREUS
+
+    folder = THIREUS / "DeepSeek-V3.1-Terminus"
+    real = {name: (dtype.upper(), nbytes) for name, dtype, _, nbytes in _map_rows(folder / "tensors.q4_K.map")}
+    shards = rebuild_split_from_map(folder / "tensors.bf16.map", tmp_path)
+    prediction = predict_quant(load(str(shards[0])), QuantOptions("Q4_K_M", pure=True))
+    predicted = {t.name: (t.dtype, t.nbytes) for t in prediction.checkpoint.tensors}
+    assert predicted == real
+    assert sum(b for _, b in real.values()) == 377_885_689_856  # INDEX.md's q4_K total

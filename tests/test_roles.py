@@ -117,3 +117,18 @@ def test_cache_by_template_keeps_layer_and_expert_per_name() -> None:
     names = [f"model.layers.{i}.mlp.experts.{j}.up_proj.weight" for i in range(3) for j in range(4)]
     got = classify_names(names)
     assert [(layer, x) for _, layer, x in got] == [(i, j) for i in range(3) for j in range(4)]
+
+
+def test_first_match_wins_even_when_names_share_a_template() -> None:
+    # blk.0 and blk.5 share the digit-free template blk.#.ffn_up; a rule naming block 0 literally comes first,
+    # so blk.0 is dense_ffn whichever name is classified first.
+    rules = parse_rules(
+        "rules:\n"
+        "  - {id: a, role: dense_ffn, match: 'blk\\.(?P<layer>0)\\.ffn_up'}\n"
+        "  - {id: b, role: routed_experts, match: 'blk\\.(?P<layer>\\d+)\\.ffn_up'}\n",
+        "t.yaml",
+    )
+    assert classify_names(["blk.5.ffn_up", "blk.0.ffn_up"], rules) == [("routed_experts", 5, None),
+                                                                       ("dense_ffn", 0, None)]
+    assert classify_names(["blk.0.ffn_up", "blk.5.ffn_up"], rules) == [("dense_ffn", 0, None),
+                                                                       ("routed_experts", 5, None)]

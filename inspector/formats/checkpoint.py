@@ -49,6 +49,7 @@ def _gguf_checkpoint(resolved: ResolvedSource) -> Checkpoint:
         # A corrupt header can store any type here; report.py escapes the name as text and crashed on an int.
         warnings.append(f"{headers[0].source}: general.architecture is {architecture!r}, not a string; ignored")
         architecture = None
+    _check_layer_counts(headers[0].source, metadata)
     return Checkpoint(
         source=resolved.description,
         format="gguf",
@@ -59,6 +60,18 @@ def _gguf_checkpoint(resolved: ResolvedSource) -> Checkpoint:
         config=resolved.config,
         warnings=tuple(warnings) + _truncation_warnings(files),
     )
+
+
+# Later layers loop over blocks and allocate per-layer arrays: a hostile block count must fail here, not there.
+# The largest real models have ~100-200 blocks.
+MAX_BLOCKS = 65536
+
+
+def _check_layer_counts(source: str, metadata: Mapping[str, Any]) -> None:
+    for key, value in metadata.items():
+        if key.endswith(".block_count") and isinstance(value, int) and not 0 <= value <= MAX_BLOCKS:
+            raise FormatError(source, f"{key} is {value:,}, beyond any real model (at most {MAX_BLOCKS:,})",
+                              hint="the file is corrupt")
 
 
 def _check_split(headers: list[GgufHeader]) -> list[str]:

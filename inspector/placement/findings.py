@@ -62,6 +62,7 @@ class PlacedPlan:
     checkpoint: Checkpoint
     kind: str  # "ktransformers" | "plan"
     notes: tuple[str, ...]
+    warnings: tuple[str, ...] = ()  # warning-level findings, printed as warnings
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,9 @@ def llama_buffer_name(device: str) -> str:
     return "CPU" if device == "cpu" else "CUDA" + device.split(":")[1]
 
 
+MAX_SPLIT = 1e6  # proportions are relative; anything larger only risks float32 overflow in llama.cpp's sums
+
+
 def parse_tensor_split(value: str) -> tuple[float, ...]:
     """`-ts 3,1` (or `3/1`): proportions per GPU, split like llama.cpp on runs of `,` and `/`.
 
@@ -160,6 +163,9 @@ def parse_tensor_split(value: str) -> tuple[float, ...]:
             raise UsageError(f"-ts {value!r}: {piece!r} is not a number", hint=hint) from None
         if number < 0 or number != number:
             raise UsageError(f"-ts {value!r}: {piece!r} must be zero or positive")
+        if not number <= MAX_SPLIT:
+            # llama.cpp sums -ts in single precision: huge values overflow to inf and break the split
+            raise UsageError(f"-ts {value!r}: {piece!r} is too large; give small proportions like 3,1")
         numbers.append(number)
     if len(numbers) >= MAX_DEVICES:
         raise UsageError(f"-ts {value!r}: {len(numbers)} values; llama.cpp accepts at most {MAX_DEVICES - 1}")

@@ -113,5 +113,6 @@ def place_from_file(checkpoint: Checkpoint, path: str | Path, *, gpus: int | Non
             f"{first.location}: {first.message}{more}" if first else f"{path}: no placement could be made",
             hint=f"{first.fix}; run `ckpt-size validate {path} SOURCE` for every finding" if first else None,
         )
-    notes = result.placed.notes + tuple(f.render() for f in result.findings)
-    return PlacedPlan(result.placed.checkpoint, result.placed.kind, notes)
+    notes = result.placed.notes + tuple(f.render() for f in result.findings if f.severity != "warning")
+    warnings = tuple(f.render() for f in result.findings if f.severity == "warning")
+    return PlacedPlan(result.placed.checkpoint, result.placed.kind, notes, warnings)
