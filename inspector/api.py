@@ -141,10 +141,11 @@ def _place(checkpoint: Checkpoint, options: PlacementOptions) -> tuple[Inspectio
         placed = place_from_file(checkpoint, options.placement_file, gpus=options.gpus)
         plan_line = f"{placed.kind} plan from {options.placement_file}"
         runtime = placed.checkpoint.with_(warnings=placed.checkpoint.warnings + placed.warnings)
-        return summarize(runtime, plan_line, notes=placed.notes), placed
+        return summarize(runtime, plan_line, notes=placed.notes, source=checkpoint), placed
     if options.llamacpp is not None and options.llamacpp.given:
         plan = place_llamacpp(checkpoint, options.llamacpp)
-        return summarize(plan.checkpoint, plan.summary, flags_line=plan.flags_line, notes=plan.notes), plan
+        return summarize(plan.checkpoint, plan.summary, flags_line=plan.flags_line, notes=plan.notes,
+                         source=checkpoint), plan
     placed_ck = place_simple(checkpoint, experts_on=options.experts_on, default_device=options.default_device)
     default = normalize_device(options.default_device)
     notes: tuple[str, ...] = ()
@@ -154,7 +155,7 @@ def _place(checkpoint: Checkpoint, options: PlacementOptions) -> tuple[Inspectio
             notes = ("--experts-on: this model has no routed experts; everything is on " + default,)
     else:
         plan_line = f"literal plan: everything on {default}"
-    return summarize(placed_ck, plan_line, notes=notes), placed_ck
+    return summarize(placed_ck, plan_line, notes=notes, source=checkpoint), placed_ck
 
 
 def add_memory(result: Inspection, placement: Any, memory: MemoryOptions | None,

@@ -96,9 +96,10 @@ def to_json(result: Inspection, *, view: str = "role") -> dict[str, Any]:
              "missing_bytes": f.missing_bytes}
             for f in ck.files
         ],
-        "tensor_count": len(ck.tensors),
+        "tensor_count": result.tensor_count,
         "params": result.params,
         "bytes": result.bytes,
+        "placed_bytes": result.placed_bytes,
         "plan": result.plan,
         "flags": result.flags_line,
         "notes": list(result.notes),
@@ -184,11 +185,7 @@ def render_listing(found: Any, *, fmt: str = "table") -> str:
              "" if r.complete else f"missing {len(r.missing)} shard(s)"] for r in found.rows]
     headers = ["model", "quant", "files", "bytes" if fmt == "csv" else "size", "note"]
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(headers)
-        writer.writerows(rows)
-        return buf.getvalue()
+        return _csv_text(headers, rows)
     table = tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
                      disable_numparse=True)
     extras = [f"not counted: {safe(e.path)} ({human_bytes(e.bytes)}, {e.kind})" for e in found.extras]
@@ -210,11 +207,7 @@ def render_quant_list(checkpoint: Checkpoint, rows: Sequence[Any], *, fmt: str =
              for r in rows]
     headers = ["quant", "file"] + devices
     if fmt == "csv":
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(headers)
-        writer.writerows(table)
-        return buf.getvalue()
+        return _csv_text(headers, table)
     title = f"{safe(checkpoint.source)}: predicted llama-quantize outputs (tensor data exact; header as noted)"
     return title + "\n\n" + tabulate(table, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
                                      disable_numparse=True) + "\n"
@@ -227,6 +220,9 @@ def render_validation(result: Any, *, fmt: str = "table") -> str:
         if result.placed is not None:
             doc["devices"] = {g.key: _group_json(g) for g in by_device(result.placed.checkpoint.tensors)}
         return json.dumps(doc, indent=2) + "\n"
+    if fmt == "csv":
+        keys = ["path", "line", "column", "severity", "code", "message", "fix"]
+        return _csv_text(keys, [[f.as_dict()[k] for k in keys] for f in result.findings])
     lines = [safe(f.render()) for f in result.findings] or ["no findings"]
     if result.placed is not None:
         groups = by_device(result.placed.checkpoint.tensors)
@@ -246,6 +242,16 @@ def render_fit(report: Any, *, fmt: str = "table") -> str:
                "quants": [{"quant": q.name, "weight_bytes": q.weight_bytes, "fits": q.result.fits,
                            "all_on_gpu": q.all_on_gpu, "flags": q.result.flags_line} for q in report.quants]}
         return json.dumps(doc, indent=2) + "\n"
+    if fmt == "csv":
+        if r is None:
+            return _csv_text(["quant", "weight_bytes", "fits"], [[q.name, q.weight_bytes, q.result.fits]
+                                                                for q in report.quants])
+        verdict = {d.device: d for d in r.verdict.devices}
+        keys = ["weights", "kv_cache", "state", "buffers", "overhead", "total"]
+        rows = [[device, *(m.as_dict()[k] for k in keys), verdict[device].budget if device in verdict else "",
+                 verdict[device].fits if device in verdict else ""]
+                for device, m in sorted(r.plan.devices.items(), key=lambda kv: device_sort_key(kv[0]))]
+        return _csv_text(["device", *keys, "budget", "fits"], rows)
     tablefmt = "github" if fmt == "markdown" else "simple"
     parts = []
     if report.quants:
@@ -287,9 +293,12 @@ def _summary_lines(result: Inspection) -> list[list[str]]:
         ["source", safe(ck.source)],
         ["format", f"{ck.format} ({files} file{'s' if files != 1 else ''}, headers {human_bytes(header)})"],
         ["architecture", safe(ck.architecture or "unknown")],
-        ["tensors", f"{len(ck.tensors):,}"],
+        ["tensors", f"{result.tensor_count:,}"],
         ["params", f"{result.params:,} ({human_count(result.params)})"],
         ["bytes", f"{result.bytes:,} ({human_bytes(result.bytes)})"],
+    ] + ([["on devices", f"{result.placed_bytes:,} ({human_bytes(result.placed_bytes)}) under the plan: "
+                         "runtime copies, skipped tensors and formats"]]
+         if result.placed_bytes != result.bytes else []) + [
         ["plan", result.plan],
     ] + ([["flags", result.flags_line]] if result.flags_line else []) + _quant_lines(result)
 
@@ -308,7 +317,7 @@ def _text(result: Inspection, view: str, *, markdown: bool) -> str:
         return "\n\n".join(parts) + "\n"
     else:
         headers = [view, "tensors", "params", "size", "share", "dtypes"]
-        rows = _group_rows(_view_groups(result, view), result.bytes, True)
+        rows = _group_rows(_view_groups(result, view), result.placed_bytes, True)
         parts.append(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
         if len({t.device for t in result.checkpoint.tensors}) > 1:
             parts.append(tabulate(_device_rows(result.by_device, True),
@@ -346,19 +355,24 @@ def _memory_tables(result: Inspection, tablefmt: str) -> list[str]:
     return parts
 
 
-# --- CSV ---------------------------------------------------------------------------------------------------
+# --- CSV ---
+
+
+def _csv_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(headers)
+    writer.writerows(rows)
+    return buf.getvalue()
+
+
+# ------------------------------------------------------------------------------------------------------------
 
 
 def _csv(result: Inspection, view: str) -> str:
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
     if view == "tensor":
-        writer.writerow(["tensor", "shape", "dtype", "bytes", "role", "layer", "device"])
-        writer.writerows(_tensor_rows(result, False))
-    elif view == "device":
-        writer.writerow(["device", "role", "tensors", "bytes"])
-        writer.writerows(_device_rows(result.by_device, False))
-    else:
-        writer.writerow([view, "tensors", "params", "bytes", "dtypes"])
-        writer.writerows(_group_rows(_view_groups(result, view), result.bytes, False))
-    return buf.getvalue()
+        return _csv_text(["tensor", "shape", "dtype", "bytes", "role", "layer", "device"], _tensor_rows(result, False))
+    if view == "device":
+        return _csv_text(["device", "role", "tensors", "bytes"], _device_rows(result.by_device, False))
+    rows = _group_rows(_view_groups(result, view), result.placed_bytes, False)
+    return _csv_text([view, "tensors", "params", "bytes", "dtypes"], rows)

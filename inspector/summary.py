@@ -29,16 +29,29 @@ class Inspection:
     by_role: tuple[Group, ...]
     by_device: tuple[Group, ...]
     flags_line: str | None = None  # runtime flags that reproduce the plan (llama.cpp)
+    # The file's own totals (tensors, params, bytes) before placement: a runtime may load copies (llama.cpp's
+    # tied output on a GPU), skip tensors (MTP layers) or re-format them (Marlin), which changes the placed sums.
+    file_totals: tuple[int, int, int] | None = None
     notes: tuple[str, ...] = ()  # what the plan assumed, one sentence each
     extras: Mapping[str, Any] = field(default_factory=dict)  # quant prediction, memory plan, budgets…
 
     @property
-    def bytes(self) -> int:
-        return self.checkpoint.nbytes
+    def tensor_count(self) -> int:
+        return self.file_totals[0] if self.file_totals else len(self.checkpoint.tensors)
 
     @property
     def params(self) -> int:
-        return self.checkpoint.params
+        return self.file_totals[1] if self.file_totals else self.checkpoint.params
+
+    @property
+    def bytes(self) -> int:
+        """Tensor data bytes of the file (or of the predicted file)."""
+        return self.file_totals[2] if self.file_totals else self.checkpoint.nbytes
+
+    @property
+    def placed_bytes(self) -> int:
+        """Bytes on all devices under the plan: copies, skipped tensors and runtime formats included."""
+        return self.checkpoint.nbytes
 
 
 def group(tensors: Iterable[TensorInfo], key: Callable[[TensorInfo], str], order: Callable[[str], object] = str,
@@ -94,6 +107,8 @@ def by_layer(tensors: Iterable[TensorInfo]) -> tuple[Group, ...]:
 
 
 def summarize(checkpoint: Checkpoint, plan: str, *, flags_line: str | None = None,
-              notes: tuple[str, ...] = ()) -> Inspection:
+              notes: tuple[str, ...] = (), source: Checkpoint | None = None) -> Inspection:
+    """Aggregate a placed checkpoint; `source` is the checkpoint before placement, whose totals are the file's."""
+    totals = (len(source.tensors), source.params, source.nbytes) if source is not None else None
     return Inspection(checkpoint, plan, by_role(checkpoint.tensors), by_device(checkpoint.tensors),
-                      flags_line=flags_line, notes=notes)
+                      flags_line=flags_line, notes=notes, file_totals=totals)

@@ -219,3 +219,24 @@ def test_fit_prints_flags_and_emits_yaml_that_validates(tmp_path: Path, capsys: 
     assert code == 0 and not json.loads(out)["has_errors"]
     code, _, err = run(["fit", str(DEEPSEEK), "--budget", "cuda:0=1GiB", "--budget", "cpu=1GiB"], capsys)
     assert code == 3 and "does not fit" in err
+
+
+def test_fit_and_validate_csv_carry_exact_integers(capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["fit", str(DEEPSEEK), "--budget", "cuda:0=24GiB", "--budget", "cpu=512GiB", "--format", "csv"]
+    code, out, _ = run(args, capsys)
+    rows = {r["device"]: r for r in csv.DictReader(io.StringIO(out))}
+    assert code == 0 and int(rows["cuda:0"]["budget"]) == 24 * 2**30
+    gpu = rows["cuda:0"]
+    parts = sum(int(gpu[k]) for k in ("weights", "kv_cache", "state", "buffers", "overhead"))
+    assert int(gpu["total"]) == parts <= 24 * 2**30
+
+
+def test_placed_bytes_count_llama_cpp_copies_apart_from_the_file(quant_folder: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    f16 = str(quant_folder / "Llama-3.2-3B-F16.gguf")
+    code, out, _ = run(["inspect", f16, "-ngl", "99", "--format", "json"], capsys)
+    doc = json.loads(out)
+    # Llama-3.2 ties its output to token_embd: with the output layer on the GPU llama.cpp loads a second copy of
+    # token_embd there (128256 x 3072 F16); rope_freqs (64 F32) is loaded once per block, 2 blocks here against
+    # 1 tensor in the file. The file itself does not change.
+    assert doc["placed_bytes"] - doc["bytes"] == 128256 * 3072 * 2 + (2 - 1) * 64 * 4
