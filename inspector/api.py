@@ -291,11 +291,20 @@ def fit(source: str | Checkpoint, budgets: dict[str, int], *, memory: MemoryOpti
 
 
 def _quant_candidates(source: str, hub: HubOptions | None) -> dict[str, Checkpoint]:
-    """Every GGUF model of a local folder or a Hub repo of quants, loaded (headers only), by name."""
+    """Every GGUF model of a local folder or a Hub repo of quants, loaded (headers only), by name.
+
+    They must be quants of one model (at least one architecture); a folder of different models is not a choice
+    of quants.
+    """
     if Path(source).is_dir():
-        return {m.name: load(str(m.paths[0])) for m in find_gguf_models(Path(source))}
-    found = listing(source, hub=hub)
-    if found is None:
-        return {}
-    base = hub or HubOptions()
-    return {row.name: load(source, hub=replace(base, file=row.files[0])) for row in found.rows if row.complete}
+        candidates = {m.name: load(str(m.paths[0])) for m in find_gguf_models(Path(source))}
+    else:
+        found = listing(source, hub=hub)
+        base = hub or HubOptions()
+        candidates = {row.name: load(source, hub=replace(base, file=row.files[0]))
+                      for row in (found.rows if found else ()) if row.complete}
+    models = {ck.architecture for ck in candidates.values()}
+    if len(models) > 1:
+        raise UsageError(f"{source} holds different models, not quants of one ({', '.join(candidates)})",
+                         hint="pass one model's file or folder, or --quant NAME")
+    return candidates
