@@ -263,8 +263,13 @@ def render_fit(report: Any, *, fmt: str = "table") -> str:
         return "\n\n".join(parts) + "\n"
     lines = [["source", safe(report.source)], ["runtime", r.runtime],
              ["verdict", "fits" if r.fits else "does not fit"], ["placement", r.placement_summary],
-             ["flags", r.flags_line], ["max context", f"{r.max_ctx:,} tokens per sequence (routed experts may move to the CPU for it)"],
-             ["max parallel", f"{r.max_parallel} sequences at this context"]]
+             ["flags", r.flags_line],
+             ["max context", f"{r.max_ctx:,} tokens per sequence with these flags"],
+             ["max parallel", f"{r.max_parallel} sequences at this context with these flags"]]
+    if r.replanned_max_ctx:
+        lines.append(["re-planned", f"{r.replanned_max_ctx:,} tokens with {r.replanned_max_ctx_flags}"])
+    if r.limits_note:
+        lines.append(["limits", r.limits_note])
     if report.quant:
         lines.insert(1, ["quant", report.quant])
     parts.append(tabulate(lines, tablefmt="plain"))

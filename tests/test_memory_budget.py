@@ -19,6 +19,9 @@ from inspector.model import Checkpoint, TensorInfo
     ("64 MiB", 64 * 2**20),
     ("2kb", 2000),
     ("0.5K", 512),
+    ("2PB", 2 * 10**15),            # P units, as plan files' schema admits: 2,000,000,000,000,000
+    ("1PiB", 2**50),                # 1,125,899,906,842,624
+    ("4.1GB", 4_100_000_000),       # exact decimal: float arithmetic gives 4,099,999,999
 ])
 def test_parse_size(text: str, expected: int) -> None:
     assert parse_size(text) == expected
@@ -93,3 +96,38 @@ def test_llama_cpp_flags_echo_the_options() -> None:
     opts = MemoryOptions(ctx=8192, parallel=4, cache_type_k="q8_0", cache_type_v="q8_0", flash_attn="on",
                          no_kv_offload=True)
     assert opts.llama_cpp_flags() == "-c 32768 -np 4 -ctk q8_0 -ctv q8_0 -fa on -nkvo"
+
+
+@pytest.mark.parametrize("changes", [
+    {"overhead_pct": float("nan")}, {"overhead_pct": float("inf")}, {"overhead_pct": -1}, {"overhead_pct": "5"},
+    {"ctx": 0}, {"ctx": -4096}, {"ctx": 4096.0}, {"parallel": 0}, {"ubatch": 0}, {"ubatch": True},
+])
+def test_memory_options_refuse_bad_values_with_a_usage_error(changes: dict) -> None:
+    # `--overhead nan` used to reach Fraction("nan") in memory_plan and fit (ValueError traceback); every bad value
+    # is now refused where the options are built, as a UsageError (exit code 2)
+    with pytest.raises(UsageError):
+        MemoryOptions(**changes)
+    with pytest.raises(UsageError):
+        MemoryOptions().with_(**changes)
+
+
+def test_memory_options_accept_the_edges() -> None:
+    # 0 % overhead, 12.5 %, and 1 token / 1 sequence / a ubatch of 1 are all legal
+    assert MemoryOptions(overhead_pct=0).overhead_pct == 0
+    assert MemoryOptions(ctx=1, parallel=1, ubatch=1, overhead_pct=12.5).llama_cpp_flags() == "-c 1 -ub 1"
+
+
+def test_devices_sort_by_gpu_index_everywhere() -> None:
+    # device_sort_key: GPUs by index (cuda:2 before cuda:10, not as strings), then cpu, then anything else
+    tensors = (
+        TensorInfo("blk.0.attn_q.weight", (10,), "F16", 1000, 0, 0, 500, "attention", 0, None, "cuda:10"),
+        TensorInfo("blk.1.attn_q.weight", (10,), "F16", 3000, 0, 0, 1500, "attention", 1, None, "cuda:2"),
+    )
+    ck = _checkpoint().with_(tensors=tensors)
+    plan = memory_plan(ck, MemoryOptions(ctx=256))
+    assert list(plan.devices) == ["cuda:2", "cuda:10", "cpu"]
+    assert list(plan.buffers) == ["cuda:2", "cuda:10", "cpu"]
+    verdict = check_budgets(plan, {"cpu": 1 << 40})
+    assert verdict.unchecked == ("cuda:2", "cuda:10")
+    assert parse_budget(["cuda:10=1G", "cpu=1G", "cuda:2=1G"]) == {"cuda:2": 2**30, "cuda:10": 2**30, "cpu": 2**30}
+    assert list(parse_budget(["cuda:10=1G", "cpu=1G", "cuda:2=1G"])) == ["cuda:2", "cuda:10", "cpu"]

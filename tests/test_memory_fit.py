@@ -134,6 +134,98 @@ def test_best_quant_prefers_the_largest_that_fits_on_the_gpu(tmp_path: Path) -> 
     assert roomy is not None and roomy.name == "Q8_0"
 
 
+# ------------------------------------------------------------------------------------------- limits (review fixes)
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "models"
+
+
+def test_limits_keep_the_chosen_flags(mixtral: Checkpoint) -> None:
+    # Under the chosen flags only -c / -np change. On cuda:0 (every layer there, the output layer too) a token of
+    # context adds K + V = 8 layers × 8 KV heads × 128 × 2 × 2 B = 32,768 B and a KQ mask column n_ubatch × 2 B =
+    # 512 × 2 = 1,024 B (flash attention on; the layer peak + mask, 192,970,752 B + 1,024·ctx, stays above the
+    # logits peak (32,000 + 2·4,096) × 512 × 4 = 82,313,216 B): 33,792 B per token, 8,650,752 B per 256 cells.
+    # A sequence at ctx 4,096 adds 4,096 cells × 32,768 B = 134,217,728 B (its own stream; the mask and ubatch stay
+    # the same, its output buffer is on the CPU). So with headroom H on cuda:0 at ctx 4,096:
+    #   max_ctx = 4,096 + 256 × floor(H / 8,650,752), max_parallel = 1 + floor(H / 134,217,728)
+    budget = 3 * GiB
+    result = fit(mixtral, {"cuda:0": budget}, OPTS)
+    assert result.fits and result.flags.n_cpu_moe
+    headroom = budget - result.plan.devices["cuda:0"].total
+    assert result.max_ctx == 4096 + 256 * (headroom // 8_650_752)
+    assert result.max_parallel == 1 + headroom // 134_217_728
+    # independently: the same flags at the limit fit, one step further does not
+    flags = result.flags
+    assert exact(mixtral, flags, OPTS.with_(ctx=result.max_ctx))["cuda:0"] <= budget
+    assert exact(mixtral, flags, OPTS.with_(ctx=result.max_ctx + 256))["cuda:0"] > budget
+    assert exact(mixtral, flags, OPTS.with_(parallel=result.max_parallel + 1))["cuda:0"] > budget
+    # each limit comes with its line: the chosen placement flags, only -c / -np changed
+    placement = result.flags_line.removesuffix(" -c 4096")
+    assert result.max_ctx_flags == f"{placement} -c {result.max_ctx}"
+    p = result.max_parallel
+    assert result.max_parallel_flags == f"{placement} -c {4096 * p}" + (f" -np {p}" if p > 1 else "")
+    # the re-planned limits move more experts to the CPU: at least as large, with flags that say so
+    assert result.replanned_max_ctx is not None and result.replanned_max_ctx >= result.max_ctx
+    assert result.replanned_max_parallel is not None and result.replanned_max_parallel >= result.max_parallel
+    assert result.replanned_max_ctx_flags.endswith(f"-c {result.replanned_max_ctx}")
+    assert "cpu-moe" in result.replanned_max_ctx_flags
+    assert result.limits_note.startswith("max_ctx and max_parallel keep these flags")
+    data = result.as_dict()
+    for key in ("max_ctx_flags", "max_parallel_flags", "replanned_max_ctx", "replanned_max_ctx_flags",
+                "replanned_max_parallel", "replanned_max_parallel_flags", "limits_note"):
+        assert key in data
+
+
+@pytest.mark.parametrize("budget", [300 << 20, 3 * GiB, 4 * GiB, 80 * GiB])
+def test_a_plan_that_fits_has_limits_at_least_the_asked_ones(mixtral: Checkpoint, budget: int) -> None:
+    # the limits are monotone in ctx / parallel under fixed flags, so fits at ctx 4,096 and 1 sequence means
+    # max_ctx >= 4,096 and max_parallel >= 1 (fits with max_ctx 0 was possible when the limits were re-planned)
+    result = fit(mixtral, {"cuda:0": budget, "cpu": 64 * GiB}, OPTS)
+    assert result.fits
+    assert result.max_ctx >= 4096 and result.max_parallel >= 1
+    assert result.max_ctx_flags and result.max_parallel_flags
+
+
+def test_partial_offload_limits_and_cpu_only_note(llama: Checkpoint) -> None:
+    # -ngl below every layer: the re-planned limits need every layer on the GPU, so none exists (0, "");
+    # the limits under the chosen -ngl are still those of a plan that fits
+    full = exact(llama, LlamaCppFlags(n_gpu_layers=9))["cuda:0"]
+    result = fit(llama, {"cuda:0": full * 2 // 3}, OPTS)
+    assert result.fits and result.flags.n_gpu_layers < 9
+    assert result.max_ctx >= 4096 and (result.replanned_max_ctx, result.replanned_max_ctx_flags) == (0, "")
+    cpu = fit(llama, {"cpu": 64 * GiB}, OPTS)
+    assert cpu.replanned_max_ctx is None and cpu.replanned_max_parallel_flags is None
+    assert "-ngl 0" in cpu.limits_note and cpu.max_ctx_flags.startswith("-ngl 0 -c ")
+
+
+def test_tiny_budgets_do_not_fit_deepseek() -> None:
+    # DeepSeek-V3.1 Q4_K_M holds 377,885,689,856 B of weights: 1 GiB of CPU cannot hold them with any flags
+    result = fit(load(str(FIXTURES / "deepseek-v3.1-q4_k_m.gguf")), {"cuda:0": GiB, "cpu": GiB}, OPTS)
+    assert not result.fits and result.verdict.exit_code == 3
+    assert (result.max_ctx, result.max_parallel, result.max_ctx_flags) == (0, 0, "")
+
+
+def test_fit_on_mixtral_safetensors_counts_the_staging_copy() -> None:
+    # Mixtral-8x7B bf16 from safetensors: llama.cpp sees GGUF names (blk.N.ffn_up_exps.weight, 8 experts merged).
+    # With experts of a block on the CPU, the first GPU copies the largest CPU layer weight to run it:
+    # one merged expert tensor = 8 experts × 14,336 × 4,096 × 2 B = 939,524,096 B. The search used to scan the HF
+    # names (block_sparse_moe.experts.N.w1), found 0, and was corrected by the exact check ("re-packed").
+    from inspector.memory.fit import _LlamaCppSearch
+
+    ck = load(str(FIXTURES / "mixtral-8x7b-bf16"))
+    budgets = {"cuda:0": 40 * GiB}
+    search = _LlamaCppSearch(ck, budgets, OPTS)
+    costs = search.costs(OPTS)
+    assert search.staging(costs, 33, 1) == 939_524_096  # block 0's experts on the CPU
+    assert search.staging(costs, 33, 0) == 0  # nothing of the layers on the CPU
+    result = fit(ck, budgets, OPTS)
+    assert result.fits and result.flags.n_gpu_layers == 33 and result.flags.n_cpu_moe
+    assert not any(step.startswith("re-packed") for step in result.steps), result.steps
+    assert result.plan.buffers["cuda:0"].parts["staging"] == 939_524_096
+    assert result.plan.devices["cuda:0"].total <= budgets["cuda:0"]
+    # minimal: one expert block fewer on the CPU (no -ot) does not fit
+    n = result.flags.n_cpu_moe
+    assert exact(ck, LlamaCppFlags(n_gpu_layers=33, n_cpu_moe=n - 1))["cuda:0"] > budgets["cuda:0"]
+
+
 # ---------------------------------------------------------------------------------------------------------- KT
 @pytest.fixture(scope="module")
 def deepseek(tmp_path_factory: pytest.TempPathFactory) -> Checkpoint:
@@ -161,6 +253,10 @@ def test_ktransformers_marlin_layers_per_gpu(deepseek: Checkpoint, tmp_path: Pat
     result = validate_placement(out, deepseek, gpus=1)
     assert not result.has_errors, [f.render() for f in result.findings if f.severity == "error"]
     assert "KExpertsMarlin" in out.read_text() and "KExpertsCPU" in out.read_text()
+    # the limits keep this rule file; KTransformers has no re-planned limits
+    assert "keeping this rule file as it is" in two.limits_note
+    assert two.replanned_max_ctx is None and two.max_ctx >= 4096
+    assert two.max_ctx_flags == f"-c {two.max_ctx}"
 
 
 def test_ktransformers_two_gpus_and_yaml_only_for_kt(deepseek: Checkpoint, mixtral: Checkpoint) -> None:

@@ -327,3 +327,48 @@ def test_gemma3_270m_compute_buffer_estimate_matches_the_cpu_measurement(ctx: in
     ck = place_simple(load(str(part.chunk_path())), experts_on=None, default_device="cpu")
     plan = memory_plan(ck, MemoryOptions(ctx=ctx, flash_attn=fa))
     assert plan.buffers["cpu"].compute == 539_492_352
+
+
+# ---------------------------------------------------------------------------------------------------------- vocab
+GPT_OSS = Path(__file__).resolve().parent.parent / "fixtures" / "models" / "gpt-oss-20b-mxfp4"
+
+
+def test_gpt_oss_safetensors_vocab_sizes_output_buffer_and_logits() -> None:
+    # llama.cpp places the GGUF view of the safetensors checkpoint, which has no tokenizer list: n_vocab comes from
+    # config.json's vocab_size, 201,088. With -ngl 99 (every layer and the output on cuda:0), n_ubatch 512:
+    #   output buffer (host, cpu): n_vocab × 1 sequence × 4 B = 201,088 × 4 = 804,352 B
+    #   logits peak on cuda:0 (docs/memory.md): (n_vocab + 2·n_embd) × t × 4 = (201,088 + 2 × 2,880) × 512 × 4
+    #     = 206,848 × 2,048 = 423,624,704 B, of which the logits tensor is 201,088 × 512 × 4 = 411,828,224 B
+    from inspector.placement.llamacpp import LlamaCppFlags, place_llamacpp
+
+    placed = place_llamacpp(load(str(GPT_OSS)), LlamaCppFlags(n_gpu_layers=99))
+    plan = memory_plan(placed.checkpoint, MemoryOptions(), layer_devices=dict(enumerate(placed.layer_devices)),
+                       output_device=placed.output_device)
+    assert plan.hparams.n_vocab == 201_088
+    assert plan.buffers["cpu"].output == 804_352
+    logits = plan.buffers["cuda:0"].parts["logits"]
+    assert logits == 423_624_704 and logits - 2 * 2_880 * 512 * 4 == 411_828_224
+    assert plan.buffers["cuda:0"].compute == 423_624_704  # above the layer peak + mask: the logits decide
+
+
+def test_vocab_falls_back_to_text_config_then_to_matrix_rows_and_says_when_unknown() -> None:
+    ck = load(str(GPT_OSS))
+    config = {k: v for k, v in ck.config.items() if k != "vocab_size"}
+    # vocab_size only under text_config (multimodal layout): 201,088
+    nested = ck.with_(config={**config, "text_config": {"vocab_size": 201_088}})
+    assert hparams_of(nested).n_vocab == 201_088
+    # no vocab_size anywhere: the rows of lm_head.weight, [201,088, 2,880] row-major, width = n_embd 2,880
+    rows = hparams_of(ck.with_(config=config))
+    assert rows.n_vocab == 201_088
+    assert any("lm_head.weight" in n and "201,088" in n for n in rows.notes)
+    # the same through the GGUF view llama.cpp places (output.weight, ne = [2,880, 201,088])
+    from inspector.quant.convert import to_gguf_view
+
+    view = to_gguf_view(ck.with_(config=config))
+    assert hparams_of(view).n_vocab == 201_088
+    # nothing to go by: unknown, and a note says the output buffer and logits are counted as 0
+    bare = config_checkpoint({"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64,
+                              "num_attention_heads": 1})
+    hp = hparams_of(bare)
+    assert hp.n_vocab is None and any("vocabulary size unknown" in n for n in hp.notes)
+    assert memory_plan(bare, MemoryOptions(ctx=256)).buffers["cpu"].output == 0

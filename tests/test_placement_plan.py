@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from inspector import load
-from inspector.errors import CheckFailed, RulesError
+from inspector.errors import CheckFailed, RulesError, UsageError
+from inspector.memory.budget import parse_size as budget_parse_size
 from inspector.model import ROLES, Checkpoint
 from inspector.placement.plan import parse_layers, parse_size, plan_schema
 from inspector.placement.schema import Validator
@@ -240,7 +241,48 @@ def test_sizes_and_layer_ranges():
     assert parse_size("512GB") == 512 * 10**9
     assert parse_size("1.5 TiB") == 3 * 2**39
     assert parse_size("100") == 100
-    assert parse_layers("3-5") == {3, 4, 5}
-    assert parse_layers([0, "7 - 8"]) == {0, 7, 8}
+    assert parse_layers("3-5").intervals == ((3, 5),)
+    assert parse_layers([0, "7 - 8"]).intervals == ((0, 0), (7, 8))
+    assert [i for i in range(10) if i in parse_layers([0, "7 - 8"])] == [0, 7, 8]
     with pytest.raises(ValueError):
         parse_layers("9-2")
+
+
+def test_plan_sizes_are_the_budget_parser():
+    # one size grammar for --budget and plan files (inspector.memory.budget.parse_size)
+    assert parse_size("24G") == 24 * 2**30  # a bare letter is binary: 25,769,803,776
+    assert parse_size("24G") == budget_parse_size("24G")
+    # exact decimal arithmetic: 4.1 × 10^9 = 4,100,000,000 (the old float arithmetic gave 4,099,999,999)
+    assert parse_size("4.1 GB") == 4_100_000_000
+    assert parse_size("1 PB") == 10**15 and parse_size("1 PiB") == 2**50  # the schema admits P units
+    for bad in (-1, 1.5, True, "lots"):
+        with pytest.raises(UsageError):
+            parse_size(bad)
+
+
+def test_plan_budget_with_exact_decimal_size(tmp_path, v3):
+    # every tensor on the default cuda:0: 377,885,689,856 bytes. The budget 4.1 GB is 4,100,000,000 bytes (by hand,
+    # 4.1 × 10^9; float arithmetic read 4,099,999,999), so it is over by 377,885,689,856 - 4,100,000,000 =
+    # 373,785,689,856, reported at the budget's value on line 2
+    text = "rules: []\nbudgets: {cuda:0: 4.1 GB}\n"
+    result = plan(tmp_path, text, v3)
+    assert device_bytes(result) == {"cuda:0": 377_885_689_856}
+    assert found(result, "over-budget") == [("error", 2, col(text, 2, "4.1"))]
+    message = next(f.message for f in result.findings if f.code == "over-budget")
+    assert "373,785,689,856 over its budget of 4,100,000,000" in message
+
+
+def test_huge_layer_range_is_intervals_not_a_set(tmp_path, v3):
+    # "0-10000000000" was expanded into a set of 10^10 ints (MemoryError); as one interval it costs nothing. The
+    # rule takes every block-indexed tensor (layers 0-60), and layers 61-10,000,000,000 are reported on line 2.
+    text = "rules:\n  - {layers: '0-10000000000', device: cpu}\n"
+    result = plan(tmp_path, text, v3)
+    assert found(result, "layer-beyond") == [("warning", 2, col(text, 2, "'0-"))]
+    message = next(f.message for f in result.findings if f.code == "layer-beyond")
+    assert "layers 61-10000000000 do not exist" in message
+    layered = [t for t in result.placed.checkpoint.tensors if t.layer is not None]
+    assert layered and all(t.device == "cpu" for t in layered)
+    ranges = parse_layers(["5-10000000000", 3, "4-4", 10**12])
+    assert ranges.intervals == ((3, 10_000_000_000), (10**12, 10**12))  # 3, 4 and 5-… merge: adjacent
+    assert 10_000_000_000 in ranges and 10_000_000_001 not in ranges and 2 not in ranges and 10**12 in ranges
+    assert ranges.beyond(61) == (61, 10**12)

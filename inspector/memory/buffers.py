@@ -33,6 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
+from ..placement.devices import device_sort_key
 from .hparams import HParams
 from .kv import ContextShape
 
@@ -89,11 +90,11 @@ def estimate_buffers(
     layer_peak = peak["residual"] + max(peak["attention"], peak["ffn"])
     output_peak = ((hp.n_vocab or 0) + 2 * hp.n_embd) * t * F32
     devices = set(layer_devices.values()) | ({output_device} if output_device else set()) | {"cpu"}
-    gpus = sorted((d for d in devices if d != "cpu"), key=lambda d: int(d.split(":")[1]) if ":" in d else 0)
+    gpus = sorted((d for d in devices if d != "cpu"), key=device_sort_key)
     out: dict[str, DeviceBuffers] = {}
     mask = n_kv * t * (2 if flash_attn else F32)
     gpu_layers = any(d != "cpu" for d in layer_devices.values())
-    for dev in sorted(devices):
+    for dev in sorted(devices, key=device_sort_key):
         parts: dict[str, int] = {}
         layers = 0
         if dev in layer_devices.values() and kv_on_cpu and dev != "cpu":

@@ -14,6 +14,11 @@ A layer's cost on a GPU is its weights (as `inspector.placement.llamacpp` places
 each GPU also reserves its estimated compute buffer, and `--overhead` scales every budget down. The final flags
 are re-checked with the real placement and memory plan; the verdict printed is that re-check.
 
+Limits: `max_ctx` / `max_parallel` keep the chosen flags (the same -ngl, --n-cpu-moe, -ot, -ts) and raise only -c or
+-np, so they never contradict the flags printed; `replanned_max_ctx` / `replanned_max_parallel` re-run the search for
+each value (every layer slot on the GPUs, routed experts free to move to the CPU) and come with the flags that reach
+them. `limits_note` says which was done.
+
 KTransformers (runtime "ktransformers"): a rule file with every non-expert module on the GPUs (layers split in
 proportion to the GPU budgets), routed experts on the CPU (KExpertsCPU), and on each GPU as many of its MoE layers
 as fit with Marlin experts (KExpertsMarlin), found by sizing the generated file with the KTransformers replay.
@@ -28,6 +33,8 @@ from typing import Callable, Mapping, Sequence
 
 from ..errors import UsageError
 from ..model import Checkpoint
+from ..placement.devices import device_sort_key
+from ..placement.llamacpp_flags import FFN_EXPS_REGEX
 from .budget import BudgetVerdict
 from .hparams import hparams_of
 from .plan import MemoryOptions, MemoryPlan, memory_plan
@@ -35,7 +42,7 @@ from .plan import MemoryOptions, MemoryPlan, memory_plan
 RUNTIMES = ("llamacpp", "ktransformers")
 MAX_PARALLEL = 256
 MAX_CTX_FALLBACK = 1 << 20
-_EXPS = re.compile(r"\.ffn_(up|down|gate|gate_up)_(ch|)exps")
+_EXPS = re.compile(FFN_EXPS_REGEX)  # llama.cpp's LLM_FFN_EXPS_REGEX, the pattern --n-cpu-moe moves
 
 
 @dataclass(frozen=True)
@@ -48,11 +55,23 @@ class FitResult:
     verdict: BudgetVerdict
     flags_line: str  # llama.cpp: placement + context options, ready to paste; KTransformers: context options
     placement_summary: str
-    # llama.cpp: the largest context per sequence (a multiple of 256, at `parallel`) and the most sequences (at
-    # `ctx`) for which every layer and its KV cache still fit on the GPUs, routed experts free to move to the CPU
-    # (the search is re-run for each value); without a GPU budget, under the CPU budget. 0: none fits.
+    # The largest context per sequence (a multiple of 256, at `parallel`) and the most sequences (at `ctx`) that
+    # still fit every budget with the placement kept as chosen (llama.cpp: the same -ngl, --n-cpu-moe, -ot, -ts;
+    # KTransformers: the same rule file); only -c / -np change. 0: not even 256 tokens / one sequence fits.
     max_ctx: int
     max_parallel: int
+    # the full line for each limit (llama.cpp: flags_line with -c / -np at the limit; KTransformers: the context
+    # options); "" when the limit is 0
+    max_ctx_flags: str = ""
+    max_parallel_flags: str = ""
+    # llama.cpp with GPU budgets: the same limits when the search is re-run for each value (every layer slot, so
+    # every KV cache, on the GPUs; routed experts free to move to the CPU), and the flags line that reaches each;
+    # None when not computed (KTransformers, no GPU budget); 0 / "" when no such plan exists
+    replanned_max_ctx: int | None = None
+    replanned_max_ctx_flags: str | None = None
+    replanned_max_parallel: int | None = None
+    replanned_max_parallel_flags: str | None = None
+    limits_note: str = ""  # one sentence: how the limits above were computed
     flags: object | None = None  # LlamaCppFlags for llama.cpp
     yaml_text: str | None = None  # KTransformers rule file
     marlin_layers: Mapping[str, int] = field(default_factory=dict)  # KTransformers: MoE layers with Marlin experts
@@ -71,6 +90,10 @@ class FitResult:
         return {
             "runtime": self.runtime, "fits": self.fits, "all_on_gpu": self.all_on_gpu, "flags": self.flags_line,
             "placement": self.placement_summary, "max_ctx": self.max_ctx, "max_parallel": self.max_parallel,
+            "max_ctx_flags": self.max_ctx_flags, "max_parallel_flags": self.max_parallel_flags,
+            "replanned_max_ctx": self.replanned_max_ctx, "replanned_max_ctx_flags": self.replanned_max_ctx_flags,
+            "replanned_max_parallel": self.replanned_max_parallel,
+            "replanned_max_parallel_flags": self.replanned_max_parallel_flags, "limits_note": self.limits_note,
             "marlin_layers": dict(self.marlin_layers), "verdict": self.verdict.as_dict(),
             "memory": self.plan.as_dict(), "steps": list(self.steps), "notes": list(self.notes),
         }
@@ -170,7 +193,7 @@ class _LlamaCppSearch:
         self.checkpoint = checkpoint
         self.budgets = dict(budgets)
         self.options = options
-        self.gpus = sorted((d for d in budgets if d.startswith("cuda:")), key=lambda d: int(d.split(":")[1]))
+        self.gpus = sorted((d for d in budgets if d.startswith("cuda:")), key=device_sort_key)
         self.scale = 1 + Fraction(str(options.overhead_pct)) / 100
         self.steps: list[str] = []
         self.hp = hparams_of(checkpoint)
@@ -224,13 +247,16 @@ class _LlamaCppSearch:
         return _Costs(layout, runtime, layer_buffer, max(0, parts.get("logits", 0) - layer_buffer))
 
     def staging(self, c: _Costs, ngl: int, n_cpu_moe: int) -> int:
-        """The largest layer weight on the CPU under (ngl, n_cpu_moe): the first GPU's staging copy."""
+        """The largest layer weight on the CPU under (ngl, n_cpu_moe): the first GPU's staging copy.
+
+        Scans the placed GGUF-named view (a safetensors checkpoint's own names would never match the expert
+        pattern) and only tensors llama.cpp loads, as memory_plan's staging does."""
         if self.options.ubatch < 32:
             return 0
         i_gpu_start = max(c.n_layer + 1 - ngl, 0)
         largest = 0
-        for t in self.checkpoint.tensors:
-            if t.layer is None or t.layer >= c.n_layer:
+        for t in c.layout.placed.checkpoint.tensors:
+            if t.device is None or t.layer is None or t.layer >= c.n_layer:
                 continue
             if t.layer < i_gpu_start or (t.layer < n_cpu_moe and _EXPS.search(t.name)):
                 largest = max(largest, t.nbytes)
@@ -347,39 +373,86 @@ class _LlamaCppSearch:
     def layers_fit(self, options: MemoryOptions) -> bool:
         """Whether every layer slot (so every KV cache) fits on the GPUs at these options, experts allowed on the
         CPU, and the exact check of that plan passes."""
+        return self.replanned(options) is not None
+
+    def replanned(self, options: MemoryOptions) -> object | None:
+        """The LlamaCppPlan the search picks for these options when it keeps every layer slot on the GPUs and its
+        exact check passes; None otherwise."""
         c = self.costs(options)
         experts = c.layout.expert_blocks
         last = max(experts) + 1 if experts else 0
         all_slots = c.n_layer + 1
         if self.pack(c, all_slots, last) is None:
-            return False
+            return None
         choice = self.search(options, log=False)
         if choice.ngl < all_slots:
-            return False
+            return None
         placed = self.place(self.checkpoint, self.flags_of(choice))
-        return self._memory(placed, options).check(self.budgets).fits
+        return placed if self._memory(placed, options).check(self.budgets).fits else None
 
     def finish(self, flags: object, *, keep_layers: bool) -> FitResult:
         placed = self.place(self.checkpoint, flags)
         plan = self._memory(placed, self.options)
         verdict = plan.check(self.budgets)
-        upper = max(self.hp.n_ctx_train or MAX_CTX_FALLBACK, self.options.ctx) // 256
-        if keep_layers:
-            ok_ctx: Callable[[MemoryOptions], bool] = self.layers_fit
-        else:
-            def ok_ctx(opts: MemoryOptions) -> bool:
-                return self._memory(placed, opts).check(self.budgets).fits
-        max_ctx = 256 * max(0, largest_fitting(1, max(1, upper), lambda k: ok_ctx(self.options.with_(ctx=256 * k))))
-        max_par = max(0, largest_fitting(1, MAX_PARALLEL, lambda p: ok_ctx(self.options.with_(parallel=p))))
+
+        def same_flags(opts: MemoryOptions) -> bool:
+            return self._memory(placed, opts).check(self.budgets).fits
+
+        limits = limits_of(self.options, self.hp.n_ctx_train, same_flags)
+        max_ctx, max_par = limits
         line = f"{placed.flags_line} {self.options.llama_cpp_flags()}".strip()
+        ctx_line, par_line = limit_lines(self.options, limits, placed.flags_line)
         notes = list(placed.notes) + list(plan.notes)
         if max_ctx and self.hp.n_ctx_train and max_ctx >= self.hp.n_ctx_train:
             notes.append(f"the model's trained context ({self.hp.n_ctx_train}) fits; max_ctx stops there")
+        re_ctx = re_par = None
+        re_ctx_line = re_par_line = None
+        if keep_layers:
+            re_ctx, re_par = limits_of(self.options, self.hp.n_ctx_train, self.layers_fit)
+            re_ctx_line = self.replanned_line(self.options.with_(ctx=re_ctx)) if re_ctx else ""
+            re_par_line = self.replanned_line(self.options.with_(parallel=re_par)) if re_par else ""
+            note = ("max_ctx and max_parallel keep these flags (the same -ngl, --n-cpu-moe, -ot and -ts) and raise "
+                    "only -c or -np; replanned_max_ctx and replanned_max_parallel re-run the search for each value "
+                    "with every layer on the GPUs and routed experts free to move to the CPU, and their flags are "
+                    "in replanned_max_ctx_flags and replanned_max_parallel_flags")
+        else:
+            note = ("max_ctx and max_parallel keep these flags (-ngl 0: everything on the CPU) and raise only -c or "
+                    "-np within the CPU budget")
         full = (bool(self.gpus) and flags.n_gpu_layers is not None and flags.n_gpu_layers >= placed.n_layer + 1
                 and not flags.n_cpu_moe and not flags.cpu_moe
                 and all(dev != "cpu" for _, dev in flags.override_tensor))
         return FitResult("llamacpp", verdict.fits, plan, verdict, line, placed.summary, max_ctx, max_par,
-                         flags=flags, steps=tuple(self.steps), notes=tuple(notes), all_on_gpu=full)
+                         max_ctx_flags=ctx_line, max_parallel_flags=par_line,
+                         replanned_max_ctx=re_ctx, replanned_max_ctx_flags=re_ctx_line,
+                         replanned_max_parallel=re_par, replanned_max_parallel_flags=re_par_line,
+                         limits_note=note, flags=flags, steps=tuple(self.steps), notes=tuple(notes), all_on_gpu=full)
+
+    def replanned_line(self, options: MemoryOptions) -> str:
+        placed = self.replanned(options)
+        return f"{placed.flags_line} {options.llama_cpp_flags()}".strip() if placed is not None else ""
+
+
+def limits_of(options: MemoryOptions, n_ctx_train: int | None, ok: Callable[[MemoryOptions], bool]
+              ) -> tuple[int, int]:
+    """(max_ctx, max_parallel) for a monotone `ok`: the largest context per sequence, a multiple of 256 up to the
+    trained context (or the asked one, if larger), at `options.parallel`; the most sequences up to MAX_PARALLEL (or
+    the asked number, if larger) at `options.ctx`. 0 when not even the smallest fits."""
+    upper = max((n_ctx_train or MAX_CTX_FALLBACK) // 256, -(-options.ctx // 256), 1)
+    max_ctx = 256 * max(0, largest_fitting(1, upper, lambda k: ok(options.with_(ctx=256 * k))))
+    max_par = max(0, largest_fitting(1, max(MAX_PARALLEL, options.parallel),
+                                     lambda p: ok(options.with_(parallel=p))))
+    return max_ctx, max_par
+
+
+def limit_lines(options: MemoryOptions, limits: tuple[int, int], placement_line: str = "") -> tuple[str, str]:
+    """The full flags line at each limit ("" for a limit of 0)."""
+    max_ctx, max_par = limits
+
+    def line(opts: MemoryOptions) -> str:
+        return f"{placement_line} {opts.llama_cpp_flags()}".strip()
+
+    return (line(options.with_(ctx=max_ctx)) if max_ctx else "",
+            line(options.with_(parallel=max_par)) if max_par else "")
 
 
 # ----------------------------------------------------------------------------------------------------------

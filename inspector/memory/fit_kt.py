@@ -20,7 +20,8 @@ from typing import Mapping, Sequence
 
 from ..errors import RulesError, UsageError
 from ..model import Checkpoint
-from .fit import MAX_CTX_FALLBACK, MAX_PARALLEL, FitResult, largest_fitting
+from ..placement.devices import device_sort_key
+from .fit import FitResult, largest_fitting, limit_lines, limits_of
 from .hparams import hparams_of
 from .plan import MemoryOptions, MemoryPlan, memory_plan
 
@@ -179,7 +180,7 @@ class _KtSearch:
         from ..placement.kt_tree import build_tree
 
         self.checkpoint, self.budgets, self.options = checkpoint, dict(budgets), options
-        self.gpus = sorted((d for d in budgets if d.startswith("cuda:")), key=lambda d: int(d.split(":")[1]))
+        self.gpus = sorted((d for d in budgets if d.startswith("cuda:")), key=device_sort_key)
         if not self.gpus:
             raise UsageError("KTransformers needs at least one GPU budget (--budget cuda:0=SIZE)")
         try:
@@ -245,19 +246,20 @@ class _KtSearch:
         def ok_opts(opts: MemoryOptions) -> bool:
             return self.plan(placed, opts).check(self.budgets).fits
 
-        upper = max(self.hp.n_ctx_train or MAX_CTX_FALLBACK, self.options.ctx) // 256
-        max_ctx = 256 * max(0, largest_fitting(1, max(1, upper), lambda k: ok_opts(self.options.with_(ctx=256 * k))))
-        max_par = max(0, largest_fitting(1, MAX_PARALLEL, lambda p: ok_opts(self.options.with_(parallel=p))))
+        limits = limits_of(self.options, self.hp.n_ctx_train, ok_opts)
+        max_ctx, max_par = limits
+        ctx_line, par_line = limit_lines(self.options, limits)
         marlin = {dev: c for dev, c in zip(self.gpus, counts)}
         summary = "KTransformers: " + ", ".join(f"{d} {c} Marlin MoE layer(s)" for d, c in marlin.items())
         notes = list(plan.notes) + [
             "KTransformers keeps its own KV cache; it is sized with llama.cpp's formulas (for MLA the same 576 "
             "values per token per layer) and its buffers with llama.cpp's estimate",
-            "max_ctx and max_parallel keep this rule file as it is",
         ]
         return FitResult("ktransformers", verdict.fits, plan, verdict, self.options.llama_cpp_flags(), summary,
-                         max_ctx, max_par, yaml_text=text, marlin_layers=marlin, steps=tuple(steps),
-                         notes=tuple(notes))
+                         max_ctx, max_par, max_ctx_flags=ctx_line, max_parallel_flags=par_line,
+                         limits_note="max_ctx and max_parallel are computed keeping this rule file as it is (the "
+                                     "same Marlin layers per GPU); only the context and the sequences change",
+                         yaml_text=text, marlin_layers=marlin, steps=tuple(steps), notes=tuple(notes))
 
 
 def fit_ktransformers(checkpoint: Checkpoint, budgets: Mapping[str, int], options: MemoryOptions) -> FitResult:

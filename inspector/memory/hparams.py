@@ -7,7 +7,7 @@ layers, which layers are SWA, recurrent, MLA, or nextn (MTP). A config.json is r
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
 from ..errors import FormatError
@@ -116,14 +116,61 @@ def hparams_of(checkpoint: Checkpoint) -> HParams:
         FormatError: neither source names the layer count and widths the memory plan needs.
     """
     if checkpoint.format == "gguf" and checkpoint.metadata.get("general.architecture"):
-        return from_gguf(checkpoint.metadata, source=checkpoint.source)
-    if checkpoint.config:
-        return from_config(checkpoint.config, source=checkpoint.source)
-    raise FormatError(
-        checkpoint.source,
-        "no hyperparameters to size the KV cache (no GGUF metadata and no config.json)",
-        hint="put the model's config.json next to its safetensors files",
-    )
+        hp = from_gguf(checkpoint.metadata, source=checkpoint.source)
+    elif checkpoint.config:
+        hp = from_config(checkpoint.config, source=checkpoint.source)
+    else:
+        raise FormatError(
+            checkpoint.source,
+            "no hyperparameters to size the KV cache (no GGUF metadata and no config.json)",
+            hint="put the model's config.json next to its safetensors files",
+        )
+    if hp.n_vocab is None:
+        hp = _with_vocab_fallback(hp, checkpoint)
+    return hp
+
+
+def _config_vocab(config: Mapping[str, Any] | None) -> int | None:
+    """`vocab_size` of a config.json: the language model's (`text_config`, multimodal configs), else top level."""
+    if not config:
+        return None
+    for c in (config.get("text_config"), config):
+        if isinstance(c, Mapping):
+            value = c.get("vocab_size")
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+    return None
+
+
+def _tensor_vocab(checkpoint: Checkpoint, n_embd: int) -> tuple[int, str] | None:
+    """Rows of the output matrix, else of the token embedding: (rows, tensor name). A matrix counts only when its
+    other dimension is n_embd (so a packed or per-layer embedding is not mistaken for the vocabulary)."""
+    for role in ("output", "embedding"):
+        for t in checkpoint.tensors:
+            if t.role != role or t.layer is not None or len(t.shape) != 2:
+                continue
+            # GGUF shapes are ne order (n_embd first); safetensors shapes are row-major (n_embd last)
+            width, rows = (t.shape[0], t.shape[1]) if checkpoint.format == "gguf" else (t.shape[1], t.shape[0])
+            if width == n_embd and rows > 0:
+                return rows, t.name
+    return None
+
+
+def _with_vocab_fallback(hp: HParams, checkpoint: Checkpoint) -> HParams:
+    """n_vocab when the primary source lacks it (a GGUF view of a safetensors checkpoint has no tokenizer list;
+    a config.json may lack vocab_size): config.json's vocab_size (also under text_config), else the rows of the
+    output matrix or token embedding; a note when it stays unknown (output buffers and logits are then 0)."""
+    vocab = _config_vocab(checkpoint.config)
+    if vocab is not None:
+        return replace(hp, n_vocab=vocab)
+    found = _tensor_vocab(checkpoint, hp.n_embd)
+    if found is not None:
+        rows, name = found
+        note = f"vocabulary size taken from the rows of {name}: {rows:,}"
+        return replace(hp, n_vocab=rows, notes=(*hp.notes, note))
+    unknown = ("vocabulary size unknown (no tokenizer list, no vocab_size, no output or token embedding matrix): "
+               "the output buffer and the logits peak are counted as 0")
+    return replace(hp, notes=(*hp.notes, unknown))
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -474,7 +521,7 @@ def from_config(config: Mapping[str, Any], *, source: str = "config.json") -> HP
         n_layer_all=n_layer,
         n_layer_nextn=0,
         n_embd=n_embd,
-        n_vocab=int(c["vocab_size"]) if c.get("vocab_size") else None,
+        n_vocab=_config_vocab(c),
         n_ctx_train=int(c["max_position_embeddings"]) if c.get("max_position_embeddings") else None,
         n_head=n_head,
         n_head_kv=n_head_kv,

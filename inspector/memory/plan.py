@@ -7,6 +7,7 @@ Exact rows: `weights` (tensor bytes from headers, on the devices the placement c
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Mapping
@@ -39,6 +40,17 @@ class MemoryOptions:
     overhead_pct: float = 0.0
     kv_unified: bool = False
     swa_full: bool = False
+
+    def __post_init__(self) -> None:
+        """Refuse values llama.cpp would refuse (or that make no sense as a margin) before any arithmetic uses
+        them: a NaN or infinite overhead would otherwise fail deep in Fraction()."""
+        for name, flag in (("ctx", "--ctx"), ("parallel", "--parallel"), ("ubatch", "--ubatch-size")):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise UsageError(f"{flag} must be a positive whole number, got {value!r}")
+        pct = self.overhead_pct
+        if isinstance(pct, bool) or not isinstance(pct, (int, float)) or not math.isfinite(pct) or pct < 0:
+            raise UsageError(f"--overhead must be a finite percentage >= 0, got {pct!r}")
 
     def with_(self, **changes: Any) -> "MemoryOptions":
         return replace(self, **changes)
@@ -189,8 +201,6 @@ def memory_plan(
         UsageError: bad options (cache type, flash attention, sizes) or combinations llama.cpp refuses.
         FormatError: the checkpoint has no hyperparameters to size the cache from.
     """
-    if options.overhead_pct < 0:
-        raise UsageError(f"--overhead must be a percentage >= 0, got {options.overhead_pct}")
     hp = hparams or hparams_of(checkpoint)
     type_k = cache_type(options.cache_type_k, "--cache-type-k")
     type_v = cache_type(options.cache_type_v, "--cache-type-v")
@@ -231,7 +241,7 @@ def memory_plan(
     names = set(weights) | set(kv_by_dev) | set(state_by_dev) | set(buffers)
     pct = Fraction(str(options.overhead_pct))
     devices: dict[str, DeviceMemory] = {}
-    for dev in sorted(names, key=_order):
+    for dev in sorted(names, key=device_sort_key):  # "unplaced" sorts after the CPU
         mem = DeviceMemory(weights.get(dev, 0), kv_by_dev.get(dev, 0), state_by_dev.get(dev, 0),
                            buffers[dev].bytes if dev in buffers else 0)
         base = mem.total
@@ -242,15 +252,6 @@ def memory_plan(
                      f"{sum(t.nbytes for t in not_loaded):,} bytes not counted")
     return MemoryPlan(devices, tuple(per_layer), buffers, shape, options, flash,
                       kv_bytes_per_token(hp, type_k, type_v, flash_attn=flash), hp, tuple(notes), dict(BASIS))
-
-
-def _order(device: str) -> tuple[int, int]:
-    if device == UNPLACED:
-        return (2, 0)
-    try:
-        return device_sort_key(device)
-    except (ValueError, IndexError):
-        return (3, 0)
 
 
 def derive_layer_devices(checkpoint: Checkpoint, hp: HParams) -> dict[int, str]:

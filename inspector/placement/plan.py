@@ -14,6 +14,7 @@ The file is checked against rules/plan.schema.json with the small validator in s
 """
 from __future__ import annotations
 
+import bisect
 import difflib
 import json
 import re
@@ -27,6 +28,7 @@ from ..errors import UsageError
 from ..formats.ggml_types import type_by_name
 from ..model import Checkpoint, TensorInfo
 from ..datafiles import read_packaged
+from ..units import parse_size as budget_parse_size
 from . import kt_formats as fmt
 from .devices import device_sort_key, normalize_device
 from .findings import Finding, PlacedPlan
@@ -35,11 +37,6 @@ from .yaml_nodes import Document, column_of, duplicate_keys, line_of
 
 DEFAULT_DEVICE = "cuda:0"
 _MARLIN = re.compile(r"^MARLIN_INT(4|8)_G(32|64|128|K)$")
-_SIZE = re.compile(r"^([0-9]+(?:\.[0-9]+)?) *([KMGTP]i?B|B)?$")
-_UNITS = {None: 1, "B": 1}
-for _i, _p in enumerate("KMGTP", start=1):
-    _UNITS[f"{_p}B"] = 1000 ** _i
-    _UNITS[f"{_p}iB"] = 1024 ** _i
 
 
 @lru_cache(maxsize=1)
@@ -48,29 +45,62 @@ def plan_schema() -> dict[str, Any]:
 
 
 def parse_size(value: int | str) -> int:
-    """Bytes of a budget: an integer, or '24 GiB' / '512GB' / '1.5 TiB' (decimal and binary units)."""
-    if isinstance(value, int):
+    """Bytes of a budget: a byte count, or a size string read by `--budget`'s parser
+    (`inspector.units.parse_size`: '24 GiB', '512GB', '1.5 TiB', '24G' …; exact decimal arithmetic).
+
+    Raises:
+        UsageError: not a size (a negative count, a float, an unknown unit).
+    """
+    if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise UsageError(f"bad size {value!r}: a size cannot be negative")
         return value
-    m = _SIZE.match(value.strip())
-    if not m:
-        raise ValueError(f"not a size: {value!r}")
-    return int(float(m.group(1)) * _UNITS[m.group(2)])
+    if not isinstance(value, str):
+        raise UsageError(f"bad size {value!r}: write a byte count or a size such as 24 GiB")
+    return budget_parse_size(value)
 
 
-def parse_layers(value: Any) -> set[int]:
-    """5, "3-29", or a list of those -> the set of block indices."""
+@dataclass(frozen=True)
+class LayerRanges:
+    """Block indices as sorted, disjoint, non-adjacent closed intervals (lo, hi): `layers: "0-10000000000"` costs
+    one pair, not ten billion set entries."""
+
+    intervals: tuple[tuple[int, int], ...]
+
+    def __contains__(self, layer: object) -> bool:
+        if not isinstance(layer, int):
+            return False
+        i = bisect.bisect_right(self.intervals, (layer, float("inf"))) - 1
+        return i >= 0 and self.intervals[i][0] <= layer <= self.intervals[i][1]
+
+    def beyond(self, n_layers: int) -> tuple[int, int] | None:
+        """The lowest and highest listed index >= n_layers (layers the model does not have), or None."""
+        over = [(max(lo, n_layers), hi) for lo, hi in self.intervals if hi >= n_layers]
+        return (over[0][0], over[-1][1]) if over else None
+
+
+def parse_layers(value: Any) -> LayerRanges:
+    """5, "3-29", or a list of those -> the block indices as intervals."""
     items = value if isinstance(value, list) else [value]
-    layers: set[int] = set()
+    spans: list[tuple[int, int]] = []
     for item in items:
-        if isinstance(item, int):
-            layers.add(item)
-            continue
-        lo, _, hi = str(item).partition("-")
-        a, b = int(lo), int(hi or lo)
+        if isinstance(item, int) and not isinstance(item, bool):
+            a = b = item
+        else:
+            lo, _, hi = str(item).partition("-")
+            a, b = int(lo), int(hi or lo)
+        if a < 0:
+            raise ValueError(f"layer {item!r} is negative")
         if b < a:
             raise ValueError(f"range {item!r} ends before it starts")
-        layers.update(range(a, b + 1))
-    return layers
+        spans.append((a, b))
+    merged: list[tuple[int, int]] = []
+    for a, b in sorted(spans):
+        if merged and a <= merged[-1][1] + 1:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return LayerRanges(tuple(merged))
 
 
 @dataclass
@@ -81,7 +111,7 @@ class PlanRule:
     device: str
     name_re: re.Pattern[str] | None = None
     roles: frozenset[str] | None = None
-    layers: set[int] | None = None
+    layers: LayerRanges | None = None
     storage: str | None = None
     hits: int = 0
     wins: int = 0
@@ -128,6 +158,7 @@ class _Planner:
         self.checkpoint = checkpoint
         self.gpus = gpus
         self.findings: list[Finding] = []
+        self.schema_paths: set[tuple[Any, ...]] = set()  # values the schema already reported
 
     def add(self, node: yaml.Node | None, severity: str, code: str, message: str, fix: str) -> None:
         line, column = (line_of(node), column_of(node)) if node is not None else (0, 0)
@@ -142,6 +173,7 @@ class _Planner:
             if (path, message) in seen:
                 continue
             seen.add((path, message))
+            self.schema_paths.add(path)
             if len(path) >= 2 and path[0] == "rules" and isinstance(path[1], int):
                 bad_rules.add(path[1])
             where = _path_text(path)
@@ -297,20 +329,27 @@ class _Planner:
                          f"rule at line {rule.line} matches {rule.hits} tensor(s), all taken by earlier rules "
                          f"(line {lines}); it never applies", "move it above those rules or delete it")
             if rule.layers is not None:
-                beyond = sorted(x for x in rule.layers if x >= n_layers)
+                beyond = rule.layers.beyond(n_layers)
                 if beyond:
                     self.add(_node_at(self.doc, ("rules", rule.index, "layers")), "warning", "layer-beyond",
-                             f"layers {beyond[0]}-{beyond[-1]} do not exist; the model has layers 0-{n_layers - 1}",
+                             f"layers {beyond[0]}-{beyond[1]} do not exist; the model has layers 0-{n_layers - 1}",
                              f"end the range at layer {n_layers - 1}")
 
     def budget_findings(self, value: dict[str, Any], device_bytes: dict[str, int]) -> None:
         for raw_device, raw_size in (value.get("budgets") or {}).items():
-            node = _node_at(self.doc, ("budgets", raw_device))
+            path = ("budgets", raw_device)
+            node = _node_at(self.doc, path)
+            if path in self.schema_paths:
+                continue  # the schema reported it (a bad device name or size)
             try:
                 device = normalize_device(str(raw_device))
-                budget = parse_size(raw_size)
-            except (UsageError, ValueError):
+            except UsageError:
                 continue  # reported by the schema
+            try:
+                budget = parse_size(raw_size)
+            except UsageError as e:
+                self.add(node, "error", "bad-value", f"budgets.{device}: {e.args[0]}", _fix_for(path, "pattern"))
+                continue
             self.check_gpu(device, _key_node(self.doc, ("budgets", raw_device)))
             used = device_bytes.get(device, 0)
             if used > budget:
