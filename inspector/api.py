@@ -144,9 +144,13 @@ def _place(checkpoint: Checkpoint, options: PlacementOptions) -> tuple[Inspectio
         return summarize(runtime, plan_line, notes=placed.notes, source=checkpoint), placed
     if options.llamacpp is not None and options.llamacpp.given:
         plan = place_llamacpp(checkpoint, options.llamacpp)
+        if options.gpus is not None and plan.n_gpus > options.gpus:
+            raise UsageError(f"these llama.cpp flags use {plan.n_gpus} GPU(s) but --gpus is {options.gpus}",
+                             hint="check -ts, -mg and the CUDAn buffers in -ot")
         return summarize(plan.checkpoint, plan.summary, flags_line=plan.flags_line, notes=plan.notes,
                          source=checkpoint), plan
     placed_ck = place_simple(checkpoint, experts_on=options.experts_on, default_device=options.default_device)
+    _check_gpus({t.device for t in placed_ck.tensors if t.device}, options.gpus)
     default = normalize_device(options.default_device)
     notes: tuple[str, ...] = ()
     if options.experts_on:
@@ -156,6 +160,13 @@ def _place(checkpoint: Checkpoint, options: PlacementOptions) -> tuple[Inspectio
     else:
         plan_line = f"literal plan: everything on {default}"
     return summarize(placed_ck, plan_line, notes=notes, source=checkpoint), placed_ck
+
+
+def _check_gpus(devices: set[str], gpus: int | None) -> None:
+    """Devices beyond `--gpus N` (cuda:N and up) are a usage error rather than a plan for a machine that is not."""
+    beyond = sorted(d for d in devices if d.startswith("cuda:") and gpus is not None and int(d[5:]) >= gpus)
+    if beyond:
+        raise UsageError(f"{beyond[0]} is beyond --gpus {gpus}", hint="use cpu or cuda:0..cuda:N-1")
 
 
 def add_memory(result: Inspection, placement: Any, memory: MemoryOptions | None,

@@ -226,7 +226,8 @@ def llamacpp_flags(ngl: str | None, override_tensor: tuple[str, ...], cpu_moe: b
               help="Device for every tensor no other option places.")
 @click.option("--placement", "placement_file", type=click.Path(dir_okay=False), metavar="FILE",
               help="A KTransformers optimize-rule YAML or a ckpt-size plan file (detected).")
-@click.option("--gpus", type=click.IntRange(min=0), metavar="N", help="How many GPUs the machine has.")
+@click.option("--gpus", type=click.IntRange(min=0), metavar="N",
+              help="How many GPUs the machine has: plans using more are refused.")
 @quant_options
 @llamacpp_options
 @memory_options

@@ -240,3 +240,10 @@ def test_placed_bytes_count_llama_cpp_copies_apart_from_the_file(quant_folder: P
     # token_embd there (128256 x 3072 F16); rope_freqs (64 F32) is loaded once per block, 2 blocks here against
     # 1 tensor in the file. The file itself does not change.
     assert doc["placed_bytes"] - doc["bytes"] == 128256 * 3072 * 2 + (2 - 1) * 64 * 4
+
+
+def test_gpus_refuses_plans_for_more_gpus(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(["inspect", str(DEEPSEEK), "-ngl", "99", "-ts", "1,1", "--gpus", "1"], capsys)
+    assert code == 2 and "use 2 GPU(s) but --gpus is 1" in err
+    code, _, err = run(["inspect", str(DEEPSEEK), "--experts-on", "cuda:3", "--gpus", "1"], capsys)
+    assert code == 2 and "cuda:3 is beyond --gpus 1" in err
