@@ -42,7 +42,15 @@ class TensorInfo:
     device: str | None = None
 
     def with_(self, **changes: Any) -> "TensorInfo":
-        return replace(self, **changes)
+        """A copy with some fields changed. Placement and roles copy every tensor (46k for DeepSeek-V3's HF
+        shards): filling the copy's __dict__ directly costs a tenth of `dataclasses.replace`."""
+        unknown = changes.keys() - self.__dict__.keys()
+        if unknown:
+            raise TypeError(f"TensorInfo has no field(s) {', '.join(sorted(unknown))}")
+        copy = object.__new__(TensorInfo)
+        copy.__dict__.update(self.__dict__)
+        copy.__dict__.update(changes)
+        return copy
 
 
 @dataclass(frozen=True)
