@@ -22,6 +22,7 @@ from .placement import (
 )
 from .quant import COMMON_FTYPES, Prediction, QuantOptions, predict, resolve_ftype
 from .quant.convert import to_gguf_view
+from .quant.recipe import apply_recipe
 from .roles import RoleRules, assign_roles, load_rules
 from .sources import HubListing, ResolvedSource, is_hub_ref, resolve_hub, resolve_local
 from .sources.local import find_gguf_models
@@ -194,6 +195,7 @@ def inspect(
     budgets: dict[str, int] | None = None,
     train: TrainOptions | None = None,
     hub: HubOptions | None = None,
+    recipe: tuple[tuple[str, str], ...] | None = None,
 ) -> Inspection:
     """Load (unless given a Checkpoint), apply `--quant`, and place it.
 
@@ -205,6 +207,7 @@ def inspect(
         budgets: device -> bytes; adds a fits / does not fit verdict per device.
         train: adds the training memory arithmetic (weights, gradients, optimizer, activations).
         hub: revision, token, file and progress for Hub refs.
+        recipe: `regex=type` lines applied literally, first match wins (quant recipes; ik_llama.cpp types too).
         quant: "this model at NAME": files of that quant when the source holds them (a folder of quants, a
             file named so, a GGUF whose file type is NAME), else llama-quantize's prediction from the most
             precise tensors available. A QuantOptions carries llama-quantize's overrides.
@@ -225,6 +228,13 @@ def inspect(
             prediction = predict_quant(checkpoint, options)
             checkpoint, notes = prediction.checkpoint, prediction.notes
             extras["quant"] = quant_summary(prediction)
+    if recipe:
+        if options is not None:
+            raise UsageError("--quant predicts llama-quantize (its --tensor-type overrides included); a recipe alone "
+                             "is applied literally", hint="give either --quant or the recipe")
+        view = to_gguf_view(checkpoint) if checkpoint.format == "safetensors" else checkpoint
+        checkpoint = apply_recipe(view, recipe)
+        extras["recipe"] = {"lines": len(recipe)}
     if train is not None:
         extras["train"] = train_memory(checkpoint, train)
     result, placed = _place(checkpoint, placement)

@@ -13,6 +13,7 @@ from .errors import CheckFailed, CkptSizeError, UsageError
 from .placement.llamacpp import LlamaCppFlags, parse_n_gpu_layers, parse_override_tensor, parse_tensor_split
 from .memory import MemoryOptions, TrainOptions, parse_budget
 from .quant import QuantOptions, parse_tensor_type, parse_tensor_type_file
+from .quant.recipe import parse_recipe, parse_recipe_items
 from .report import (
     FORMATS,
     VIEWS,
@@ -83,9 +84,10 @@ def quant_options(f: Any) -> Any:
         click.option("--quant-rules", "quant_rules", type=click.Choice(["current", "legacy"]), default="current",
                      show_default=True, help="llama.cpp's rules of 2026, or of mid-2025 (most Hub files)."),
         click.option("--tensor-type", "tensor_type", multiple=True, metavar="REGEX=TYPE",
-                     help="llama-quantize --tensor-type: tensors matching REGEX get TYPE."),
+                     help="With --quant: llama-quantize --tensor-type. Without: a recipe line applied literally."),
         click.option("--tensor-type-file", "tensor_type_file", type=click.Path(dir_okay=False), metavar="FILE",
-                     help="llama-quantize --tensor-type-file: regex=type lines."),
+                     help="regex=type lines: llama-quantize's with --quant; else a recipe (first match wins, "
+                          "ik_llama.cpp types allowed, # comments)."),
         click.option("--pure", is_flag=True, help="llama-quantize --pure: no mixture, the default type everywhere."),
         click.option("--output-tensor-type", "output_tensor_type", metavar="TYPE", help="Type of output.weight."),
         click.option("--token-embedding-type", "token_embedding_type", metavar="TYPE", help="Type of token_embd."),
@@ -249,6 +251,13 @@ def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | Non
     model.safetensors.index.json, or a directory holding one of those.
     """
     memory, budgets, rest = split_memory(rest)
+    recipe = None
+    if rest.get("quant") is None and (rest.get("tensor_type") or rest.get("tensor_type_file")):
+        # without --quant, regex=type lines are a recipe applied literally (ik_llama.cpp types allowed)
+        recipe = parse_recipe_items(rest.pop("tensor_type"))
+        if path := rest.pop("tensor_type_file"):
+            recipe += parse_recipe(path)
+        rest.update(tensor_type=(), tensor_type_file=None)
     quant, quant_given, llama = split_options(rest)
     placement = api.PlacementOptions(experts_on, default_device, llamacpp_flags(**llama), placement_file, gpus)
     hub = hub_settings(revision, token, file)
@@ -272,7 +281,7 @@ def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | Non
     result = api.inspect(source, experts_on=experts_on, default_device=default_device,
                          quant=quant if quant_given else None, llamacpp=placement.llamacpp,
                          placement_file=placement_file, gpus=gpus, memory=memory, budgets=budgets or None,
-                         train=training, hub=hub)
+                         train=training, hub=hub, recipe=recipe)
     _warn(result.checkpoint.warnings, result.notes)
     click.echo(render(result, view=view, fmt=fmt), nl=False)
     _report_fetch(result.checkpoint.fetch, verbose)
