@@ -705,3 +705,18 @@ def test_a_gguf_checkpoint_is_returned_unchanged() -> None:
 def test_load_table_reads_the_packaged_file() -> None:
     table = load_table()
     assert table.path.endswith("hf_architectures.yaml") and len(table.architectures) >= 12
+
+
+def test_gemma3_270m_from_hf_safetensors_predicts_the_real_q4_k_m_data_bytes() -> None:
+    """The HF-named (safetensors) gemma-3-270m, converted and quantized to Q4_K_M: every tensor gets the real
+    file's type and the tensor data is the real file's to the byte (253,113,024 − 6,525,120 header =
+    246,587,904); the header is only an estimate (no tokenizer files here)."""
+    from inspector.api import predict_quant
+    from inspector.quant import QuantOptions
+
+    real = _gemma3_270m_header()
+    hf = checkpoint(GEMMA3_270M, gemma_layers(GEMMA3_270M, qk_norm=True))
+    prediction = predict_quant(hf, QuantOptions("Q4_K_M"))
+    assert {t.name: t.dtype for t in prediction.checkpoint.tensors} == {t.name: t.gtype.name for t in real.tensors}
+    assert sum(t.nbytes for t in prediction.checkpoint.tensors) == 253_113_024 - 6_525_120
+    assert prediction.header_exact is False
