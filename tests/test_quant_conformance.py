@@ -1,26 +1,32 @@
 """Optional conformance with llama.cpp's own quantizer: tiny generated models of several architectures are
-quantized with the real `llama-quantize`, and every tensor's type, the tensor order, the data offset and the file
-size must be the ones `inspector.quant.predict` gives.
+quantized with the real `llama-quantize`, and every tensor's type, the tensor order and offsets, the KV names, the
+data offset and the file size must be the ones `inspector.quant.predict` gives. Where llama-quantize refuses (no
+fallback for a shape, requantizing without --allow-requantize, an explicit type that does not fit), the prediction
+must raise QuantizeError naming the tensor where llama.cpp stopped.
 
 Runs only when `LLAMA_QUANTIZE=/path/to/llama-quantize` is set (build it from the llama.cpp source the
 `llama-cpp-python` sdist vendors: `cmake --build build --target llama-quantize`); skipped otherwise.
 
 The models are real GGUFs written with gguf-py (random F16 matrices, F32 norms, biases and routers, a small
-SentencePiece-style vocabulary), a few MB each, with the KVs llama.cpp's hparams loader requires for the
+SentencePiece-style vocabulary), 2 to 7 MB each, with the KVs llama.cpp's hparams loader requires for the
 architecture. Their shapes are chosen to exercise the rules: GQA 4 and GQA 2, tied and untied embeddings, rows
-that are not a multiple of 256 (shape fallbacks), 3-D MLA tensors, 4 and 8 experts, shared experts, a dense lead
-block. File types that need an importance matrix (IQ1/IQ2, IQ3_XXS, IQ3_XS, Q2_K_S) are run with a generated
-imatrix, as are a few others whose choice depends on one (Q4_0, IQ4_XS); the imatrix file is named
-`imatrix.gguf`, has no dataset and one chunk, which is what the prediction assumes for the `quantize.imatrix.*` KVs.
+that are not a multiple of 256 (shape fallbacks) or of 32 (F16), 3-D MLA tensors, the older 2-D attn_kv_b, 4 and 8
+experts, shared experts, a dense lead block, MXFP4 experts as the gpt-oss converter keeps them. File types that
+need an importance matrix (IQ1/IQ2, IQ3_XXS, IQ3_XS, Q2_K_S) are run with a generated imatrix, as are two whose
+choice depends on one (Q4_0, IQ4_XS); the imatrix file is named `imatrix.gguf`, has no dataset and one chunk,
+which is what the prediction assumes for the `quantize.imatrix.*` KVs. Results: docs/quantization.md,
+"Conformance with the real llama-quantize".
 """
 from __future__ import annotations
 
 import os
+import re
 import struct
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import gguf
 import numpy as np
@@ -28,7 +34,7 @@ import pytest
 
 from inspector import load
 from inspector.formats import parse_gguf
-from inspector.quant import QuantOptions, predict
+from inspector.quant import QuantizeError, QuantOptions, parse_tensor_type, predict
 from inspector.sources.base import LocalFile
 
 BINARY = os.environ.get("LLAMA_QUANTIZE")
@@ -49,6 +55,8 @@ class Tiny:
     arch: str
     kvs: tuple[tuple[str, Any], ...]  # (GGUFWriter method, value), in writing order
     tensors: tuple[Tensor, ...]
+    mxfp4: frozenset[str] = frozenset()  # tensors stored as MXFP4 (gpt-oss experts, as the converter keeps them)
+    file_type: int = int(gguf.LlamaFileType.MOSTLY_F16)
 
 
 def _vocab(n: int) -> tuple[tuple[str, Any], ...]:
@@ -98,7 +106,7 @@ def _ends(embd: int, vocab: int, *, tied: bool) -> list[Tensor]:
 
 def llama() -> Tiny:
     """Llama 3 style: GQA 4 (the Q2_K/IQ4 attn_v bumps), untied output, 4 blocks (use_more_bits varies)."""
-    embd, ff, heads, kv, hd, n, vocab = 256, 512, 4, 1, 64, 4, 512
+    embd, ff, heads, kv, hd, n, vocab = 256, 512, 4, 1, 64, 4, 256
     tensors = _ends(embd, vocab, tied=False)
     for i in range(n):
         tensors += _attention(i, embd, heads, kv, hd) + _dense_ffn(i, embd, ff)
@@ -109,7 +117,7 @@ def llama() -> Tiny:
 
 def qwen2() -> Tiny:
     """Qwen2.5 small style: GQA 2, q/k/v biases, tied embeddings, n_ff 384 (ffn_down rows not a multiple of 256)."""
-    embd, ff, heads, kv, hd, n, vocab = 256, 384, 4, 2, 64, 3, 512
+    embd, ff, heads, kv, hd, n, vocab = 256, 384, 4, 2, 64, 3, 256
     tensors = _ends(embd, vocab, tied=True)
     for i in range(n):
         tensors += _attention(i, embd, heads, kv, hd, bias=True) + _dense_ffn(i, embd, ff)
@@ -119,7 +127,7 @@ def qwen2() -> Tiny:
 
 def qwen3moe() -> Tiny:
     """Qwen3-30B-A3B style: 4 experts (n_expert >= 4, not 8), q/k norms, untied."""
-    embd, ff_exp, heads, kv, hd, n, vocab, experts = 256, 256, 4, 2, 64, 2, 512, 4
+    embd, ff_exp, heads, kv, hd, n, vocab, experts = 256, 256, 4, 2, 64, 2, 256, 4
     tensors = _ends(embd, vocab, tied=False)
     for i in range(n):
         tensors += _attention(i, embd, heads, kv, hd, qk_norm=True) + _moe_ffn(i, embd, ff_exp, experts)
@@ -132,7 +140,7 @@ def qwen3moe() -> Tiny:
 def deepseek2() -> Tiny:
     """DeepSeek-V3 style: MLA with the 3-D attn_k_b/attn_v_b of today's converter (attn_k_b rows of 128 fall back),
     one dense lead block, 4 routed experts + 1 shared, exp_probs_b."""
-    embd, ff, ff_exp, heads, n, vocab, experts = 256, 512, 256, 4, 2, 512, 4
+    embd, ff, ff_exp, heads, n, vocab, experts = 256, 512, 256, 2, 2, 256, 4
     q_lora, kv_lora, nope, rope, v_head = 256, 256, 128, 64, 128
     tensors = _ends(embd, vocab, tied=False)
     for i in range(n):
@@ -164,7 +172,7 @@ def deepseek2() -> Tiny:
 
 def mixtral() -> Tiny:
     """Mixtral style: the llama arch with 8 stacked experts (the n_expert == 8 rules: attn_v/attn_k Q8_0 …)."""
-    embd, ff, heads, kv, hd, n, vocab, experts = 256, 256, 4, 1, 64, 2, 512, 8
+    embd, ff, heads, kv, hd, n, vocab, experts = 256, 256, 4, 1, 64, 2, 256, 8
     tensors = _ends(embd, vocab, tied=False)
     for i in range(n):
         tensors += _attention(i, embd, heads, kv, hd) + _moe_ffn(i, embd, ff, experts)
@@ -175,7 +183,7 @@ def mixtral() -> Tiny:
 
 def gemma3() -> Tiny:
     """Gemma 3 style: tied embeddings, head_dim 128, sliding window, q/k norms, post norms."""
-    embd, ff, heads, kv, hd, n, vocab = 256, 512, 2, 1, 128, 3, 512
+    embd, ff, heads, kv, hd, n, vocab = 256, 512, 2, 1, 128, 3, 256
     tensors = _ends(embd, vocab, tied=True)
     for i in range(n):
         p = f"blk.{i}."
@@ -186,10 +194,34 @@ def gemma3() -> Tiny:
     return Tiny("gemma3", kvs, tuple(tensors))
 
 
+def gemma3n() -> Tiny:
+    """Gemma 3n style: tied embeddings plus per_layer_token_embd (a second TOKEN_EMBD tensor), and the tensors
+    llama-quantize never quantizes by name: altup_* (3-D altup_proj included), laurel_*, per_layer_model_proj."""
+    embd, ff, heads, kv, hd, n, vocab, altup, embd_altup, laurel = 256, 512, 2, 1, 128, 2, 256, 4, 256, 64
+    tensors = _ends(embd, vocab, tied=True) + [
+        ("per_layer_token_embd.weight", (embd_altup * n, vocab)),
+        ("per_layer_model_proj.weight", (embd, embd_altup * n)), ("per_layer_proj_norm.weight", (embd_altup,)),
+        ("altup_proj.weight", (embd, embd, altup - 1)), ("altup_unembd_proj.weight", (embd, embd, altup - 1))]
+    for i in range(n):
+        p = f"blk.{i}."
+        tensors += _attention(i, embd, heads, kv, hd, qk_norm=True) + _dense_ffn(i, embd, ff) + [
+            (p + "post_attention_norm.weight", (embd,)), (p + "post_ffw_norm.weight", (embd,)),
+            (p + "per_layer_inp_gate.weight", (embd, embd_altup)), (p + "per_layer_proj.weight", (embd_altup, embd)),
+            (p + "per_layer_post_norm.weight", (embd,)),
+            (p + "altup_correct_coef.weight", (altup, altup)), (p + "altup_correct_scale.weight", (embd,)),
+            (p + "altup_predict_coef.weight", (altup, altup * altup)), (p + "altup_router.weight", (embd, altup)),
+            (p + "altup_router_norm.weight", (embd,)),
+            (p + "laurel_l.weight", (embd, laurel)), (p + "laurel_r.weight", (laurel, embd)),
+            (p + "laurel_post_norm.weight", (embd,))]
+    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=kv) + (
+        ("add_key_length", hd), ("add_value_length", hd), ("add_sliding_window", 512)) + _vocab(vocab)
+    return Tiny("gemma3n", kvs, tuple(tensors))
+
+
 def gpt_oss() -> Tiny:
     """gpt-oss style: n_embd and expert rows of 320 (like 2880, not a multiple of 256), attention sinks, biases
     on attention and experts (2-D `ffn_*_exps.bias`: not quantized), 4 experts."""
-    embd, ff_exp, heads, kv, hd, n, vocab, experts = 320, 320, 4, 1, 64, 2, 512, 4
+    embd, ff_exp, heads, kv, hd, n, vocab, experts = 320, 320, 4, 1, 64, 2, 256, 4
     tensors = _ends(embd, vocab, tied=False)
     for i in range(n):
         p = f"blk.{i}."
@@ -206,11 +238,61 @@ def gpt_oss() -> Tiny:
     return Tiny("gpt-oss", kvs, tuple(tensors))
 
 
+def gpt_oss_mxfp4() -> Tiny:
+    """The same gpt-oss model as convert_hf_to_gguf.py writes it: experts kept MXFP4, file type MXFP4_MOE."""
+    model = gpt_oss()
+    experts = frozenset(n for n, ne in model.tensors if "_exps.weight" in n)
+    return Tiny(model.arch, model.kvs, model.tensors, experts, int(gguf.LlamaFileType.MOSTLY_MXFP4_MOE))
+
+
+def deepseek2_kv_b() -> Tiny:
+    """DeepSeek-V2/V3 as older converters wrote it: one 2-D attn_kv_b per layer (counted with the attn_v-like
+    tensors), one dense lead block, 4 routed experts + 1 shared."""
+    embd, ff, ff_exp, heads, n, vocab, experts = 256, 256, 256, 2, 2, 256, 4
+    q_lora, kv_lora, nope, rope, v_head = 256, 256, 128, 64, 128
+    tensors = _ends(embd, vocab, tied=False)
+    for i in range(n):
+        p = f"blk.{i}."
+        tensors += [
+            (p + "attn_norm.weight", (embd,)),
+            (p + "attn_q_a.weight", (embd, q_lora)), (p + "attn_q_a_norm.weight", (q_lora,)),
+            (p + "attn_q_b.weight", (q_lora, heads * (nope + rope))),
+            (p + "attn_kv_a_mqa.weight", (embd, kv_lora + rope)), (p + "attn_kv_a_norm.weight", (kv_lora,)),
+            (p + "attn_kv_b.weight", (kv_lora, heads * (nope + v_head))),
+            (p + "attn_output.weight", (heads * v_head, embd)),
+        ]
+        if i == 0:
+            tensors += _dense_ffn(i, embd, ff)
+        else:
+            tensors += _moe_ffn(i, embd, ff_exp, experts) + [
+                (p + "ffn_gate_shexp.weight", (embd, ff_exp)), (p + "ffn_up_shexp.weight", (embd, ff_exp)),
+                (p + "ffn_down_shexp.weight", (ff_exp, embd))]
+    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=heads) + (
+        ("add_leading_dense_block_count", 1), ("add_q_lora_rank", q_lora), ("add_kv_lora_rank", kv_lora),
+        ("add_key_length", nope + rope), ("add_value_length", v_head), ("add_rope_dimension_count", rope),
+        ("add_expert_count", experts), ("add_expert_used_count", 2), ("add_expert_feed_forward_length", ff_exp),
+        ("add_expert_shared_count", 1), ("add_expert_weights_scale", 1.0)) + _vocab(vocab)
+    return Tiny("deepseek2", kvs, tuple(tensors))
+
+
+def odd_rows() -> Tiny:
+    """A llama-arch probe with n_ff 272: ffn_down rows are a multiple of 16 but not of 32, so no 32-block type
+    fits them (the shape fallback's last resort, F16, and the file types whose own type has no fallback)."""
+    embd, ff, heads, kv, hd, n, vocab = 256, 272, 4, 4, 64, 2, 256
+    tensors = _ends(embd, vocab, tied=False)
+    for i in range(n):
+        tensors += _attention(i, embd, heads, kv, hd) + _dense_ffn(i, embd, ff)
+    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=kv) + (
+        ("add_rope_dimension_count", hd),) + _vocab(vocab)
+    return Tiny("llama", kvs, tuple(tensors))
+
+
 MODELS: dict[str, Callable[[], Tiny]] = {
     "llama": llama, "qwen2": qwen2, "qwen3moe": qwen3moe, "deepseek2": deepseek2, "mixtral": mixtral,
-    "gemma3": gemma3, "gpt-oss": gpt_oss,
+    "gemma3": gemma3, "gemma3n": gemma3n, "gpt-oss": gpt_oss, "deepseek2-kv_b": deepseek2_kv_b, "odd-rows": odd_rows,
+    "gpt-oss-mxfp4": gpt_oss_mxfp4,  # only in the option cases (--allow-requantize)
 }
-MOE = ("qwen3moe", "deepseek2", "mixtral", "gpt-oss")
+MOE = ("qwen3moe", "deepseek2", "mixtral", "gpt-oss", "deepseek2-kv_b")
 
 
 def _is_f32(name: str, ne: tuple[int, ...]) -> bool:
@@ -222,11 +304,16 @@ def write_tiny(model: Tiny, path: Path, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     writer = gguf.GGUFWriter(str(path), model.arch)
     writer.add_name(f"tiny-{model.arch}")
-    writer.add_file_type(int(gguf.LlamaFileType.MOSTLY_F16))
+    writer.add_file_type(model.file_type)
     for method, value in model.kvs:
         getattr(writer, method)(value)
     for name, ne in model.tensors:
         shape = tuple(reversed(ne))  # numpy order
+        if name in model.mxfp4:  # 17-byte blocks of 32: an E8M0 scale near 1, then 16 bytes of E2M1 pairs
+            blocks = rng.integers(0, 256, (*shape[:-1], shape[-1] // 32, 17), dtype=np.uint8)
+            blocks[..., 0] = rng.integers(118, 124, blocks.shape[:-1], dtype=np.uint8)
+            writer.add_tensor(name, blocks.reshape(*shape[:-1], -1), raw_dtype=gguf.GGMLQuantizationType.MXFP4)
+            continue
         data = rng.standard_normal(shape, dtype=np.float32) * 0.02
         if name.endswith("_norm.weight"):
             data += 1.0
@@ -258,17 +345,32 @@ def write_imatrix(model: Tiny, path: Path) -> Path:
 # Cases
 # --------------------------------------------------------------------------------------------------------------
 PLAIN = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "Q2_K", "Q3_K_S", "Q3_K_M", "Q3_K_L", "Q4_K_S", "Q4_K_M", "Q5_K_S",
-         "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "IQ3_S", "IQ3_M", "TQ1_0", "TQ2_0", "Q1_0", "Q2_0", "BF16")
+         "Q5_K_M", "Q6_K", "IQ4_NL", "IQ4_XS", "IQ3_S", "IQ3_M", "TQ1_0", "TQ2_0", "Q1_0", "Q2_0", "F32", "F16", "BF16",
+         "COPY")
 WITH_IMATRIX = ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M", "IQ3_XXS", "IQ3_XS", "Q2_K_S", "Q4_0",
                 "IQ4_XS")
+
+
+# Known divergence (version drift): on rows that are not a multiple of 32, a file type whose own type has a block of
+# 32 and no fallback (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) makes the "current" rules (llama.cpp 007dbbf3, whose
+# tensor_type_fallback threw for any type outside its table) stop; the llama.cpp tested here (0c1e5709) keeps a
+# 32-block target in the `default:` branch, and the ne0 % 32 check after it then writes F16.
+DRIFT_F16 = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL")
+_DRIFT = pytest.mark.xfail(raises=QuantizeError, strict=True, reason="llama.cpp 0c1e5709 writes F16 where the "
+                           "current rules (007dbbf3) stop: 32-block types without a fallback on rows % 32 != 0")
 
 
 def _cases() -> list[Any]:
     cases = []
     for arch in MODELS:
+        if arch == "gpt-oss-mxfp4":
+            continue
         ftypes = PLAIN + (("MXFP4_MOE",) if arch in MOE else ())
-        cases += [pytest.param(arch, f, False, id=f"{arch}-{f}") for f in ftypes]
-        cases += [pytest.param(arch, f, True, id=f"{arch}-{f}-imatrix") for f in WITH_IMATRIX]
+        for imatrix, names in ((False, ftypes), (True, WITH_IMATRIX)):
+            for f in names:
+                marks = [_DRIFT] if arch == "odd-rows" and f in DRIFT_F16 else []
+                cases.append(pytest.param(arch, f, imatrix, id=f"{arch}-{f}{'-imatrix' if imatrix else ''}",
+                                          marks=marks))
     return cases
 
 
@@ -286,28 +388,99 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Pa
     return get
 
 
-def run_quantize(src: Path, out: Path, ftype: str, imatrix: bool) -> subprocess.CompletedProcess[str]:
+def run_quantize(src: Path, out: Path, ftype: str, imatrix: bool, flags: tuple[str, ...] = ()
+                 ) -> subprocess.CompletedProcess[str]:
     assert BINARY
-    args = [BINARY, *(["--imatrix", "imatrix.gguf"] if imatrix else []), src.name, out.name, ftype, "2"]
-    return subprocess.run(args, cwd=src.parent, capture_output=True, text=True, timeout=600)
+    args = [BINARY, *flags, *(["--imatrix", "imatrix.gguf"] if imatrix else []), src.name, out.name, ftype, "2"]
+    return subprocess.run(args, check=False, cwd=src.parent, capture_output=True, text=True, timeout=600)
+
+
+def check(src: Path, out: Path, options: QuantOptions, flags: tuple[str, ...] = ()) -> None:
+    """Run llama-quantize and compare every tensor's type, the tensor order and offsets, the KV names and file
+    type, the data offset and the file size. When llama-quantize refuses, the prediction must refuse too, at the
+    tensor where llama.cpp stopped."""
+    run = run_quantize(src, out, options.ftype, options.imatrix, flags)
+    log = run.stdout + run.stderr
+    if run.returncode != 0:
+        out.unlink(missing_ok=True)  # an abort can leave a partial file
+        with pytest.raises(QuantizeError, match=r"tensor '([^']+)'") as refused:
+            predict(load(str(src)), options)
+        named = re.search(r"tensor '([^']+)'", str(refused.value))
+        assert named
+        name = named.group(1)
+        # llama.cpp stops in the type choice (a fallback warning names the tensor, then "failed to quantize") or,
+        # for an explicit type that does not fit, aborts in gguf_set_tensor_type after the tensor's progress line
+        warned = re.findall(r"warning: (\S+) +- ncols .* not divisible", log)
+        progress = re.findall(r"^\[ *\d+/ *\d+\] (\S+)", log, re.MULTILINE)
+        assert name in warned or progress[-1:] == [name], log[-3000:]
+        return
+    try:
+        real = parse_gguf(LocalFile(str(out)))
+        prediction = predict(load(str(src)), options)
+        real_types = {t.name: t.gtype.name for t in real.tensors}
+        predicted = {t.name: t.dtype.upper() for t in prediction.checkpoint.tensors}
+        assert predicted == real_types, {n: (p, real_types.get(n)) for n, p in predicted.items()
+                                         if real_types.get(n) != p}
+        assert [t.name for t in prediction.checkpoint.tensors] == [t.name for t in real.tensors]  # loader order
+        assert [t.offset for t in prediction.checkpoint.tensors] == [t.offset for t in real.tensors]
+        kvs = {k: v for k, v in prediction.checkpoint.metadata.items() if not k.startswith("ckpt_size.")}
+        assert set(kvs) == set(real.metadata)  # the KVs llama-quantize copies, sets and adds
+        assert kvs["general.file_type"] == real.metadata["general.file_type"]
+        assert prediction.header_bytes == real.data_offset
+        assert prediction.file_size == real.file_size
+    finally:
+        out.unlink()
 
 
 @pytest.mark.parametrize("arch, ftype, imatrix", _cases())
 def test_llama_quantize_agrees(inputs, arch: str, ftype: str, imatrix: bool) -> None:
     src, _ = inputs(arch)
-    out = src.parent / f"out-{ftype}{'-imatrix' if imatrix else ''}.gguf"
-    run = run_quantize(src, out, ftype, imatrix)
-    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
-    real = parse_gguf(LocalFile(str(out)))
-    try:
-        prediction = predict(load(str(src)), QuantOptions(ftype, imatrix=imatrix))
-        real_types = [(t.name, t.gtype.name) for t in real.tensors]
-        predicted_types = [(t.name, t.dtype.upper()) for t in prediction.checkpoint.tensors]
-        assert dict(predicted_types) == dict(real_types), {
-            n: (p, dict(real_types).get(n)) for n, p in predicted_types if dict(real_types).get(n) != p}
-        assert [n for n, _ in predicted_types] == [n for n, _ in real_types]  # the loader's tensor order
-        assert [t.offset for t in prediction.checkpoint.tensors] == [t.offset for t in real.tensors]
-        assert prediction.header_bytes == real.data_offset
-        assert prediction.file_size == real.file_size
-    finally:
-        out.unlink()
+    check(src, src.parent / f"out-{ftype}{'-imatrix' if imatrix else ''}.gguf", QuantOptions(ftype, imatrix=imatrix))
+
+
+# llama-quantize's type options, as flags and as QuantOptions: (arch, ftype, flags)
+OPTION_CASES = [
+    ("llama", "Q4_K_M", ("--pure",)),
+    ("gpt-oss", "Q4_K_M", ("--pure",)),  # --pure still takes the shape fallback
+    ("llama", "Q4_K_M", ("--tensor-type", "attn_v=q8_0", "--tensor-type", "ffn_down=q5_k")),
+    ("qwen3moe", "Q4_K_M", ("--tensor-type", "ffn_down_exps=q8_0", "--tensor-type", "ffn_down=q2_k")),  # first wins
+    ("gpt-oss", "Q8_0", ("--tensor-type", "attn_q=q4_k")),  # a manual type goes through the fallback
+    ("llama", "Q6_K", ("--output-tensor-type", "q8_0", "--token-embedding-type", "q4_k")),
+    ("gemma3", "Q4_K_M", ("--output-tensor-type", "q5_k")),  # tied: token_embd follows the output type
+    ("gemma3", "Q4_K_M", ("--token-embedding-type", "q8_0")),
+    ("gpt-oss", "Q5_K_M", ("--token-embedding-type", "q4_k")),  # explicit types skip the shape fallback
+    ("gemma3n", "Q4_K_M", ("--token-embedding-type", "q8_0")),  # token_embd and per_layer_token_embd
+    ("gemma3n", "Q4_K_M", ("--tensor-type", "per_layer_token_embd=q5_k")),
+    pytest.param("gemma3n", "Q4_K_M", ("--token-embedding-type", "q8_0", "--tensor-type", "per_layer_token_embd=q4_k"),
+                 marks=pytest.mark.xfail(raises=AssertionError, strict=True, reason=(
+                     "llama.cpp 0c1e5709 lets a matching --tensor-type name per_layer_token_embd even with "
+                     "--token-embedding-type; the current rules (007dbbf3) give it the token embedding type"))),
+    # gpt-oss as converted (MXFP4 experts): MXFP4_MOE keeps them; other file types requantize them
+    ("gpt-oss-mxfp4", "MXFP4_MOE", ()),
+    ("gpt-oss-mxfp4", "Q4_K_M", ()),  # refused: requantizing needs --allow-requantize
+    ("gpt-oss-mxfp4", "Q4_K_M", ("--allow-requantize",)),
+    ("gpt-oss-mxfp4", "Q8_0", ("--allow-requantize",)),
+    ("gpt-oss-mxfp4", "COPY", ()),
+]
+
+
+def _options(ftype: str, flags: tuple[str, ...]) -> QuantOptions:
+    tensor_types: list[tuple[str, str]] = []
+    kw: dict[str, Any] = {"allow_requantize": "--allow-requantize" in flags}
+    it = iter(flags)
+    for flag in it:
+        if flag == "--pure":
+            kw["pure"] = True
+        elif flag == "--tensor-type":
+            tensor_types.append(parse_tensor_type(next(it)))
+        elif flag == "--output-tensor-type":
+            kw["output_tensor_type"] = next(it)
+        elif flag == "--token-embedding-type":
+            kw["token_embedding_type"] = next(it)
+    return QuantOptions(ftype, tensor_types=tuple(tensor_types), **kw)
+
+
+@pytest.mark.parametrize("arch, ftype, flags", OPTION_CASES, ids=lambda v: " ".join(v) if isinstance(v, tuple) else v)
+def test_llama_quantize_options_agree(inputs, arch: str, ftype: str, flags: tuple[str, ...]) -> None:
+    src, _ = inputs(arch)
+    check(src, src.parent / f"out-{ftype}-options.gguf", _options(ftype, flags), flags)
