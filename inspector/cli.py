@@ -207,8 +207,29 @@ def split_memory(rest: dict[str, Any]) -> tuple[MemoryOptions | None, dict[str, 
     return options.with_(**given), budgets, rest
 
 
+OT_OPTIONS = ("-ot", "--override-tensor")
+MOE_OPTIONS = ("--cpu-moe", "-cmoe", "--n-cpu-moe", "-ncmoe")
+
+
+def moe_position(argv: list[str]) -> int | None:
+    """How many -ot pairs precede the first --cpu-moe/--n-cpu-moe on the command line (llama.cpp keeps that
+    order: the first matching pattern wins); None when no MoE option is there."""
+    pairs = 0
+    for i, token in enumerate(argv):
+        name, _, inline = token.partition("=")
+        if token in MOE_OPTIONS or name in MOE_OPTIONS:
+            return pairs
+        if token in OT_OPTIONS and i + 1 < len(argv):
+            pairs += len(parse_override_tensor([argv[i + 1]]))
+        elif name in OT_OPTIONS and inline:
+            pairs += len(parse_override_tensor([inline]))
+    return None
+
+
 def llamacpp_flags(ngl: str | None, override_tensor: tuple[str, ...], cpu_moe: bool, n_cpu_moe: int | None,
                    tensor_split: str | None, split_mode: str, main_gpu: int) -> LlamaCppFlags:
+    ctx = click.get_current_context(silent=True)
+    argv = (ctx.find_root().obj or {}).get("argv", []) if ctx else []
     return LlamaCppFlags(
         n_gpu_layers=parse_n_gpu_layers(ngl) if ngl is not None else None,
         override_tensor=parse_override_tensor(override_tensor),
@@ -217,6 +238,7 @@ def llamacpp_flags(ngl: str | None, override_tensor: tuple[str, ...], cpu_moe: b
         tensor_split=parse_tensor_split(tensor_split) if tensor_split else None,
         split_mode=split_mode,
         main_gpu=main_gpu,
+        moe_after=moe_position(argv) if override_tensor and (cpu_moe or n_cpu_moe) else None,
     )
 
 
@@ -342,7 +364,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point: runs the click group and turns our errors into one `Error:` line and an exit code."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        cli.main(args=args, prog_name="ckpt-size", standalone_mode=False)
+        cli.main(args=args, prog_name="ckpt-size", standalone_mode=False, obj={"argv": args})
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:  # usage errors: click prints usage and the message, exit 2

@@ -247,3 +247,16 @@ def test_gpus_refuses_plans_for_more_gpus(capsys: pytest.CaptureFixture[str]) ->
     assert code == 2 and "use 2 GPU(s) but --gpus is 1" in err
     code, _, err = run(["inspect", str(DEEPSEEK), "--experts-on", "cuda:3", "--gpus", "1"], capsys)
     assert code == 2 and "cuda:3 is beyond --gpus 1" in err
+
+
+def test_ot_and_cpu_moe_keep_command_line_order(capsys: pytest.CaptureFixture[str]) -> None:
+    # llama.cpp appends -ot and --cpu-moe patterns to one list in argv order; the first match wins.
+    ot = ["-ot", r"blk\.10\.ffn_up_exps=CUDA0"]
+    _, out, _ = run(["inspect", str(DEEPSEEK), "-ngl", "99", "--cpu-moe", *ot, "--format", "json"], capsys)
+    cpu_moe_first = json.loads(out)
+    _, out, _ = run(["inspect", str(DEEPSEEK), "-ngl", "99", *ot, "--cpu-moe", "--format", "json"], capsys)
+    ot_first = json.loads(out)
+    # -ot first brings blk.10's ffn_up_exps to the GPU: 256 experts x 2048 x 7168 Q4_K (144 bytes per 256).
+    up_exps = 256 * 2048 * 7168 // 256 * 144
+    assert ot_first["devices"]["cuda:0"]["bytes"] - cpu_moe_first["devices"]["cuda:0"]["bytes"] == up_exps
+    assert cpu_moe_first["flags"] == "-ngl 99 --cpu-moe -ot 'blk\\.10\\.ffn_up_exps=CUDA0'"

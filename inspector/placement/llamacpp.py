@@ -139,6 +139,7 @@ def place_llamacpp(checkpoint: Checkpoint, flags: LlamaCppFlags) -> LlamaCppPlan
         tensor_split=proportions if n_gpus > 1 and flags.split_mode != "none" else flags.tensor_split,
         split_mode=flags.split_mode,
         main_gpu=flags.main_gpu,
+        moe_after=flags.moe_after,
     )
     gpus = f"{n_gpus} GPU" + ("s" if n_gpus != 1 else "")
     return LlamaCppPlan(
@@ -206,17 +207,20 @@ def _proportions(flags: LlamaCppFlags, n_gpus: int) -> list[float]:
 
 
 def _overrides(flags: LlamaCppFlags) -> list[_Override]:
-    """-ot pairs in order, then --cpu-moe, then --n-cpu-moe's per-block patterns (common/arg.cpp, common.h)."""
-    result = []
+    """-ot pairs, --cpu-moe and --n-cpu-moe's per-block patterns in command-line order (common/arg.cpp appends
+    them all to one list; the first match wins)."""
+    ot = []
     for pattern, buft in flags.override_tensor:
         device = buffer_device(buft, context=f"-ot {pattern}={buft}")
         origin = f"-ot {pattern}={llama_buffer_name(device)}"
-        result.append(_Override(check_regex(pattern, context=origin), device, origin))
+        ot.append(_Override(check_regex(pattern, context=origin), device, origin))
+    moe = []
     if flags.cpu_moe:
-        result.append(_Override(re.compile(FFN_EXPS_REGEX), "cpu", "--cpu-moe"))
+        moe.append(_Override(re.compile(FFN_EXPS_REGEX), "cpu", "--cpu-moe"))
     for i in range(flags.n_cpu_moe or 0):
-        result.append(_Override(re.compile(rf"blk\.{i}{FFN_EXPS_REGEX}"), "cpu", "--n-cpu-moe"))
-    return result
+        moe.append(_Override(re.compile(rf"blk\.{i}{FFN_EXPS_REGEX}"), "cpu", "--n-cpu-moe"))
+    split = len(ot) if flags.moe_after is None else min(flags.moe_after, len(ot))
+    return ot[:split] + moe + ot[split:]
 
 
 # --- layers -----------------------------------------------------------------------------------------------------
@@ -533,5 +537,5 @@ def _expert_notes(notes: list[str], flags: LlamaCppFlags, placer: _Placer, place
         notes.append(text)
     origins = {o.origin.startswith("-ot") for o in placer.overrides}
     if origins == {True, False}:
-        notes.append("-ot patterns are tried before --cpu-moe/--n-cpu-moe, so they win where both match "
-                     "(the flags line keeps that order)")
+        notes.append("llama.cpp tries -ot, --cpu-moe and --n-cpu-moe patterns in command-line order and the first "
+                     "match wins; the flags line keeps the order used here")

@@ -47,7 +47,10 @@ class LlamaCppFlags:
         (-1 = auto, -2 or less = all). This plan offloads every layer for None and negatives.
     override_tensor: `-ot REGEX=BUFT` pairs in command-line order (see `parse_override_tensor`); BUFT may be
         llama.cpp's `CPU`/`CUDA0` or ckpt-size's `cpu`/`cuda:0`.
-    cpu_moe / n_cpu_moe: `--cpu-moe` / `--n-cpu-moe N`; applied after the `-ot` pairs (those win).
+    cpu_moe / n_cpu_moe: `--cpu-moe` / `--n-cpu-moe N`. llama.cpp appends their patterns to the same override
+        list as `-ot`, in command-line order, and the first match wins (common/arg.cpp).
+    moe_after: how many `-ot` pairs come before `--cpu-moe`/`--n-cpu-moe` on the command line; None = all of
+        them (the -ot pairs then win wherever both match).
     tensor_split: `-ts` proportions per GPU (see `parse_tensor_split`); None = not given.
     split_mode: `-sm none|layer|row`. main_gpu: `-mg`.
     """
@@ -59,6 +62,7 @@ class LlamaCppFlags:
     tensor_split: tuple[float, ...] | None = None
     split_mode: str = "layer"
     main_gpu: int = 0
+    moe_after: int | None = None
 
     @property
     def given(self) -> bool:
@@ -205,6 +209,7 @@ def flags_line(
     tensor_split: Sequence[float] | None,
     split_mode: str,
     main_gpu: int,
+    moe_after: int | None = None,
 ) -> str:
     """The llama.cpp options that reproduce a plan, in the order that gives llama.cpp the same precedence."""
     parts = [f"-ngl {n_gpu_layers}"]
@@ -214,10 +219,7 @@ def flags_line(
         parts.append(f"-mg {main_gpu}")
     if tensor_split is not None:
         parts.append("-ts " + ",".join(format_number(x) for x in tensor_split))
-    for pattern, device in overrides:
-        parts.append("-ot " + shlex.quote(f"{pattern}={llama_buffer_name(device)}"))
-    if cpu_moe:
-        parts.append("--cpu-moe")
-    if n_cpu_moe:
-        parts.append(f"--n-cpu-moe {n_cpu_moe}")
-    return " ".join(parts)
+    ot = ["-ot " + shlex.quote(f"{pattern}={llama_buffer_name(device)}") for pattern, device in overrides]
+    moe = (["--cpu-moe"] if cpu_moe else []) + ([f"--n-cpu-moe {n_cpu_moe}"] if n_cpu_moe else [])
+    split = len(ot) if moe_after is None else moe_after
+    return " ".join(parts + ot[:split] + moe + ot[split:])
