@@ -43,6 +43,13 @@ def cli() -> None:
     """How many bytes of a model land on each device, read from tensor headers only."""
 
 
+def apply_options(options: list[Any], f: Any) -> Any:
+    """Decorate `f` with click options so that they list in the given order."""
+    for option in reversed(options):
+        f = option(f)
+    return f
+
+
 def common_output_options(f: Any) -> Any:
     f = click.option("--debug", is_flag=True, help="Show tracebacks for errors.")(f)
     f = click.option("--by", "view", type=click.Choice(VIEWS), default="role", show_default=True,
@@ -68,9 +75,7 @@ def llamacpp_options(f: Any) -> Any:
         click.option("-mg", "--main-gpu", "main_gpu", type=click.IntRange(min=0), default=0, show_default=True,
                      help="llama.cpp: the GPU for -sm none / row."),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return apply_options(options, f)
 
 
 def quant_options(f: Any) -> Any:
@@ -96,9 +101,7 @@ def quant_options(f: Any) -> Any:
                      show_default=True, help="Requantize tensors that are already quantized (llama-quantize's "
                                              "--allow-requantize; without it, llama-quantize refuses)."),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return apply_options(options, f)
 
 
 QUANT_KEYS = ("quant", "quant_rules", "tensor_type", "tensor_type_file", "pure", "output_tensor_type",
@@ -133,9 +136,7 @@ def hub_options(f: Any) -> Any:
         click.option("--file", "file", metavar="PATH", help="Hub: the file or folder in the repo to inspect."),
         click.option("--verbose", "-v", is_flag=True, help="Say what reading the headers cost (requests, bytes)."),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return apply_options(options, f)
 
 
 def hub_settings(revision: str | None, token: str | None, file: str | None) -> api.HubOptions:
@@ -181,9 +182,7 @@ def memory_options(f: Any) -> Any:
         click.option("--budget", "budget", multiple=True, metavar="DEV=SIZE",
                      help="Memory of a device (cuda:0=24GiB, cpu=512G); exit 3 when something does not fit."),
     ]
-    for option in reversed(options):
-        f = option(f)
-    return f
+    return apply_options(options, f)
 
 
 MEMORY_KEYS = ("ctx", "parallel", "kv_type", "cache_type_k", "cache_type_v", "no_kv_offload", "flash_attn",

@@ -274,16 +274,7 @@ def render_fit(report: Any, *, fmt: str = "table") -> str:
         lines.insert(1, ["quant", report.quant])
     parts.append(tabulate(lines, tablefmt="plain"))
     parts.append("\n".join(f"- {safe(step)}" for step in r.steps))
-    rows = []
-    verdict = {d.device: d for d in r.verdict.devices}
-    for device, m in sorted(r.plan.devices.items(), key=lambda kv: device_sort_key(kv[0])):
-        v = verdict.get(device)
-        rows.append([device, human_bytes(m.weights), human_bytes(m.kv_cache), human_bytes(m.state),
-                     human_bytes(m.buffers), human_bytes(m.overhead), human_bytes(m.total),
-                     human_bytes(v.budget) if v else "-", ("fits" if v.fits else f"over by {human_bytes(v.over_by)}")
-                     if v else "-"])
-    parts.append(tabulate(rows, headers=["device", "weights", "kv cache", "state", "buffers (est.)", "overhead",
-                                         "total", "budget", "verdict"], tablefmt=tablefmt, disable_numparse=True))
+    parts.append(_memory_table(r.plan.devices, r.verdict, tablefmt))
     return "\n\n".join(parts) + "\n"
 
 
@@ -336,28 +327,31 @@ def _memory_tables(result: Inspection, tablefmt: str) -> list[str]:
     parts = []
     memory = result.extras.get("memory")
     if memory is not None:
-        verdict = result.extras.get("budget")
-        per_device = {d.device: d for d in verdict.devices} if verdict else {}
-        rows = []
-        for device, m in sorted(memory.devices.items(), key=lambda kv: device_sort_key(kv[0])):
-            row = [device, human_bytes(m.weights), human_bytes(m.kv_cache), human_bytes(m.state),
-                   human_bytes(m.buffers), human_bytes(m.overhead), human_bytes(m.total)]
-            v = per_device.get(device)
-            if verdict:
-                row += [human_bytes(v.budget), "fits" if v.fits else f"over by {human_bytes(v.over_by)}"] if v \
-                    else ["-", "-"]
-            rows.append(row)
-        headers = ["device", "weights", "kv cache", "state", "buffers (est.)", "overhead", "total"]
-        headers += ["budget", "verdict"] if verdict else []
         o = memory.options
         title = (f"memory at {o.ctx:,} tokens x {o.parallel} sequence(s), K {o.cache_type_k} / V {o.cache_type_v}, "
                  f"{memory.kv_bytes_per_token:,} bytes of KV per token  [{o.llama_cpp_flags()}]")
-        parts.append(title + "\n" + tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
+        parts.append(title + "\n" + _memory_table(memory.devices, result.extras.get("budget"), tablefmt))
     train = result.extras.get("train")
     if train is not None:
         rows = [[k, human_bytes(v)] for k, v in train.as_dict().items() if isinstance(v, int) and k != "params"]
         parts.append("training memory (docs/memory.md)\n" + tabulate(rows, headers=["part", "size"], tablefmt=tablefmt))
     return parts
+
+
+def _memory_table(devices: Any, verdict: Any, tablefmt: str) -> str:
+    """Per device: the exact rows, the buffer estimate and the margin; with budgets, the verdict."""
+    per_device = {d.device: d for d in verdict.devices} if verdict else {}
+    rows = []
+    for device, m in sorted(devices.items(), key=lambda kv: device_sort_key(kv[0])):
+        row = [device, *(human_bytes(x) for x in (m.weights, m.kv_cache, m.state, m.buffers, m.overhead, m.total))]
+        if verdict:
+            v = per_device.get(device)
+            row += [human_bytes(v.budget), "fits" if v.fits else f"over by {human_bytes(v.over_by)}"] if v \
+                else ["-", "-"]
+        rows.append(row)
+    headers = ["device", "weights", "kv cache", "state", "buffers (est.)", "overhead", "total"]
+    headers += ["budget", "verdict"] if verdict else []
+    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
 # --- CSV ---

@@ -132,25 +132,30 @@ def check_types(hp: HParams, type_k: GgmlType, type_v: GgmlType, flash_attn: boo
 def kv_layers(hp: HParams, shape: ContextShape, type_k: GgmlType, type_v: GgmlType, *, flash_attn: bool,
               swa_full: bool = False) -> tuple[LayerKV, ...]:
     """Every main-context attention cache of the model, one entry per layer that owns one."""
-    v_max = hp.n_embd_v_gqa_max()
     swa_cells = shape.swa_cells_per_stream(hp.n_swa, swa_full) if any(hp.is_swa) else 0
     out = []
     for il in range(hp.n_layer_all):
         if not hp.attn_kv[il]:
             continue
         swa = hp.is_swa[il] and hp.n_swa > 0
-        per_stream = swa_cells if swa else shape.n_ctx_seq
-        rows = per_stream * shape.n_stream
-        k = row_nbytes(type_k, _whole(hp.n_embd_k_gqa(il), type_k, il, "K")) * rows
-        v = 0
-        if not hp.is_mla:
-            width = hp.n_embd_v_gqa(il) if flash_attn else v_max
-            v = row_nbytes(type_v, _whole(width, type_v, il, "V")) * rows
-        idx = 0
-        if hp.indexer_layers and hp.indexer_layers[il]:
-            idx = row_nbytes(type_k, _whole(hp.indexer_head_size, type_k, il, "indexer K")) * rows
-        out.append(LayerKV(il, "swa" if swa else "full", rows, k, v, idx))
+        rows = (swa_cells if swa else shape.n_ctx_seq) * shape.n_stream
+        k, v, idx = _cell_bytes(hp, il, type_k, type_v, flash_attn)
+        out.append(LayerKV(il, "swa" if swa else "full", rows, k * rows, v * rows, idx * rows))
     return tuple(out)
+
+
+def _cell_bytes(hp: HParams, il: int, type_k: GgmlType, type_v: GgmlType, flash_attn: bool) -> tuple[int, int, int]:
+    """Bytes of one cache cell of layer `il`: K, V (none under MLA; padded to the widest layer without flash
+    attention) and the DSA indexer key."""
+    k = row_nbytes(type_k, _whole(hp.n_embd_k_gqa(il), type_k, il, "K"))
+    v = 0
+    if not hp.is_mla:
+        width = hp.n_embd_v_gqa(il) if flash_attn else hp.n_embd_v_gqa_max()
+        v = row_nbytes(type_v, _whole(width, type_v, il, "V"))
+    idx = 0
+    if hp.indexer_layers and hp.indexer_layers[il]:
+        idx = row_nbytes(type_k, _whole(hp.indexer_head_size, type_k, il, "indexer K"))
+    return k, v, idx
 
 
 def _whole(width: int, gtype: GgmlType, il: int, what: str) -> int:
@@ -162,14 +167,5 @@ def _whole(width: int, gtype: GgmlType, il: int, what: str) -> int:
 
 def kv_bytes_per_token(hp: HParams, type_k: GgmlType, type_v: GgmlType, *, flash_attn: bool = True) -> int:
     """Bytes one token adds to the caches of the full-attention layers (SWA caches stop growing at their window)."""
-    v_max = hp.n_embd_v_gqa_max()
-    total = 0
-    for il in range(hp.n_layer_all):
-        if not hp.attn_kv[il] or (hp.is_swa[il] and hp.n_swa > 0):
-            continue
-        total += row_nbytes(type_k, hp.n_embd_k_gqa(il))
-        if not hp.is_mla:
-            total += row_nbytes(type_v, hp.n_embd_v_gqa(il) if flash_attn else v_max)
-        if hp.indexer_layers and hp.indexer_layers[il]:
-            total += row_nbytes(type_k, hp.indexer_head_size)
-    return total
+    return sum(sum(_cell_bytes(hp, il, type_k, type_v, flash_attn)) for il in range(hp.n_layer_all)
+               if hp.attn_kv[il] and not (hp.is_swa[il] and hp.n_swa > 0))

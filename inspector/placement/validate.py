@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..datafiles import read_user_file
 from ..errors import CheckFailed, RulesError
 from ..model import Checkpoint
 from .findings import Finding, PlacedPlan, ValidationResult, sort_findings
@@ -28,10 +29,7 @@ _PLAN_MARK = re.compile(r"^(rules|budgets|default_device|version)\s*:", re.MULTI
 
 
 def _read(path: str | Path) -> str:
-    try:
-        return Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise RulesError(f"{path}: cannot read placement file: {e}") from None
+    return read_user_file(path, "placement file")
 
 
 def _kind_of_text(text: str) -> str:
