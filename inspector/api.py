@@ -5,46 +5,23 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import SourceError, UsageError
+from .errors import CheckFailed, SourceError, UsageError
+from .fit import FitReport, best_quant
+from .fit import fit as fit_plan
 from .formats import read_checkpoint
-from .memory import MemoryOptions, TrainOptions, check_budgets, memory_plan_for, train_memory
-from .memory.fit import FitResult, QuantChoice, best_quant
-from .memory.fit import fit as fit_search
+from .memory.train import TrainOptions, train_memory
 from .model import Checkpoint
-from .placement import (
-    LlamaCppFlags,
-    ValidationResult,
-    normalize_device,
-    place_from_file,
-    place_llamacpp,
-    place_simple,
-    validate_placement,
-)
+from .placement import ValidationResult, detect_placement_kind, read_placement, require_placement
+from .placement.findings import PlacedPlan
 from .quant import COMMON_FTYPES, Prediction, QuantOptions, predict, resolve_ftype
 from .quant.convert import to_gguf_view
 from .quant.recipe import apply_recipe
+from .requests import FitRequest, InspectRequest, placement_file_runtime
 from .roles import RoleRules, assign_roles, load_rules
+from .runtimes import get_runtime
 from .sources import HubListing, ResolvedSource, is_hub_ref, resolve_hub, resolve_local
 from .sources.local import find_gguf_models
-from .summary import Inspection, summarize
-
-
-@dataclass(frozen=True)
-class PlacementOptions:
-    """How to place tensors: at most one of the literal plan, llama.cpp flags, or a placement file."""
-
-    experts_on: str | None = None
-    default_device: str = "cuda:0"
-    llamacpp: LlamaCppFlags | None = None
-    placement_file: str | None = None  # KTransformers optimize rules or our own plan file
-    gpus: int | None = None
-
-    def check(self) -> None:
-        chosen = [name for name, given in (("--experts-on", bool(self.experts_on)),
-                                           ("llama.cpp flags", self.llamacpp is not None and self.llamacpp.given),
-                                           ("--placement", bool(self.placement_file))) if given]
-        if len(chosen) > 1:
-            raise UsageError(f"{' and '.join(chosen)} each make a plan; give only one")
+from .summary import Inspection, QuantInfo, summarize
 
 
 @dataclass(frozen=True)
@@ -116,95 +93,67 @@ def predict_quant(checkpoint: Checkpoint, options: QuantOptions) -> Prediction:
     return predict(view, options)
 
 
-def quant_summary(prediction: Prediction) -> dict[str, Any]:
-    """The JSON-ready facts of a prediction: which parts are exact and which are estimated."""
-    return {
-        "mode": "predicted",
-        "ftype": prediction.ftype.name if prediction.ftype else prediction.options.ftype if prediction.options else None,
-        "rules": prediction.options.rules if prediction.options else "current",
-        "file_size": prediction.file_size,
-        "header_bytes": prediction.header_bytes,
-        "header_exact": prediction.header_exact,
-        "data_bytes": prediction.data_bytes,
-        "notes": list(prediction.notes),
-    }
+def quant_info(prediction: Prediction) -> QuantInfo:
+    """The facts of a prediction: which parts are exact and which are estimated."""
+    options = prediction.options
+    return QuantInfo("predicted", prediction.ftype.name if prediction.ftype else options.ftype if options else None,
+                     options.rules if options else "current", prediction.file_size, prediction.header_bytes,
+                     prediction.header_exact, prediction.data_bytes, tuple(prediction.notes))
 
 
-def place(checkpoint: Checkpoint, options: PlacementOptions) -> Inspection:
-    """Assign devices under the chosen plan and sum everything up."""
-    return _place(checkpoint, options)[0]
+def _apply_quant(checkpoint: Checkpoint, request: InspectRequest, selected: bool
+                 ) -> tuple[Checkpoint, QuantInfo | None, tuple[str, ...]]:
+    """`--quant`: the files as they are when they are that quant, else llama-quantize's prediction; a recipe is
+    applied literally."""
+    options = request.quant
+    if options is not None:
+        if is_selection(checkpoint, options, named=selected):
+            return checkpoint, QuantInfo("selected", options.ftype), ()
+        prediction = predict_quant(checkpoint, options)
+        return prediction.checkpoint, quant_info(prediction), tuple(prediction.notes)
+    if request.recipe:
+        view = to_gguf_view(checkpoint) if checkpoint.format == "safetensors" else checkpoint
+        return apply_recipe(view, request.recipe), None, ()
+    return checkpoint, None, ()
 
 
-def _place(checkpoint: Checkpoint, options: PlacementOptions) -> tuple[Inspection, Any]:
-    """The summary, and the placement object itself (the memory plan needs llama.cpp's layer devices)."""
-    options.check()
-    if options.placement_file:
-        placed = place_from_file(checkpoint, options.placement_file, gpus=options.gpus)
-        plan_line = f"{placed.kind} plan from {options.placement_file}"
-        runtime = placed.checkpoint.with_(warnings=placed.checkpoint.warnings + placed.warnings)
-        return summarize(runtime, plan_line, notes=placed.notes, source=checkpoint), placed
-    if options.llamacpp is not None and options.llamacpp.given:
-        plan = place_llamacpp(checkpoint, options.llamacpp)
-        if options.gpus is not None and plan.n_gpus > options.gpus:
-            raise UsageError(f"these llama.cpp flags use {plan.n_gpus} GPU(s) but --gpus is {options.gpus}",
-                             hint="check -ts, -mg and the CUDAn buffers in -ot")
-        return summarize(plan.checkpoint, plan.summary, flags_line=plan.flags_line, notes=plan.notes,
-                         source=checkpoint), plan
-    placed_ck = place_simple(checkpoint, experts_on=options.experts_on, default_device=options.default_device)
-    _check_gpus({t.device for t in placed_ck.tensors if t.device}, options.gpus)
-    default = normalize_device(options.default_device)
-    notes: tuple[str, ...] = ()
-    if options.experts_on:
-        plan_line = f"literal plan: routed experts on {normalize_device(options.experts_on)}, everything else on {default}"
-        if not any(t.role == "routed_experts" for t in checkpoint.tensors):
-            notes = ("--experts-on: this model has no routed experts; everything is on " + default,)
+def run_inspect(request: InspectRequest) -> Inspection:
+    """Load (unless given a Checkpoint), apply `--quant` or a recipe, place it with the chosen runtime, and add its
+    memory and the budget verdict when asked."""
+    runtime_name = request.check()
+    runtime = get_runtime(runtime_name)
+    options = runtime.options(request.runtime_values())
+    if isinstance(request.source, Checkpoint):
+        checkpoint, selected = request.source, False
     else:
-        plan_line = f"literal plan: everything on {default}"
-    return summarize(placed_ck, plan_line, notes=notes, source=checkpoint), placed_ck
+        checkpoint, selected = _load(request.source, request.quant.ftype if request.quant else None, hub=request.hub)
+    checkpoint, quant, quant_notes = _apply_quant(checkpoint, request, selected)
+    train = train_memory(checkpoint, request.train) if request.train is not None else None
+    placement = runtime.place(checkpoint, options)
+    memory = budget = None
+    if request.memory_asked:
+        memory = runtime.memory(placement, options)
+        budget = memory.check(request.budgets) if request.budgets else None
+    notes = placement.notes + quant_notes + (memory.notes if memory is not None else ())
+    recipe_lines = len(request.recipe) if request.recipe else None
+    return summarize(placement.checkpoint, placement.summary, flags_line=placement.command, notes=notes,
+                     source=checkpoint, runtime=runtime_name, quant=quant, recipe_lines=recipe_lines, memory=memory,
+                     budget=budget, train=train)
 
 
-def _check_gpus(devices: set[str], gpus: int | None) -> None:
-    """Devices beyond `--gpus N` (cuda:N and up) are a usage error rather than a plan for a machine that is not."""
-    beyond = sorted(d for d in devices if d.startswith("cuda:") and gpus is not None and int(d[5:]) >= gpus)
-    if beyond:
-        raise UsageError(f"{beyond[0]} is beyond --gpus {gpus}", hint="use cpu or cuda:0..cuda:N-1")
-
-
-def add_memory(result: Inspection, placement: Any, memory: MemoryOptions | None,
-               budgets: dict[str, int] | None) -> Inspection:
-    """KV cache, state and buffers per device for a context, and the verdict against budgets."""
-    if memory is None and not budgets:
-        return result
-    plan = memory_plan_for(placement, memory or MemoryOptions())
-    extras = {**result.extras, "memory": plan}
-    if budgets:
-        extras["budget"] = check_budgets(plan, budgets)
-    return replace(result, extras=extras, notes=result.notes + plan.notes)
-
-
-def inspect(
-    source: str | Checkpoint,
-    *,
-    experts_on: str | None = None,
-    default_device: str = "cuda:0",
-    quant: str | QuantOptions | None = None,
-    llamacpp: LlamaCppFlags | None = None,
-    placement_file: str | None = None,
-    gpus: int | None = None,
-    memory: MemoryOptions | None = None,
-    budgets: dict[str, int] | None = None,
-    train: TrainOptions | None = None,
-    hub: HubOptions | None = None,
-    recipe: tuple[tuple[str, str], ...] | None = None,
-) -> Inspection:
-    """Load (unless given a Checkpoint), apply `--quant`, and place it.
+def inspect(source: str | Checkpoint, *, runtime: str | None = None, placement_file: str | None = None,
+            gpus: int | None = None, budgets: dict[str, int] | None = None, quant: str | QuantOptions | None = None,
+            recipe: tuple[tuple[str, str], ...] | None = None, train: TrainOptions | None = None,
+            hub: HubOptions | None = None, **options: Any) -> Inspection:
+    """Load SOURCE (unless given a Checkpoint), apply `--quant`, and place it as a runtime would.
 
     Args:
-        experts_on: the literal plan: routed experts on this device, the rest on `default_device`.
-        llamacpp: llama.cpp offload flags; the plan llama.cpp itself would make.
-        placement_file: a KTransformers optimize-rule YAML or our own plan file (docs/placement.md).
-        memory: context settings; adds KV cache, state and buffers per device (docs/memory.md).
-        budgets: device -> bytes; adds a fits / does not fit verdict per device.
+        runtime: "literal", "llamacpp", "ktransformers" … (`inspector.runtimes.runtime_names()`); None picks the
+            runtime whose options are given (literal when none).
+        options: runtime options by name, as the command line's dests: `experts_on="cpu"`, `ngl="99"`,
+            `cpu_moe=True`, `override_tensor=("REGEX=CUDA0",)`, `ctx=32768`, `parallel=4`, `cache_type_k="q8_0"` …
+        placement_file: a KTransformers optimize-rule YAML or a ckpt-size plan file (docs/placement.md).
+        budgets: device -> bytes; adds the runtime's memory and a fits / does not fit verdict per device.
         train: adds the training memory arithmetic (weights, gradients, optimizer, activations).
         hub: revision, token, file and progress for Hub refs.
         recipe: `regex=type` lines applied literally, first match wins (quant recipes; ik_llama.cpp types too).
@@ -212,34 +161,9 @@ def inspect(
             file named so, a GGUF whose file type is NAME), else llama-quantize's prediction from the most
             precise tensors available. A QuantOptions carries llama-quantize's overrides.
     """
-    options = QuantOptions(quant) if isinstance(quant, str) else quant
-    placement = PlacementOptions(experts_on, default_device, llamacpp, placement_file, gpus)
-    placement.check()
-    if isinstance(source, Checkpoint):
-        checkpoint, selected = source, False
-    else:
-        checkpoint, selected = _load(source, options.ftype if options else None, hub=hub)
-    extras: dict[str, Any] = {}
-    notes: tuple[str, ...] = ()
-    if options is not None:
-        if is_selection(checkpoint, options, named=selected):
-            extras["quant"] = {"mode": "selected", "ftype": options.ftype}
-        else:
-            prediction = predict_quant(checkpoint, options)
-            checkpoint, notes = prediction.checkpoint, prediction.notes
-            extras["quant"] = quant_summary(prediction)
-    if recipe:
-        if options is not None:
-            raise UsageError("--quant predicts llama-quantize (its --tensor-type overrides included); a recipe alone "
-                             "is applied literally", hint="give either --quant or the recipe")
-        view = to_gguf_view(checkpoint) if checkpoint.format == "safetensors" else checkpoint
-        checkpoint = apply_recipe(view, recipe)
-        extras["recipe"] = {"lines": len(recipe)}
-    if train is not None:
-        extras["train"] = train_memory(checkpoint, train)
-    result, placed = _place(checkpoint, placement)
-    result = replace(result, extras={**result.extras, **extras}, notes=result.notes + notes)
-    return add_memory(result, placed, memory, budgets)
+    request = InspectRequest(source, options, runtime, placement_file, gpus, budgets or {},
+                             QuantOptions(quant) if isinstance(quant, str) else quant, recipe, train, hub)
+    return run_inspect(request)
 
 
 def listing(source: str, *, hub: HubOptions | None = None) -> HubListing | None:
@@ -260,55 +184,72 @@ class QuantRow:
     devices: dict[str, int]
 
 
-def quant_list(source: str | Checkpoint, *, options: QuantOptions | None = None,
-               placement: PlacementOptions = PlacementOptions(), ftypes: tuple[str, ...] = COMMON_FTYPES
-               ) -> tuple[Checkpoint, list[QuantRow]]:
-    """Every common file type predicted from the most precise tensors, placed as `placement` says."""
-    placement.check()
-    checkpoint = source if isinstance(source, Checkpoint) else load(source)
+def quant_list(request: InspectRequest, ftypes: tuple[str, ...] = COMMON_FTYPES) -> tuple[Checkpoint, list[QuantRow]]:
+    """Every common file type predicted from the most precise tensors, placed as the request's runtime would."""
+    if request.memory_asked or request.train is not None or request.quant is not None:
+        raise UsageError("--quant-list shows file sizes and weights per device; --ctx, --budget, --train and "
+                         "--quant go with one quant", hint="drop them, or use --quant NAME")
+    base = request.quant_overrides or QuantOptions("COPY")
+    runtime = get_runtime(replace(request, quant_overrides=None).check())
+    options = runtime.options(request.runtime_values())
+    source = request.source
+    checkpoint = source if isinstance(source, Checkpoint) else load(source, hub=request.hub)
     rows = []
     for ftype in ftypes:
-        prediction = predict_quant(checkpoint, replace(options or QuantOptions(ftype), ftype=ftype))
-        placed = place(prediction.checkpoint, placement)
+        prediction = predict_quant(checkpoint, replace(base, ftype=ftype))
+        placed = runtime.place(prediction.checkpoint, options)
         rows.append(QuantRow(ftype, prediction.file_size, prediction.header_exact,
-                             {g.key: g.bytes for g in placed.by_device}))
+                             {g.key: g.bytes for g in summarize(placed.checkpoint, "").by_device}))
     return checkpoint, rows
 
 
-def validate(placement_file: str, source: str | Checkpoint, *, gpus: int | None = None) -> ValidationResult:
+def _placement_reader(path: str) -> Any:
+    runtime = get_runtime(placement_file_runtime(detect_placement_kind(path)).name)
+    return runtime.read_placement_file
+
+
+def validate_placement(path: str | Path, checkpoint: Checkpoint, *, gpus: int | None = None) -> ValidationResult:
+    """Every finding of a placement file (KTransformers rules or a plan file) against a checkpoint, and its
+    placement when it can be made; the file's runtime reads it."""
+    return read_placement(path, checkpoint, _placement_reader(str(path)), gpus=gpus)
+
+
+def place_from_file(checkpoint: Checkpoint, path: str | Path, *, gpus: int | None = None) -> PlacedPlan:
+    """The checkpoint as a placement file places it (errors stop it; warnings and infos travel along)."""
+    return require_placement(validate_placement(path, checkpoint, gpus=gpus), path)
+
+
+def validate(placement_file: str, source: str | Checkpoint, *, gpus: int | None = None,
+             hub: HubOptions | None = None) -> ValidationResult:
     """Findings of a placement file against a checkpoint, and its per-device bytes when it can be applied."""
-    checkpoint = source if isinstance(source, Checkpoint) else load(source)
+    checkpoint = source if isinstance(source, Checkpoint) else load(source, hub=hub)
     return validate_placement(placement_file, checkpoint, gpus=gpus)
 
 
-@dataclass(frozen=True)
-class FitReport:
-    """`ckpt-size fit`: the chosen plan, and with several quants to choose from, how each one fared."""
-
-    source: str
-    result: FitResult | None  # None: no quant fits
-    quant: str | None = None
-    quants: tuple[QuantChoice, ...] = ()
-
-
-def fit(source: str | Checkpoint, budgets: dict[str, int], *, memory: MemoryOptions | None = None,
-        runtime: str = "llamacpp", quant: str | QuantOptions | None = None, hub: HubOptions | None = None
-        ) -> FitReport:
-    """The plan that keeps the most bytes on GPUs within `budgets`, with the largest context and parallelism.
+def run_fit(request: FitRequest) -> FitReport:
+    """The plan that keeps the most bytes on GPUs within the budgets, with the largest context and parallelism.
 
     A folder or Hub repo holding several GGUF quants (and no `quant`) is a choice too: the best quant that fits.
     """
-    options = memory or MemoryOptions()
+    runtime_name = request.check()
+    options = get_runtime(runtime_name).options(request.runtime_values())
+    source, quant, hub = request.source, request.quant, request.hub
     candidates = _quant_candidates(source, hub) if isinstance(source, str) and quant is None else {}
     if len(candidates) > 1:
-        best, rows = best_quant(candidates, budgets, options, runtime=runtime)
+        best, rows = best_quant(candidates, request.budgets, runtime_name, options)
         return FitReport(source, best.result if best else None, best.name if best else None, rows)
     if quant is not None:
         checkpoint = inspect(source, quant=quant, hub=hub).checkpoint
     else:
         checkpoint = source if isinstance(source, Checkpoint) else load(source, hub=hub)
     name = quant if isinstance(quant, str) else quant.ftype if quant else None
-    return FitReport(checkpoint.source, fit_search(checkpoint, budgets, options, runtime=runtime), name)
+    return FitReport(checkpoint.source, fit_plan(checkpoint, request.budgets, runtime_name, options), name)
+
+
+def fit(source: str | Checkpoint, budgets: dict[str, int], *, runtime: str = "llamacpp",
+        quant: str | QuantOptions | None = None, hub: HubOptions | None = None, **options: Any) -> FitReport:
+    """`ckpt-size fit` as a function: `options` are the runtime's (context, cache types …) by name."""
+    return run_fit(FitRequest(source, budgets, options, runtime, quant, hub))
 
 
 def _quant_candidates(source: str, hub: HubOptions | None) -> dict[str, Checkpoint]:
@@ -329,3 +270,23 @@ def _quant_candidates(source: str, hub: HubOptions | None) -> dict[str, Checkpoi
         raise UsageError(f"{source} holds different models, not quants of one ({', '.join(candidates)})",
                          hint="pass one model's file or folder, or --quant NAME")
     return candidates
+
+
+def check_budget(result: Inspection) -> None:
+    """Raise CheckFailed (exit 3) when the inspection's plan is over a budget."""
+    verdict = result.budget
+    if verdict is not None and not verdict.fits:
+        over = ", ".join(f"{d.device} by {d.over_by:,} bytes" for d in verdict.devices if not d.fits)
+        raise CheckFailed(f"does not fit: {over}")
+
+
+def check_findings(result: ValidationResult, placement_file: str) -> None:
+    """Raise CheckFailed (exit 3) when a placement file has error-level findings."""
+    if result.has_errors:
+        raise CheckFailed(f"{placement_file}: {sum(f.severity == 'error' for f in result.findings)} error(s)")
+
+
+def check_fit(report: FitReport) -> None:
+    """Raise CheckFailed (exit 3) when no plan fits the budgets."""
+    if report.result is None or not report.result.fits:
+        raise CheckFailed("the model does not fit these budgets")

@@ -1,4 +1,5 @@
-"""The `ckpt-size` command line: thin click wrappers over the library, one error table, fixed exit codes."""
+"""The `ckpt-size` command line: thin click commands over the library (inspector/api.py). Runtime options come
+from the runtime registry as data; errors become one `Error:` line with the exit code of the error table."""
 from __future__ import annotations
 
 import os
@@ -9,21 +10,16 @@ from typing import Any
 import click
 
 from . import api
-from .errors import CheckFailed, CkptSizeError, UsageError
-from .placement.llamacpp import LlamaCppFlags, parse_n_gpu_layers, parse_override_tensor, parse_tensor_split
-from .memory import MemoryOptions, TrainOptions, parse_budget
-from .quant import QuantOptions, parse_tensor_type, parse_tensor_type_file
-from .quant.recipe import parse_recipe, parse_recipe_items
-from .report import (
-    FORMATS,
-    VIEWS,
-    render,
-    render_fit,
-    render_listing,
-    render_quant_list,
-    render_validation,
-    safe,
-)
+from .errors import exit_code_of
+from .memory.budget import parse_budget
+from .options import OptionSpec
+from .report import (FORMATS, VIEWS, render, render_fit, render_listing, render_quant_list, render_validation,
+                     safe)
+from .requests import QUANT_KEYS, FitRequest, InspectRequest, quant_request
+from .runtimes import runtime_specs
+
+TRAIN_OPTIMIZERS = ["adamw", "adamw8bit", "sgd", "sgd_momentum"]
+PLAN, TRAIN = "Plan", "Training"
 
 
 def _debug_requested(argv: list[str]) -> bool:
@@ -37,12 +33,6 @@ def _warn(warnings: tuple[str, ...], notes: tuple[str, ...] = ()) -> None:
         click.echo(f"Note: {safe(n)}", err=True)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
-@click.version_option(package_name="ckpt-size")
-def cli() -> None:
-    """How many bytes of a model land on each device, read from tensor headers only."""
-
-
 def apply_options(options: list[Any], f: Any) -> Any:
     """Decorate `f` with click options so that they list in the given order."""
     for option in reversed(options):
@@ -50,93 +40,143 @@ def apply_options(options: list[Any], f: Any) -> Any:
     return f
 
 
+# --- help in sections ----------------------------------------------------------------------------------------
+class GroupedOption(click.Option):
+    """An option that knows its help section."""
+
+    def __init__(self, *args: Any, group: str = "Options", **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.group = group
+
+
+class GroupedCommand(click.Command):
+    """`--help` lists options under their sections, in the order the sections first appear."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        sections: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record is not None:
+                sections.setdefault(getattr(param, "group", "Options"), []).append(record)
+        for title, records in sections.items():
+            with formatter.section(title):
+                formatter.write_dl(records)
+
+
+def opt(group: str, *args: Any, **kwargs: Any) -> Any:
+    """click.option in a help section."""
+    return click.option(*args, cls=GroupedOption, group=group, **kwargs)
+
+
+# --- options as data -> click -------------------------------------------------------------------------------
+_TYPES = {"int": int, "float": float, "str": str}
+
+
+def click_option(spec: OptionSpec, group: str = "Options") -> Any:
+    """A click option from a runtime's OptionSpec."""
+    kwargs: dict[str, Any] = {"help": spec.help, "metavar": spec.metavar, "multiple": spec.multiple}
+    if spec.kind == "flag":
+        kwargs.update(is_flag=True, metavar=None)
+    elif spec.kind == "choice":
+        kwargs["type"] = click.Choice(list(spec.choices))
+    elif spec.minimum is not None:
+        kwargs["type"] = (click.IntRange if spec.kind == "int" else click.FloatRange)(min=spec.minimum)
+    else:
+        kwargs["type"] = _TYPES[spec.kind]
+    if spec.default is not None:
+        kwargs.update(default=spec.default, show_default=spec.show_default)
+    return click.option(*spec.flags, spec.dest, cls=GroupedOption, group=group, **kwargs)
+
+
+def runtime_option_specs(*, fit: bool) -> list[tuple[OptionSpec, str]]:
+    """Every runtime's options once (an option several runtimes share is declared once), each with its help
+    section: a runtime's own options under its title, shared ones under the runtimes that share them."""
+    seen: dict[str, OptionSpec] = {}
+    owners: dict[str, list[str]] = {}
+    for runtime in runtime_specs():
+        for spec in runtime.options:
+            if fit and spec.searched:
+                continue
+            if spec.dest in seen and seen[spec.dest] != spec:
+                raise RuntimeError(f"runtime {runtime.name} redefines option {spec.name}")
+            seen[spec.dest] = spec
+            owners.setdefault(spec.dest, []).append(runtime.title)
+    own = [(s, f"{owners[d][0]} options") for d, s in seen.items() if not s.shared]
+    shared = [(s, f"Context and memory ({', '.join(owners[d])})") for d, s in seen.items() if s.shared]
+    return own + shared
+
+
+def given_values(specs: list[tuple[OptionSpec, str]]) -> dict[str, Any]:
+    """The runtime option values typed on the command line (defaults are the runtime's business)."""
+    ctx = click.get_current_context()
+    return {s.dest: ctx.params[s.dest] for s, _ in specs
+            if ctx.get_parameter_source(s.dest) not in (click.core.ParameterSource.DEFAULT, None)}
+
+
+def runtime_options(specs: list[tuple[OptionSpec, str]]) -> Any:
+    return lambda f: apply_options([click_option(s, group) for s, group in specs], f)
+
+
+OUTPUT = "Output"
+
+
+def format_option(f: Any) -> Any:
+    return opt(OUTPUT, "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
+               help="Output format; json and csv carry exact byte counts.")(f)
+
+
+def debug_option(f: Any) -> Any:
+    return opt(OUTPUT, "--debug", is_flag=True, help="Show tracebacks for errors.")(f)
+
+
 def common_output_options(f: Any) -> Any:
-    f = click.option("--debug", is_flag=True, help="Show tracebacks for errors.")(f)
-    f = click.option("--by", "view", type=click.Choice(VIEWS), default="role", show_default=True,
-                     help="Rows of the main table.")(f)
-    f = click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-                     help="Output format; json and csv carry exact byte counts.")(f)
-    return f
-
-
-def llamacpp_options(f: Any) -> Any:
-    """llama.cpp's offload flags, spelled as llama.cpp spells them (docs/placement.md)."""
-    options = [
-        click.option("-ngl", "--n-gpu-layers", "ngl", metavar="N", help="llama.cpp: layers on GPUs (N, all, auto)."),
-        click.option("-ot", "--override-tensor", "override_tensor", multiple=True, metavar="REGEX=BUFT[,..]",
-                     help="llama.cpp: tensors matching REGEX on buffer BUFT (CPU, CUDA0 …); first match wins."),
-        click.option("--cpu-moe", "-cmoe", "cpu_moe", is_flag=True, help="llama.cpp: all routed experts on the CPU."),
-        click.option("--n-cpu-moe", "-ncmoe", "n_cpu_moe", type=click.IntRange(min=0), metavar="N",
-                     help="llama.cpp: routed experts of blocks 0..N-1 on the CPU."),
-        click.option("-ts", "--tensor-split", "tensor_split", metavar="A,B,..",
-                     help="llama.cpp: proportions of layers per GPU."),
-        click.option("-sm", "--split-mode", "split_mode", type=click.Choice(["none", "layer", "row"]),
-                     default="layer", show_default=True, help="llama.cpp: how to split across GPUs."),
-        click.option("-mg", "--main-gpu", "main_gpu", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="llama.cpp: the GPU for -sm none / row."),
-    ]
-    return apply_options(options, f)
+    f = debug_option(f)
+    f = opt(OUTPUT, "--by", "view", type=click.Choice(VIEWS), default="role", show_default=True,
+            help="Rows of the main table.")(f)
+    return format_option(f)
 
 
 def quant_options(f: Any) -> Any:
     """`--quant NAME` and llama-quantize's own overrides (docs/quantization.md)."""
+    q = "Quantization (llama-quantize)"
     options = [
-        click.option("--quant", "quant", metavar="NAME",
+        opt(q, "--quant", "quant", metavar="NAME",
                      help="This model at NAME (Q4_K_M, IQ4_XS …): the files of that quant when SOURCE holds them, "
                           "else llama-quantize's prediction."),
-        click.option("--quant-list", "quant_list", is_flag=True,
+        opt(q, "--quant-list", "quant_list", is_flag=True,
                      help="One row per common file type: predicted file size and bytes per device."),
-        click.option("--quant-rules", "quant_rules", type=click.Choice(["current", "legacy"]), default="current",
+        opt(q, "--quant-rules", "quant_rules", type=click.Choice(["current", "legacy"]), default="current",
                      show_default=True, help="llama.cpp's rules of 2026, or of mid-2025 (most Hub files)."),
-        click.option("--tensor-type", "tensor_type", multiple=True, metavar="REGEX=TYPE",
+        opt(q, "--tensor-type", "tensor_type", multiple=True, metavar="REGEX=TYPE",
                      help="With --quant: llama-quantize --tensor-type. Without: a recipe line applied literally."),
-        click.option("--tensor-type-file", "tensor_type_file", type=click.Path(dir_okay=False), metavar="FILE",
+        opt(q, "--tensor-type-file", "tensor_type_file", type=click.Path(dir_okay=False), metavar="FILE",
                      help="regex=type lines: llama-quantize's with --quant; else a recipe (first match wins, "
                           "ik_llama.cpp types allowed, # comments)."),
-        click.option("--pure", is_flag=True, help="llama-quantize --pure: no mixture, the default type everywhere."),
-        click.option("--output-tensor-type", "output_tensor_type", metavar="TYPE", help="Type of output.weight."),
-        click.option("--token-embedding-type", "token_embedding_type", metavar="TYPE", help="Type of token_embd."),
-        click.option("--imatrix", is_flag=True, help="Predict as if an importance matrix were given."),
-        click.option("--allow-requantize/--no-allow-requantize", "allow_requantize", default=True,
+        opt(q, "--pure", is_flag=True, help="llama-quantize --pure: no mixture, the default type everywhere."),
+        opt(q, "--output-tensor-type", "output_tensor_type", metavar="TYPE", help="Type of output.weight."),
+        opt(q, "--token-embedding-type", "token_embedding_type", metavar="TYPE", help="Type of token_embd."),
+        opt(q, "--imatrix", is_flag=True, help="Predict as if an importance matrix were given."),
+        opt(q, "--allow-requantize/--no-allow-requantize", "allow_requantize", default=True,
                      show_default=True, help="Requantize tensors that are already quantized (llama-quantize's "
                                              "--allow-requantize; without it, llama-quantize refuses)."),
     ]
     return apply_options(options, f)
 
 
-QUANT_KEYS = ("quant", "quant_rules", "tensor_type", "tensor_type_file", "pure", "output_tensor_type",
-              "token_embedding_type", "imatrix", "allow_requantize")
-
-
-def split_options(rest: dict[str, Any]) -> tuple[QuantOptions, bool, dict[str, Any]]:
-    """Take the quant options out of `rest`: QuantOptions (ftype COPY when --quant is absent), whether --quant
-    was given, and the remaining (llama.cpp) options."""
-    q = {k: rest.pop(k) for k in QUANT_KEYS}
-    tensor_types = tuple(parse_tensor_type(v) for v in q["tensor_type"])
-    if q["tensor_type_file"]:
-        tensor_types += parse_tensor_type_file(q["tensor_type_file"])
-    options = QuantOptions(
-        ftype=q["quant"] or "COPY",
-        rules=q["quant_rules"],
-        tensor_types=tensor_types,
-        output_tensor_type=q["output_tensor_type"],
-        token_embedding_type=q["token_embedding_type"],
-        pure=q["pure"],
-        imatrix=q["imatrix"],
-        allow_requantize=q["allow_requantize"],
-    )
-    return options, q["quant"] is not None, rest
-
-
 def hub_options(f: Any) -> Any:
     """How to reach a Hub repo (docs/hub.md)."""
     options = [
-        click.option("--revision", metavar="REV", help="Hub: branch, tag, commit or refs/pr/N."),
-        click.option("--token", metavar="TOKEN", help="Hub token (default: HF_TOKEN or the stored login)."),
-        click.option("--file", "file", metavar="PATH", help="Hub: the file or folder in the repo to inspect."),
-        click.option("--verbose", "-v", is_flag=True, help="Say what reading the headers cost (requests, bytes)."),
+        opt("Hugging Face Hub", "--revision", metavar="REV", help="Hub: branch, tag, commit or refs/pr/N."),
+        opt("Hugging Face Hub", "--token", metavar="TOKEN", help="Hub token (default: HF_TOKEN or the stored login)."),
+        opt("Hugging Face Hub", "--file", "file", metavar="PATH", help="Hub: the file or folder in the repo to inspect."),
+        opt("Hugging Face Hub", "--verbose", "-v", is_flag=True, help="Say what reading the headers cost (requests, bytes)."),
     ]
     return apply_options(options, f)
+
+
+def budget_option(f: Any) -> Any:
+    return opt("Budgets", "--budget", "budget", multiple=True, metavar="DEV=SIZE",
+               help="Memory of a device (cuda:0=24GiB, cpu=512G); exit 3 when something does not fit.")(f)
 
 
 def hub_settings(revision: str | None, token: str | None, file: str | None) -> api.HubOptions:
@@ -158,212 +198,134 @@ def _report_fetch(fetch: Any, verbose: bool) -> None:
         click.echo(f"Fetched: {fetch['requests']} requests, {fetch['bytes']:,} bytes", err=True)
 
 
-def memory_options(f: Any) -> Any:
-    """Context, KV cache and buffer settings, named after llama.cpp's (docs/memory.md)."""
-    options = [
-        click.option("--ctx", "ctx", type=click.IntRange(min=1), metavar="N",
-                     help="Context length of EACH sequence (llama.cpp's -c is the total: ctx x parallel); adds KV "
-                          "cache, state and buffers per device."),
-        click.option("--parallel", "-np", "parallel", type=click.IntRange(min=1), metavar="N",
-                     help="Parallel sequences (llama.cpp gets -c ctx*N -np N)."),
-        click.option("--kv-type", "kv_type", metavar="TYPE", help="K and V cache type (f16, q8_0, q4_0 …)."),
-        click.option("--cache-type-k", "-ctk", "cache_type_k", metavar="TYPE", help="K cache type (default f16)."),
-        click.option("--cache-type-v", "-ctv", "cache_type_v", metavar="TYPE", help="V cache type (default f16)."),
-        click.option("--no-kv-offload", "-nkvo", "no_kv_offload", is_flag=True, help="Keep the KV cache on the CPU."),
-        click.option("--flash-attn", "-fa", "flash_attn", type=click.Choice(["on", "off", "auto"]),
-                     help="Flash attention (changes V padding and buffers)."),
-        click.option("--ubatch-size", "-ub", "ubatch", type=click.IntRange(min=1), metavar="N",
-                     help="Physical batch size (compute buffers)."),
-        click.option("--kv-unified", "-kvu", "kv_unified", is_flag=True,
-                     help="One KV buffer shared by all sequences (llama.cpp -kvu)."),
-        click.option("--swa-full", "swa_full", is_flag=True, help="Full-size cache for sliding-window layers."),
-        click.option("--overhead", "overhead", type=click.FloatRange(min=0), metavar="PCT",
-                     help="Safety margin in percent, shown as its own row."),
-        click.option("--budget", "budget", multiple=True, metavar="DEV=SIZE",
-                     help="Memory of a device (cuda:0=24GiB, cpu=512G); exit 3 when something does not fit."),
-    ]
-    return apply_options(options, f)
-
-
-MEMORY_KEYS = ("ctx", "parallel", "kv_type", "cache_type_k", "cache_type_v", "no_kv_offload", "flash_attn",
-               "ubatch", "kv_unified", "swa_full", "overhead", "budget")
-
-
-def split_memory(rest: dict[str, Any]) -> tuple[MemoryOptions | None, dict[str, int], dict[str, Any]]:
-    """Take the memory options out of `rest`: MemoryOptions (None when none was given), the budgets, the rest."""
-    m = {k: rest.pop(k) for k in MEMORY_KEYS}
-    budgets = parse_budget(m.pop("budget"))
-    given = {k: v for k, v in m.items() if v is not None and v is not False}
-    if not given:
-        return None, budgets, rest
-    options = MemoryOptions()
-    if "kv_type" in given:
-        if "cache_type_k" in given or "cache_type_v" in given:
-            raise UsageError("--kv-type sets both cache types; give it or --cache-type-k/-v, not both")
-        options = options.with_kv_type(given.pop("kv_type"))
-    if "overhead" in given:
-        given["overhead_pct"] = given.pop("overhead")
-    return options.with_(**given), budgets, rest
-
-
-OT_OPTIONS = ("-ot", "--override-tensor")
-MOE_OPTIONS = ("--cpu-moe", "-cmoe", "--n-cpu-moe", "-ncmoe")
-
-
-def moe_position(argv: list[str]) -> int | None:
-    """How many -ot pairs precede the first --cpu-moe/--n-cpu-moe on the command line (llama.cpp keeps that
-    order: the first matching pattern wins); None when no MoE option is there."""
-    pairs = 0
-    for i, token in enumerate(argv):
-        name, _, inline = token.partition("=")
-        if token in MOE_OPTIONS or name in MOE_OPTIONS:
-            return pairs
-        if token in OT_OPTIONS and i + 1 < len(argv):
-            pairs += len(parse_override_tensor([argv[i + 1]]))
-        elif name in OT_OPTIONS and inline:
-            pairs += len(parse_override_tensor([inline]))
-    return None
-
-
-def llamacpp_flags(ngl: str | None, override_tensor: tuple[str, ...], cpu_moe: bool, n_cpu_moe: int | None,
-                   tensor_split: str | None, split_mode: str, main_gpu: int) -> LlamaCppFlags:
+def _argv() -> tuple[str, ...]:
     ctx = click.get_current_context(silent=True)
-    argv = (ctx.find_root().obj or {}).get("argv", []) if ctx else []
-    return LlamaCppFlags(
-        n_gpu_layers=parse_n_gpu_layers(ngl) if ngl is not None else None,
-        override_tensor=parse_override_tensor(override_tensor),
-        cpu_moe=cpu_moe,
-        n_cpu_moe=n_cpu_moe,
-        tensor_split=parse_tensor_split(tensor_split) if tensor_split else None,
-        split_mode=split_mode,
-        main_gpu=main_gpu,
-        moe_after=moe_position(argv) if override_tensor and (cpu_moe or n_cpu_moe) else None,
-    )
+    return tuple((ctx.find_root().obj or {}).get("argv", [])) if ctx else ()
 
 
-@cli.command()
-@click.argument("source")
-@common_output_options
-@click.option("--experts-on", metavar="DEVICE", help="Put routed experts on DEVICE (cpu, cuda:N).")
-@click.option("--default-device", metavar="DEVICE", default="cuda:0", show_default=True,
-              help="Device for every tensor no other option places.")
-@click.option("--placement", "placement_file", type=click.Path(dir_okay=False), metavar="FILE",
-              help="A KTransformers optimize-rule YAML or a ckpt-size plan file (detected).")
-@click.option("--gpus", type=click.IntRange(min=0), metavar="N",
-              help="How many GPUs the machine has: plans using more are refused.")
-@quant_options
-@llamacpp_options
-@memory_options
-@hub_options
-@click.option("--train", is_flag=True, help="Also show training memory (weights, gradients, optimizer, activations).")
-@click.option("--optimizer", type=click.Choice(["adamw", "adamw8bit", "sgd", "sgd_momentum"]), default="adamw",
-              show_default=True, help="With --train.")
-@click.option("--micro-batch", "micro_batch", type=click.IntRange(min=1), default=1, show_default=True,
-              help="With --train: sequences per step.")
-@click.option("--seq-len", "seq_len", type=click.IntRange(min=1), default=4096, show_default=True,
-              help="With --train: tokens per sequence.")
-def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | None, default_device: str,
-            placement_file: str | None, gpus: int | None, quant_list: bool, train: bool, optimizer: str,
-            micro_batch: int, seq_len: int, revision: str | None, token: str | None, file: str | None,
-            verbose: bool, **rest: Any) -> None:
-    """Sizes of SOURCE by role, layer, dtype, device or tensor.
+def inspect_request(source: str, p: dict[str, Any], specs: list[OptionSpec]) -> InspectRequest:
+    """The request a command line makes (values only; the request object checks them)."""
+    quant, quant_given, recipe = quant_request({k: p[k] for k in QUANT_KEYS})
+    training = None
+    if p["train"]:
+        from .memory.train import TrainOptions
 
-    SOURCE is a .gguf file (any shard of a split set loads the whole set), a .safetensors file, a
-    model.safetensors.index.json, or a directory holding one of those.
-    """
-    memory, budgets, rest = split_memory(rest)
-    recipe = None
-    if rest.get("quant") is None and (rest.get("tensor_type") or rest.get("tensor_type_file")):
-        # without --quant, regex=type lines are a recipe applied literally (ik_llama.cpp types allowed)
-        recipe = parse_recipe_items(rest.pop("tensor_type"))
-        if path := rest.pop("tensor_type_file"):
-            recipe += parse_recipe(path)
-        rest.update(tensor_type=(), tensor_type_file=None)
-    quant, quant_given, llama = split_options(rest)
-    placement = api.PlacementOptions(experts_on, default_device, llamacpp_flags(**llama), placement_file, gpus)
-    hub = hub_settings(revision, token, file)
-    found = None if quant_given else api.listing(source, hub=hub)
-    if found is not None:  # a Hub repo of several quants and no selection: its rows, from the listing alone
-        _warn(found.notes)
-        click.echo(render_listing(found, fmt=fmt), nl=False)
-        _report_fetch(found.fetch, verbose)
-        return
-    if quant_list:
-        if memory is not None or budgets or train or quant_given:
-            raise UsageError("--quant-list shows file sizes and weights per device; --ctx, --budget, --train and "
-                             "--quant go with one quant", hint="drop them, or use --quant NAME")
-        checkpoint, rows = api.quant_list(source, options=quant, placement=placement)
-        _warn(checkpoint.warnings)
-        click.echo(render_quant_list(checkpoint, rows, fmt=fmt), nl=False)
-        return
-    if not quant_given and quant != QuantOptions("COPY", rules=quant.rules):
-        raise UsageError("llama-quantize options need --quant NAME (or --quant-list)")
-    training = TrainOptions(optimizer=optimizer, micro_batch=micro_batch, seq_len=seq_len) if train else None
-    result = api.inspect(source, experts_on=experts_on, default_device=default_device,
-                         quant=quant if quant_given else None, llamacpp=placement.llamacpp,
-                         placement_file=placement_file, gpus=gpus, memory=memory, budgets=budgets or None,
-                         train=training, hub=hub, recipe=recipe)
-    _warn(result.checkpoint.warnings, result.notes)
-    click.echo(render(result, view=view, fmt=fmt), nl=False)
-    _report_fetch(result.checkpoint.fetch, verbose)
-    verdict = result.extras.get("budget")
-    if verdict is not None and not verdict.fits:
-        over = ", ".join(f"{d.device} by {d.over_by:,} bytes" for d in verdict.devices if not d.fits)
-        raise CheckFailed(f"does not fit: {over}")
+        training = TrainOptions(optimizer=p["optimizer"], micro_batch=p["micro_batch"], seq_len=p["seq_len"])
+    return InspectRequest(source, given_values(specs), p["runtime"], p["placement_file"], p["gpus"],
+                          parse_budget(p["budget"]), quant if quant_given else None, recipe, training,
+                          hub_settings(p["revision"], p["token"], p["file"]), _argv(),
+                          None if quant_given else quant)
 
 
-@cli.command()
-@click.argument("placement_file", type=click.Path(dir_okay=False))
-@click.argument("source")
-@click.option("--gpus", type=click.IntRange(min=0), metavar="N", help="Devices beyond cuda:N-1 are errors.")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@hub_options
-def validate(placement_file: str, source: str, gpus: int | None, fmt: str, debug: bool, revision: str | None,
-             token: str | None, file: str | None, verbose: bool) -> None:
-    """Check PLACEMENT_FILE (KTransformers rules or a plan file) against SOURCE; exit 3 on errors."""
-    checkpoint = api.load(source, hub=hub_settings(revision, token, file))
-    _report_fetch(checkpoint.fetch, verbose)
-    result = api.validate(placement_file, checkpoint, gpus=gpus)
-    click.echo(render_validation(result, fmt=fmt), nl=False)
-    if result.has_errors:
-        raise CheckFailed(f"{placement_file}: {sum(f.severity == 'error' for f in result.findings)} error(s)")
+def build_cli() -> click.Group:
+    """The command group, with every registered runtime's options (built anew when a runtime is registered)."""
+    inspect_specs = runtime_option_specs(fit=False)
+    fit_specs = runtime_option_specs(fit=True)
+    names = [s.name for s in runtime_specs()]
+    fit_names = [s.name for s in runtime_specs() if s.can_fit]
+
+    @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+    @click.version_option(package_name="ckpt-size")
+    def cli() -> None:
+        """How many bytes of a model land on each device, read from tensor headers only."""
+
+    @cli.command(cls=GroupedCommand)
+    @click.argument("source")
+    @common_output_options
+    @opt(PLAN, "--runtime", type=click.Choice(names), help="Whose placement and memory to model (default: the "
+                                                          "runtime whose options are given, else literal).")
+    @opt(PLAN, "--placement", "placement_file", type=click.Path(dir_okay=False), metavar="FILE",
+         help="A KTransformers optimize-rule YAML or a ckpt-size plan file (detected).")
+    @opt(PLAN, "--gpus", type=click.IntRange(min=0), metavar="N",
+         help="How many GPUs the machine has: plans using more are refused.")
+    @runtime_options(inspect_specs)
+    @budget_option
+    @quant_options
+    @hub_options
+    @opt(TRAIN, "--train", is_flag=True, help="Also show training memory (weights, gradients, optimizer, "
+                                              "activations).")
+    @opt(TRAIN, "--optimizer", type=click.Choice(TRAIN_OPTIMIZERS), default="adamw", show_default=True,
+         help="With --train.")
+    @opt(TRAIN, "--micro-batch", "micro_batch", type=click.IntRange(min=1), default=1, show_default=True,
+         help="With --train: sequences per step.")
+    @opt(TRAIN, "--seq-len", "seq_len", type=click.IntRange(min=1), default=4096, show_default=True,
+         help="With --train: tokens per sequence.")
+    def inspect(source: str, **p: Any) -> None:
+        """Sizes of SOURCE by role, layer, dtype, device or tensor.
+
+        SOURCE is a .gguf file (any shard of a split set loads the whole set), a .safetensors file, a
+        model.safetensors.index.json, or a directory holding one of those.
+        """
+        request = inspect_request(source, p, inspect_specs)
+        found = None if request.quant else api.listing(source, hub=request.hub)
+        if found is not None:  # a Hub repo of several quants and no selection: its rows, from the listing alone
+            _warn(found.notes)
+            click.echo(render_listing(found, fmt=p["fmt"]), nl=False)
+            return _report_fetch(found.fetch, p["verbose"])
+        if p["quant_list"]:
+            checkpoint, rows = api.quant_list(request)
+            _warn(checkpoint.warnings)
+            return click.echo(render_quant_list(checkpoint, rows, fmt=p["fmt"]), nl=False)
+        result = api.run_inspect(request)
+        _warn(result.checkpoint.warnings, result.notes)
+        click.echo(render(result, view=p["view"], fmt=p["fmt"]), nl=False)
+        _report_fetch(result.checkpoint.fetch, p["verbose"])
+        api.check_budget(result)
+
+    @cli.command(cls=GroupedCommand)
+    @click.argument("placement_file", type=click.Path(dir_okay=False))
+    @click.argument("source")
+    @opt(PLAN, "--gpus", type=click.IntRange(min=0), metavar="N", help="Devices beyond cuda:N-1 are errors.")
+    @format_option
+    @debug_option
+    @hub_options
+    def validate(placement_file: str, source: str, gpus: int | None, fmt: str, debug: bool, revision: str | None,
+                 token: str | None, file: str | None, verbose: bool) -> None:
+        """Check PLACEMENT_FILE (KTransformers rules or a plan file) against SOURCE; exit 3 on errors."""
+        checkpoint = api.load(source, hub=hub_settings(revision, token, file))
+        _report_fetch(checkpoint.fetch, verbose)
+        result = api.validate(placement_file, checkpoint, gpus=gpus)
+        click.echo(render_validation(result, fmt=fmt), nl=False)
+        api.check_findings(result, placement_file)
+
+    @cli.command(cls=GroupedCommand)
+    @click.argument("source")
+    @format_option
+    @debug_option
+    @opt(PLAN, "--runtime", type=click.Choice(fit_names), default="llamacpp", show_default=True,
+         help="Whose plan to search for.")
+    @opt(PLAN, "--emit-yaml", "emit_yaml", type=click.Path(dir_okay=False), metavar="FILE",
+         help="Write the KTransformers rule file of the plan (implies --runtime ktransformers).")
+    @budget_option
+    @runtime_options(fit_specs)
+    @opt("Quantization (llama-quantize)", "--quant", metavar="NAME",
+         help="Fit this quant (selected or predicted, as with inspect).")
+    @hub_options
+    def fit(source: str, **p: Any) -> None:
+        """The plan that keeps the most of SOURCE on GPUs within --budget; exit 3 when nothing fits."""
+        request = FitRequest(source, parse_budget(p["budget"]), given_values(fit_specs), p["runtime"], p["quant"],
+                             hub_settings(p["revision"], p["token"], p["file"]), p["emit_yaml"])
+        report = api.run_fit(request)
+        if report.result is not None:
+            _warn((), report.result.notes)
+        click.echo(render_fit(report, fmt=p["fmt"]), nl=False)
+        if p["emit_yaml"] and report.result is not None:
+            report.result.write_artifact(p["emit_yaml"])
+            click.echo(f"wrote {p['emit_yaml']}", err=True)
+        api.check_fit(report)
+
+    return cli
 
 
-@cli.command()
-@click.argument("source")
-@memory_options
-@click.option("--runtime", type=click.Choice(["llamacpp", "ktransformers"]), default="llamacpp", show_default=True,
-              help="Whose plan to search for.")
-@click.option("--emit-yaml", "emit_yaml", type=click.Path(dir_okay=False), metavar="FILE",
-              help="Write the KTransformers rule file of the plan (implies --runtime ktransformers).")
-@click.option("--quant", metavar="NAME", help="Fit this quant (selected or predicted, as with inspect).")
-@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
-@click.option("--debug", is_flag=True, help="Show tracebacks for errors.")
-@hub_options
-def fit(source: str, runtime: str, emit_yaml: str | None, quant: str | None, fmt: str, debug: bool,
-        revision: str | None, token: str | None, file: str | None, verbose: bool, **rest: Any) -> None:
-    """The plan that keeps the most of SOURCE on GPUs within --budget; exit 3 when nothing fits."""
-    memory, budgets, _ = split_memory(rest)
-    if not budgets:
-        raise UsageError("fit needs at least one --budget DEV=SIZE")
-    report = api.fit(source, budgets, memory=memory, runtime="ktransformers" if emit_yaml else runtime,
-                     quant=quant, hub=hub_settings(revision, token, file))
-    if report.result is not None:
-        _warn((), report.result.notes)
-    click.echo(render_fit(report, fmt=fmt), nl=False)
-    if emit_yaml and report.result is not None:
-        report.result.write_yaml(emit_yaml)
-        click.echo(f"wrote {emit_yaml}", err=True)
-    if report.result is None or not report.result.fits:
-        raise CheckFailed("the model does not fit these budgets")
+cli = build_cli()
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Entry point: runs the click group and turns our errors into one `Error:` line and an exit code."""
+def main(argv: list[str] | None = None, *, group: click.Group | None = None) -> None:
+    """Entry point: runs the click group and turns errors into one `Error:` line and the exit code of the error
+    table (inspector/errors.py)."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        cli.main(args=args, prog_name="ckpt-size", standalone_mode=False, obj={"argv": args})
+        (group or cli).main(args=args, prog_name="ckpt-size", standalone_mode=False, obj={"argv": args})
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.ClickException as e:  # usage errors: click prints usage and the message, exit 2
@@ -372,19 +334,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.Abort:
         click.echo("Aborted.", err=True)
         sys.exit(1)
-    except CkptSizeError as e:
-        _fail(e, e.exit_code, args)
-    except (MemoryError, RecursionError, OSError) as e:
-        _fail(e, 1, args)
-    except Exception as e:  # a bug: still one line, and the traceback with --debug
-        _fail(RuntimeError(f"internal error ({type(e).__name__}: {e}); please report it with the --debug output"),
-              1, args)
+    except Exception as e:  # noqa: BLE001 - every error becomes one line; a bug says so (traceback with --debug)
+        _fail(e, args)
     sys.exit(0)
 
 
-def _fail(error: BaseException, code: int, args: list[str]) -> None:
+def _fail(error: BaseException, args: list[str]) -> None:
     if _debug_requested(args):
         traceback.print_exception(error)
-    message = str(error) if isinstance(error, CkptSizeError) else f"{type(error).__name__}: {error}"
+    code, message = exit_code_of(error)
     click.echo(f"Error: {safe(message)}", err=True)
     sys.exit(code)

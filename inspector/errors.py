@@ -1,15 +1,14 @@
 """The typed errors of ckpt-size, each with the exit code the command line returns for it.
 
 Exit codes (docs/cli.md): 0 ok; 1 could not do it (unreadable or corrupt input, network, bad rules file);
-2 usage error; 3 the check ran and said no (validation errors, plan does not fit).
+2 usage error; 3 the check ran and said no (validation errors, plan does not fit). ERROR_TABLE at the end maps
+each class to its code and a default hint.
 """
 from __future__ import annotations
 
 
 class CkptSizeError(Exception):
     """Base class: a problem the user can act on, rendered as one `Error:` line."""
-
-    exit_code = 1
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
         super().__init__(message)
@@ -18,6 +17,11 @@ class CkptSizeError(Exception):
     def __str__(self) -> str:
         message = super().__str__()
         return f"{message}; {self.hint}" if self.hint else message
+
+    @property
+    def exit_code(self) -> int:
+        """The command line's exit code for this error (ERROR_TABLE)."""
+        return exit_code_of(self)[0]
 
 
 class SourceError(CkptSizeError):
@@ -49,10 +53,37 @@ class RemoteError(CkptSizeError):
 class UsageError(CkptSizeError):
     """The options do not make sense together; the command line maps this to exit code 2."""
 
-    exit_code = 2
-
 
 class CheckFailed(CkptSizeError):
     """The check ran and said no (a plan that does not fit, validation errors)."""
 
-    exit_code = 3
+
+# One table: each error class, the exit code the command line returns for it, and what to do when the error itself
+# gives no hint. Looked up along the class hierarchy (the most specific class wins), like huggingface_hub's CLI
+# error table. Python's own errors that reach the command line are listed too: they are still one line.
+ERROR_TABLE: tuple[tuple[type[BaseException], int, str | None], ...] = (
+    (UsageError, 2, None),
+    (CheckFailed, 3, None),
+    (UnknownTypeError, 1, "this tool knows ggml types and safetensors dtypes up to its release; update ckpt-size"),
+    (FormatError, 1, None),
+    (SourceError, 1, None),
+    (RulesError, 1, None),
+    (RemoteError, 1, None),
+    (CkptSizeError, 1, None),
+    (MemoryError, 1, "the input asks for more memory than this machine has; it is probably corrupt"),
+    (RecursionError, 1, "the input nests too deeply; it is probably corrupt or hostile"),
+    (OSError, 1, None),
+)
+INTERNAL_ERROR_HINT = "please report it with the --debug output"
+
+
+def exit_code_of(error: BaseException) -> tuple[int, str]:
+    """The exit code and the one-line message the command line prints for an error."""
+    for cls, code, hint in ERROR_TABLE:
+        if isinstance(error, cls):
+            if isinstance(error, CkptSizeError):
+                message = str(error) if error.hint or not hint else f"{error}; {hint}"
+            else:
+                message = f"{type(error).__name__}: {error}" + (f"; {hint}" if hint else "")
+            return code, message
+    return 1, f"internal error ({type(error).__name__}: {error}); {INTERNAL_ERROR_HINT}"

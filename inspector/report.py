@@ -8,8 +8,9 @@ from typing import Any, Sequence
 
 from tabulate import tabulate
 
+from .memory.table import MemoryTable
 from .model import Checkpoint, TensorInfo
-from .placement.devices import device_sort_key
+from .devices import device_sort_key
 from .summary import Group, Inspection, by_device, by_dtype, by_layer
 
 VIEWS = ("role", "layer", "dtype", "device", "tensor")
@@ -61,10 +62,11 @@ def _group_json(g: Group) -> dict[str, Any]:
 def _devices_json(result: Inspection) -> dict[str, Any]:
     """Per device: the weight groups, plus weights / kv_cache / state / buffers / overhead / total with a memory plan."""
     devices = {g.key: _group_json(g) for g in result.by_device}
-    memory = result.extras.get("memory")
-    if memory is not None:
-        for device, rows in memory.devices.items():
-            devices.setdefault(device, {"tensors": 0, "params": 0, "bytes": 0, "dtypes": {}}).update(rows.as_dict())
+    if result.memory is not None:
+        table = result.memory.table
+        for device in table.devices:
+            devices.setdefault(device, {"tensors": 0, "params": 0, "bytes": 0, "dtypes": {}}).update(
+                table.row_dict(device))
     return devices
 
 
@@ -103,16 +105,16 @@ def to_json(result: Inspection, *, view: str = "role") -> dict[str, Any]:
         "plan": result.plan,
         "flags": result.flags_line,
         "notes": list(result.notes),
-        "quant": result.extras.get("quant"),
+        "quant": result.quant.as_dict() if result.quant else None,
         "roles": {g.key: _group_json(g) for g in result.by_role},
         "devices": _devices_json(result),
         "warnings": list(ck.warnings),
     }
     if ck.fetch:
         doc["fetch"] = dict(ck.fetch)
-    for key in ("memory", "budget", "train"):
-        if key in result.extras:
-            doc[key] = result.extras[key].as_dict()
+    for key, part in (("memory", result.memory), ("budget", result.budget), ("train", result.train)):
+        if part is not None:
+            doc[key] = part.as_dict()
     if view == "layer":
         doc["layers"] = {g.key: _group_json(g) for g in by_layer(ck.tensors)}
     elif view == "dtype":
@@ -166,15 +168,15 @@ def _view_groups(result: Inspection, view: str) -> tuple[Group, ...]:
 
 
 def _quant_lines(result: Inspection) -> list[list[str]]:
-    q = result.extras.get("quant")
+    q = result.quant
     if not q:
         return []
-    if q["mode"] == "selected":
-        return [["quant", f"{q['ftype']}: read from the files of that quant"]]
-    header = "exact" if q["header_exact"] else "estimate"
-    return [["quant", f"{q['ftype']} predicted ({q['rules']} llama.cpp rules)"],
-            ["file", f"{q['file_size']:,} ({human_bytes(q['file_size'])}) = header {q['header_bytes']:,} ({header})"
-                     f" + data {q['data_bytes']:,} (exact)"]]
+    if q.mode == "selected":
+        return [["quant", f"{q.ftype}: read from the files of that quant"]]
+    header = "exact" if q.header_exact else "estimate"
+    return [["quant", f"{q.ftype} predicted ({q.rules} llama.cpp rules)"],
+            ["file", f"{q.file_size:,} ({human_bytes(q.file_size)}) = header {q.header_bytes:,} ({header})"
+                     f" + data {q.data_bytes:,} (exact)"]]
 
 
 def render_listing(found: Any, *, fmt: str = "table") -> str:
@@ -240,17 +242,17 @@ def render_fit(report: Any, *, fmt: str = "table") -> str:
         doc = {"source": report.source, "quant": report.quant, "fits": bool(r and r.fits),
                "plan": r.as_dict() if r else None,
                "quants": [{"quant": q.name, "weight_bytes": q.weight_bytes, "fits": q.result.fits,
-                           "all_on_gpu": q.all_on_gpu, "flags": q.result.flags_line} for q in report.quants]}
+                           "all_on_gpu": q.all_on_gpu, "flags": q.result.command} for q in report.quants]}
         return json.dumps(doc, indent=2) + "\n"
     if fmt == "csv":
         if r is None:
             return _csv_text(["quant", "weight_bytes", "fits"], [[q.name, q.weight_bytes, q.result.fits]
                                                                 for q in report.quants])
         verdict = {d.device: d for d in r.verdict.devices}
-        keys = ["weights", "kv_cache", "state", "buffers", "overhead", "total"]
-        rows = [[device, *(m.as_dict()[k] for k in keys), verdict[device].budget if device in verdict else "",
-                 verdict[device].fits if device in verdict else ""]
-                for device, m in sorted(r.plan.devices.items(), key=lambda kv: device_sort_key(kv[0]))]
+        table = r.memory.table
+        keys = [p.key for p in table.parts] + ["total"]
+        rows = [[device, *(table.row_dict(device)[k] for k in keys), verdict[device].budget if device in verdict
+                 else "", verdict[device].fits if device in verdict else ""] for device in table.devices]
         return _csv_text(["device", *keys, "budget", "fits"], rows)
     tablefmt = "github" if fmt == "markdown" else "simple"
     parts = []
@@ -261,20 +263,21 @@ def render_fit(report: Any, *, fmt: str = "table") -> str:
     if r is None:
         parts.append("no quant fits the budgets")
         return "\n\n".join(parts) + "\n"
+    lim = r.limits
     lines = [["source", safe(report.source)], ["runtime", r.runtime],
-             ["verdict", "fits" if r.fits else "does not fit"], ["placement", r.placement_summary],
-             ["flags", r.flags_line],
-             ["max context", f"{r.max_ctx:,} tokens per sequence with these flags"],
-             ["max parallel", f"{r.max_parallel} sequences at this context with these flags"]]
-    if r.replanned_max_ctx:
-        lines.append(["re-planned", f"{r.replanned_max_ctx:,} tokens with {r.replanned_max_ctx_flags}"])
-    if r.limits_note:
-        lines.append(["limits", r.limits_note])
+             ["verdict", "fits" if r.fits else "does not fit"], ["placement", r.summary],
+             ["flags", r.command],
+             ["max context", f"{lim.max_ctx:,} tokens per sequence with these flags"],
+             ["max parallel", f"{lim.max_parallel} sequences at this context with these flags"]]
+    if lim.replanned_max_ctx:
+        lines.append(["re-planned", f"{lim.replanned_max_ctx:,} tokens with {lim.replanned_max_ctx_command}"])
+    if lim.note:
+        lines.append(["limits", lim.note])
     if report.quant:
         lines.insert(1, ["quant", report.quant])
     parts.append(tabulate(lines, tablefmt="plain"))
     parts.append("\n".join(f"- {safe(step)}" for step in r.steps))
-    parts.append(_memory_table(r.plan.devices, r.verdict, tablefmt))
+    parts.append(_memory_table(r.memory.table, r.verdict, tablefmt))
     return "\n\n".join(parts) + "\n"
 
 
@@ -325,31 +328,29 @@ def _text(result: Inspection, view: str, *, markdown: bool) -> str:
 def _memory_tables(result: Inspection, tablefmt: str) -> list[str]:
     """The memory plan per device (exact rows, the buffer estimate, the margin) and the budget verdict."""
     parts = []
-    memory = result.extras.get("memory")
-    if memory is not None:
-        o = memory.options
-        title = (f"memory at {o.ctx:,} tokens x {o.parallel} sequence(s), K {o.cache_type_k} / V {o.cache_type_v}, "
-                 f"{memory.kv_bytes_per_token:,} bytes of KV per token  [{o.llama_cpp_flags()}]")
-        parts.append(title + "\n" + _memory_table(memory.devices, result.extras.get("budget"), tablefmt))
-    train = result.extras.get("train")
+    if result.memory is not None:
+        table = result.memory.table
+        parts.append(table.title + "\n" + _memory_table(table, result.budget, tablefmt))
+    train = result.train
     if train is not None:
         rows = [[k, human_bytes(v)] for k, v in train.as_dict().items() if isinstance(v, int) and k != "params"]
         parts.append("training memory (docs/memory.md)\n" + tabulate(rows, headers=["part", "size"], tablefmt=tablefmt))
     return parts
 
 
-def _memory_table(devices: Any, verdict: Any, tablefmt: str) -> str:
-    """Per device: the exact rows, the buffer estimate and the margin; with budgets, the verdict."""
+def _memory_table(table: MemoryTable, verdict: Any, tablefmt: str) -> str:
+    """Per device: the runtime's parts (exact rows, estimates marked, the margin); with budgets, the verdict."""
     per_device = {d.device: d for d in verdict.devices} if verdict else {}
     rows = []
-    for device, m in sorted(devices.items(), key=lambda kv: device_sort_key(kv[0])):
-        row = [device, *(human_bytes(x) for x in (m.weights, m.kv_cache, m.state, m.buffers, m.overhead, m.total))]
+    for device in table.devices:
+        values = table.row_dict(device)
+        row = [device, *(human_bytes(values[p.key]) for p in table.parts), human_bytes(values["total"])]
         if verdict:
             v = per_device.get(device)
             row += [human_bytes(v.budget), "fits" if v.fits else f"over by {human_bytes(v.over_by)}"] if v \
                 else ["-", "-"]
         rows.append(row)
-    headers = ["device", "weights", "kv cache", "state", "buffers (est.)", "overhead", "total"]
+    headers = ["device", *(p.header for p in table.parts), "total"]
     headers += ["budget", "verdict"] if verdict else []
     return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 

@@ -2,10 +2,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from .devices import device_sort_key
 from .model import ROLES, Checkpoint, TensorInfo
-from .placement.devices import device_sort_key
+
+if TYPE_CHECKING:
+    from .memory.budget import BudgetVerdict
+    from .memory.train import TrainMemory
+    from .runtimes.base import MemoryReport
 
 
 @dataclass(frozen=True)
@@ -21,8 +26,29 @@ class Group:
 
 
 @dataclass(frozen=True)
+class QuantInfo:
+    """What `--quant` did: read the files of that quant (`selected`), or predicted llama-quantize's output."""
+
+    mode: str  # "selected" | "predicted"
+    ftype: str | None
+    rules: str = "current"
+    file_size: int = 0
+    header_bytes: int = 0
+    header_exact: bool = True
+    data_bytes: int = 0
+    notes: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        if self.mode == "selected":
+            return {"mode": self.mode, "ftype": self.ftype}
+        return {"mode": self.mode, "ftype": self.ftype, "rules": self.rules, "file_size": self.file_size,
+                "header_bytes": self.header_bytes, "header_exact": self.header_exact, "data_bytes": self.data_bytes,
+                "notes": list(self.notes)}
+
+
+@dataclass(frozen=True)
 class Inspection:
-    """Everything `inspect` reports: the placed checkpoint and its aggregates."""
+    """Everything `inspect` reports: the placed checkpoint, its aggregates, and what else was asked for."""
 
     checkpoint: Checkpoint
     plan: str  # one line saying how devices were chosen
@@ -33,7 +59,12 @@ class Inspection:
     # tied output on a GPU), skip tensors (MTP layers) or re-format them (Marlin), which changes the placed sums.
     file_totals: tuple[int, int, int] | None = None
     notes: tuple[str, ...] = ()  # what the plan assumed, one sentence each
-    extras: Mapping[str, Any] = field(default_factory=dict)  # quant prediction, memory plan, budgets…
+    runtime: str = "literal"
+    quant: QuantInfo | None = None
+    recipe_lines: int | None = None  # a recipe (regex=type lines) applied literally
+    memory: "MemoryReport | None" = None
+    budget: "BudgetVerdict | None" = None
+    train: "TrainMemory | None" = None
 
     @property
     def tensor_count(self) -> int:
@@ -107,8 +138,9 @@ def by_layer(tensors: Iterable[TensorInfo]) -> tuple[Group, ...]:
 
 
 def summarize(checkpoint: Checkpoint, plan: str, *, flags_line: str | None = None,
-              notes: tuple[str, ...] = (), source: Checkpoint | None = None) -> Inspection:
-    """Aggregate a placed checkpoint; `source` is the checkpoint before placement, whose totals are the file's."""
+              notes: tuple[str, ...] = (), source: Checkpoint | None = None, **typed: Any) -> Inspection:
+    """Aggregate a placed checkpoint; `source` is the checkpoint before placement, whose totals are the file's;
+    `typed` are the Inspection fields beyond the aggregates (runtime, quant, memory, budget, train …)."""
     totals = (len(source.tensors), source.params, source.nbytes) if source is not None else None
     return Inspection(checkpoint, plan, by_role(checkpoint.tensors), by_device(checkpoint.tensors),
-                      flags_line=flags_line, notes=notes, file_totals=totals)
+                      flags_line=flags_line, notes=notes, file_totals=totals, **typed)

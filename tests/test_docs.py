@@ -33,12 +33,14 @@ def test_help_blocks_in_cli_md_are_current() -> None:
     assert module.updated(text) == text, "run: python tools/update_cli_docs.py"
 
 
-def test_exit_codes_table_matches_the_error_classes() -> None:
-    from inspector.errors import CheckFailed, CkptSizeError, UsageError
+def test_exit_codes_table_matches_the_error_table() -> None:
+    from inspector.errors import ERROR_TABLE
 
     text = (DOCS / "cli.md").read_text()
-    for code in (CkptSizeError.exit_code, UsageError.exit_code, CheckFailed.exit_code):
+    for cls, code, _ in ERROR_TABLE:
         assert f"| {code} |" in text
+        if cls.__module__ == "inspector.errors":
+            assert f"`{cls.__name__}`" in text, f"{cls.__name__} missing from the exit code table in docs/cli.md"
 
 
 def test_readme_links_resolve() -> None:

@@ -19,7 +19,7 @@ import pytest
 from fixtures.generate import write_gguf
 from inspector import load
 from inspector.memory import MemoryOptions, memory_plan
-from inspector.placement import place_simple
+from inspector.runtimes.literal.simple import place_simple
 
 BINARY = os.environ.get("LLAMA_FIT_PARAMS") or shutil.which("llama-fit-params")
 pytestmark = pytest.mark.skipif(not BINARY or not Path(BINARY).exists(),

@@ -3,6 +3,7 @@ layers. Optimality is checked independently: the chosen plan fits, and one step 
 one more layer on the GPU) does not, each checked with the placement API and the memory plan."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -11,13 +12,34 @@ from fixtures.generate import write_gguf
 from inspector import load
 from inspector.errors import UsageError
 from inspector.memory import MemoryOptions, memory_plan, parse_budget
-from inspector.memory.fit import best_quant, fit
+from inspector.fit import best_quant as plan_best_quant
+from inspector.fit import fit as plan_fit
+from inspector.fit import FitResult
+from inspector.runtimes import get_runtime
 from inspector.model import Checkpoint
-from inspector.placement.llamacpp import LlamaCppFlags, place_llamacpp
-from inspector.placement.validate import validate_placement
+from inspector.runtimes.llamacpp.place import LlamaCppFlags, place_llamacpp
+from inspector.api import validate_placement
 
 GiB = 1 << 30
 OPTS = MemoryOptions(ctx=4096)
+
+
+def runtime_options(runtime: str, memory: MemoryOptions) -> object:
+    return replace(get_runtime(runtime).options({}), memory=memory)
+
+
+def fit(checkpoint: Checkpoint, budgets: dict[str, int], memory: MemoryOptions, *, runtime: str = "llamacpp"
+        ) -> FitResult:
+    """The planner with a runtime's options carrying these memory options."""
+    return plan_fit(checkpoint, budgets, runtime, runtime_options(runtime, memory))
+
+
+def best_quant(quants: dict[str, Checkpoint], budgets: dict[str, int], memory: MemoryOptions):  # noqa: ANN201
+    return plan_best_quant(quants, budgets, "llamacpp", runtime_options("llamacpp", memory))
+
+
+def flags_of(result: FitResult) -> LlamaCppFlags:
+    return result.placement.detail.flags
 
 
 @pytest.fixture(scope="module")
@@ -43,29 +65,29 @@ def exact(checkpoint: Checkpoint, flags: LlamaCppFlags, options: MemoryOptions =
 def test_everything_fits_on_a_large_gpu(mixtral: Checkpoint) -> None:
     result = fit(mixtral, {"cuda:0": 80 * GiB}, OPTS)
     assert result.fits and result.all_on_gpu
-    assert result.flags_line == "-ngl 9 -c 4096"  # 8 blocks + the output layer
+    assert result.command == "-ngl 9 -c 4096"  # 8 blocks + the output layer
     assert result.verdict.exit_code == 0
 
 
 def test_smallest_n_cpu_moe_is_minimal(mixtral: Checkpoint) -> None:
     budget = 4 * GiB
     result = fit(mixtral, {"cuda:0": budget}, OPTS)
-    flags = result.flags
+    flags = flags_of(result)
     assert result.fits and flags.n_gpu_layers == 9 and flags.n_cpu_moe
     n = flags.n_cpu_moe
     assert exact(mixtral, LlamaCppFlags(n_gpu_layers=9, n_cpu_moe=n))["cuda:0"] <= budget
     # one expert layer fewer on the CPU (and no -ot refill) no longer fits
     assert exact(mixtral, LlamaCppFlags(n_gpu_layers=9, n_cpu_moe=n - 1))["cuda:0"] > budget
     # -ot refills come before --n-cpu-moe on the line (first match wins in llama.cpp) and stay within budget
-    line = result.flags_line
+    line = result.command
     if "-ot" in line:
         assert line.index("-ot") < line.index("--n-cpu-moe")
-    assert result.plan.devices["cuda:0"].total <= budget
+    assert result.memory.devices["cuda:0"].total <= budget
 
 
 def test_partial_offload_when_even_cpu_experts_do_not_fit(mixtral: Checkpoint) -> None:
     result = fit(mixtral, {"cuda:0": 300 << 20, "cpu": 64 * GiB}, OPTS)
-    flags = result.flags
+    flags = flags_of(result)
     assert result.fits and flags.cpu_moe and flags.n_gpu_layers < 9
     assert exact(mixtral, LlamaCppFlags(n_gpu_layers=flags.n_gpu_layers + 1, cpu_moe=True))["cuda:0"] > 300 << 20
     assert "largest -ngl" in " ".join(result.steps)
@@ -74,19 +96,19 @@ def test_partial_offload_when_even_cpu_experts_do_not_fit(mixtral: Checkpoint) -
 def test_two_gpus_get_a_tensor_split(mixtral: Checkpoint) -> None:
     budgets = {"cuda:0": 3 * GiB, "cuda:1": 3 * GiB}
     result = fit(mixtral, budgets, OPTS)
-    flags = result.flags
+    flags = flags_of(result)
     assert result.fits
     assert flags.tensor_split is not None and sum(flags.tensor_split) == 9
-    totals = result.plan.totals
+    totals = result.memory.totals
     assert totals["cuda:0"] <= budgets["cuda:0"] and totals["cuda:1"] <= budgets["cuda:1"]
-    assert "-ts " in result.flags_line
+    assert "-ts " in result.command
 
 
 def test_dense_model_largest_ngl(llama: Checkpoint) -> None:
     full = exact(llama, LlamaCppFlags(n_gpu_layers=9))["cuda:0"]
     budget = full * 2 // 3
     result = fit(llama, {"cuda:0": budget}, OPTS)
-    ngl = result.flags.n_gpu_layers
+    ngl = flags_of(result).n_gpu_layers
     assert 0 < ngl < 9 and result.fits
     assert exact(llama, LlamaCppFlags(n_gpu_layers=ngl))["cuda:0"] <= budget
     assert exact(llama, LlamaCppFlags(n_gpu_layers=ngl + 1))["cuda:0"] > budget
@@ -94,14 +116,14 @@ def test_dense_model_largest_ngl(llama: Checkpoint) -> None:
 
 def test_cpu_only_and_does_not_fit(llama: Checkpoint) -> None:
     ok = fit(llama, {"cpu": 64 * GiB}, OPTS)
-    assert ok.fits and ok.flags.n_gpu_layers == 0 and ok.flags_line.startswith("-ngl 0")
+    assert ok.fits and flags_of(ok).n_gpu_layers == 0 and ok.command.startswith("-ngl 0")
     no = fit(llama, {"cpu": 1 << 20}, OPTS)
     assert not no.fits and no.verdict.exit_code == 3
-    assert no.verdict.devices[0].over_by == no.plan.devices["cpu"].total - (1 << 20)
+    assert no.verdict.devices[0].over_by == no.memory.devices["cpu"].total - (1 << 20)
     with pytest.raises(UsageError):
         fit(llama, {}, OPTS)
     with pytest.raises(UsageError):
-        fit(llama, {"cuda:0": GiB}, OPTS, runtime="vllm")
+        fit(llama, {"cuda:0": GiB}, OPTS, runtime="no-such-runtime")
 
 
 def test_max_context_and_parallel_are_the_limits(llama: Checkpoint) -> None:
@@ -109,11 +131,11 @@ def test_max_context_and_parallel_are_the_limits(llama: Checkpoint) -> None:
     weights = exact(llama, LlamaCppFlags(n_gpu_layers=9), OPTS.with_(ctx=256))["cuda:0"]
     budget = weights + 2 * GiB
     result = fit(llama, {"cuda:0": budget}, OPTS)
-    k = result.max_ctx
+    k = result.limits.max_ctx
     assert k % 256 == 0 and k > 4096
     assert exact(llama, LlamaCppFlags(n_gpu_layers=9), OPTS.with_(ctx=k))["cuda:0"] <= budget
     assert exact(llama, LlamaCppFlags(n_gpu_layers=9), OPTS.with_(ctx=k + 256))["cuda:0"] > budget
-    p = result.max_parallel
+    p = result.limits.max_parallel
     assert p >= 1
     assert exact(llama, LlamaCppFlags(n_gpu_layers=9), OPTS.with_(parallel=p))["cuda:0"] <= budget
     assert exact(llama, LlamaCppFlags(n_gpu_layers=9), OPTS.with_(parallel=p + 1))["cuda:0"] > budget
@@ -148,26 +170,26 @@ def test_limits_keep_the_chosen_flags(mixtral: Checkpoint) -> None:
     #   max_ctx = 4,096 + 256 × floor(H / 8,650,752), max_parallel = 1 + floor(H / 134,217,728)
     budget = 3 * GiB
     result = fit(mixtral, {"cuda:0": budget}, OPTS)
-    assert result.fits and result.flags.n_cpu_moe
-    headroom = budget - result.plan.devices["cuda:0"].total
-    assert result.max_ctx == 4096 + 256 * (headroom // 8_650_752)
-    assert result.max_parallel == 1 + headroom // 134_217_728
+    assert result.fits and flags_of(result).n_cpu_moe
+    headroom = budget - result.memory.devices["cuda:0"].total
+    assert result.limits.max_ctx == 4096 + 256 * (headroom // 8_650_752)
+    assert result.limits.max_parallel == 1 + headroom // 134_217_728
     # independently: the same flags at the limit fit, one step further does not
-    flags = result.flags
-    assert exact(mixtral, flags, OPTS.with_(ctx=result.max_ctx))["cuda:0"] <= budget
-    assert exact(mixtral, flags, OPTS.with_(ctx=result.max_ctx + 256))["cuda:0"] > budget
-    assert exact(mixtral, flags, OPTS.with_(parallel=result.max_parallel + 1))["cuda:0"] > budget
+    flags = flags_of(result)
+    assert exact(mixtral, flags, OPTS.with_(ctx=result.limits.max_ctx))["cuda:0"] <= budget
+    assert exact(mixtral, flags, OPTS.with_(ctx=result.limits.max_ctx + 256))["cuda:0"] > budget
+    assert exact(mixtral, flags, OPTS.with_(parallel=result.limits.max_parallel + 1))["cuda:0"] > budget
     # each limit comes with its line: the chosen placement flags, only -c / -np changed
-    placement = result.flags_line.removesuffix(" -c 4096")
-    assert result.max_ctx_flags == f"{placement} -c {result.max_ctx}"
-    p = result.max_parallel
-    assert result.max_parallel_flags == f"{placement} -c {4096 * p}" + (f" -np {p}" if p > 1 else "")
+    placement = result.command.removesuffix(" -c 4096")
+    assert result.limits.max_ctx_command == f"{placement} -c {result.limits.max_ctx}"
+    p = result.limits.max_parallel
+    assert result.limits.max_parallel_command == f"{placement} -c {4096 * p}" + (f" -np {p}" if p > 1 else "")
     # the re-planned limits move more experts to the CPU: at least as large, with flags that say so
-    assert result.replanned_max_ctx is not None and result.replanned_max_ctx >= result.max_ctx
-    assert result.replanned_max_parallel is not None and result.replanned_max_parallel >= result.max_parallel
-    assert result.replanned_max_ctx_flags.endswith(f"-c {result.replanned_max_ctx}")
-    assert "cpu-moe" in result.replanned_max_ctx_flags
-    assert result.limits_note.startswith("max_ctx and max_parallel keep these flags")
+    assert result.limits.replanned_max_ctx is not None and result.limits.replanned_max_ctx >= result.limits.max_ctx
+    assert result.limits.replanned_max_parallel is not None and result.limits.replanned_max_parallel >= result.limits.max_parallel
+    assert result.limits.replanned_max_ctx_command.endswith(f"-c {result.limits.replanned_max_ctx}")
+    assert "cpu-moe" in result.limits.replanned_max_ctx_command
+    assert result.limits.note.startswith("max_ctx and max_parallel keep these flags")
     data = result.as_dict()
     for key in ("max_ctx_flags", "max_parallel_flags", "replanned_max_ctx", "replanned_max_ctx_flags",
                 "replanned_max_parallel", "replanned_max_parallel_flags", "limits_note"):
@@ -180,8 +202,8 @@ def test_a_plan_that_fits_has_limits_at_least_the_asked_ones(mixtral: Checkpoint
     # max_ctx >= 4,096 and max_parallel >= 1 (fits with max_ctx 0 was possible when the limits were re-planned)
     result = fit(mixtral, {"cuda:0": budget, "cpu": 64 * GiB}, OPTS)
     assert result.fits
-    assert result.max_ctx >= 4096 and result.max_parallel >= 1
-    assert result.max_ctx_flags and result.max_parallel_flags
+    assert result.limits.max_ctx >= 4096 and result.limits.max_parallel >= 1
+    assert result.limits.max_ctx_command and result.limits.max_parallel_command
 
 
 def test_partial_offload_limits_and_cpu_only_note(llama: Checkpoint) -> None:
@@ -189,18 +211,18 @@ def test_partial_offload_limits_and_cpu_only_note(llama: Checkpoint) -> None:
     # the limits under the chosen -ngl are still those of a plan that fits
     full = exact(llama, LlamaCppFlags(n_gpu_layers=9))["cuda:0"]
     result = fit(llama, {"cuda:0": full * 2 // 3}, OPTS)
-    assert result.fits and result.flags.n_gpu_layers < 9
-    assert result.max_ctx >= 4096 and (result.replanned_max_ctx, result.replanned_max_ctx_flags) == (0, "")
+    assert result.fits and flags_of(result).n_gpu_layers < 9
+    assert result.limits.max_ctx >= 4096 and (result.limits.replanned_max_ctx, result.limits.replanned_max_ctx_command) == (0, "")
     cpu = fit(llama, {"cpu": 64 * GiB}, OPTS)
-    assert cpu.replanned_max_ctx is None and cpu.replanned_max_parallel_flags is None
-    assert "-ngl 0" in cpu.limits_note and cpu.max_ctx_flags.startswith("-ngl 0 -c ")
+    assert cpu.limits.replanned_max_ctx is None and cpu.limits.replanned_max_parallel_command is None
+    assert "-ngl 0" in cpu.limits.note and cpu.limits.max_ctx_command.startswith("-ngl 0 -c ")
 
 
 def test_tiny_budgets_do_not_fit_deepseek() -> None:
     # DeepSeek-V3.1 Q4_K_M holds 377,885,689,856 B of weights: 1 GiB of CPU cannot hold them with any flags
     result = fit(load(str(FIXTURES / "deepseek-v3.1-q4_k_m.gguf")), {"cuda:0": GiB, "cpu": GiB}, OPTS)
     assert not result.fits and result.verdict.exit_code == 3
-    assert (result.max_ctx, result.max_parallel, result.max_ctx_flags) == (0, 0, "")
+    assert (result.limits.max_ctx, result.limits.max_parallel, result.limits.max_ctx_command) == (0, 0, "")
 
 
 def test_fit_on_mixtral_safetensors_counts_the_staging_copy() -> None:
@@ -208,21 +230,21 @@ def test_fit_on_mixtral_safetensors_counts_the_staging_copy() -> None:
     # With experts of a block on the CPU, the first GPU copies the largest CPU layer weight to run it:
     # one merged expert tensor = 8 experts × 14,336 × 4,096 × 2 B = 939,524,096 B. The search used to scan the HF
     # names (block_sparse_moe.experts.N.w1), found 0, and was corrected by the exact check ("re-packed").
-    from inspector.memory.fit import _LlamaCppSearch
+    from inspector.runtimes.llamacpp.search import LlamaCppSearch
 
     ck = load(str(FIXTURES / "mixtral-8x7b-bf16"))
     budgets = {"cuda:0": 40 * GiB}
-    search = _LlamaCppSearch(ck, budgets, OPTS)
+    search = LlamaCppSearch(ck, budgets, OPTS)
     costs = search.costs(OPTS)
     assert search.staging(costs, 33, 1) == 939_524_096  # block 0's experts on the CPU
     assert search.staging(costs, 33, 0) == 0  # nothing of the layers on the CPU
     result = fit(ck, budgets, OPTS)
-    assert result.fits and result.flags.n_gpu_layers == 33 and result.flags.n_cpu_moe
+    assert result.fits and flags_of(result).n_gpu_layers == 33 and flags_of(result).n_cpu_moe
     assert not any(step.startswith("re-packed") for step in result.steps), result.steps
-    assert result.plan.buffers["cuda:0"].parts["staging"] == 939_524_096
-    assert result.plan.devices["cuda:0"].total <= budgets["cuda:0"]
+    assert result.memory.buffers["cuda:0"].parts["staging"] == 939_524_096
+    assert result.memory.devices["cuda:0"].total <= budgets["cuda:0"]
     # minimal: one expert block fewer on the CPU (no -ot) does not fit
-    n = result.flags.n_cpu_moe
+    n = flags_of(result).n_cpu_moe
     assert exact(ck, LlamaCppFlags(n_gpu_layers=33, n_cpu_moe=n - 1))["cuda:0"] > budgets["cuda:0"]
 
 
@@ -241,30 +263,30 @@ MARLIN_LAYER = 3 * 256 * (7_340_032 + 458_752)
 
 def test_ktransformers_marlin_layers_per_gpu(deepseek: Checkpoint, tmp_path: Path) -> None:
     roomy = fit(deepseek, {"cuda:0": 1 << 50}, OPTS, runtime="ktransformers")
-    assert roomy.marlin_layers == {"cuda:0": 3}  # room for every MoE layer
+    assert roomy.details['marlin_layers'] == {"cuda:0": 3}  # room for every MoE layer
     # GPU bytes with k Marlin layers = (bytes with all 3) - (3 - k) × MARLIN_LAYER; a budget halfway between k = 2
     # and k = 3 must give 2
-    all3 = roomy.plan.devices["cuda:0"].total
+    all3 = roomy.memory.devices["cuda:0"].total
     budget = all3 - MARLIN_LAYER // 2
     two = fit(deepseek, {"cuda:0": budget}, OPTS, runtime="ktransformers")
-    assert two.marlin_layers == {"cuda:0": 2} and two.fits
-    assert all3 - two.plan.devices["cuda:0"].total >= MARLIN_LAYER  # one layer's Marlin experts left the GPU
-    out = two.write_yaml(tmp_path / "rules.yaml")
+    assert two.details['marlin_layers'] == {"cuda:0": 2} and two.fits
+    assert all3 - two.memory.devices["cuda:0"].total >= MARLIN_LAYER  # one layer's Marlin experts left the GPU
+    out = two.write_artifact(tmp_path / "rules.yaml")
     result = validate_placement(out, deepseek, gpus=1)
     assert not result.has_errors, [f.render() for f in result.findings if f.severity == "error"]
     assert "KExpertsMarlin" in out.read_text() and "KExpertsCPU" in out.read_text()
     # the limits keep this rule file; KTransformers has no re-planned limits
-    assert "keeping this rule file as it is" in two.limits_note
-    assert two.replanned_max_ctx is None and two.max_ctx >= 4096
-    assert two.max_ctx_flags == f"-c {two.max_ctx}"
+    assert "keeping this rule file as it is" in two.limits.note
+    assert two.limits.replanned_max_ctx is None and two.limits.max_ctx >= 4096
+    assert two.limits.max_ctx_command == f"-c {two.limits.max_ctx}"
 
 
 def test_ktransformers_two_gpus_and_yaml_only_for_kt(deepseek: Checkpoint, mixtral: Checkpoint) -> None:
     result = fit(deepseek, {"cuda:0": 40 * GiB, "cuda:1": 40 * GiB}, OPTS, runtime="ktransformers")
-    assert set(result.marlin_layers) == {"cuda:0", "cuda:1"}
-    assert "transfer_map" in (result.yaml_text or "")
+    assert set(result.details['marlin_layers']) == {"cuda:0", "cuda:1"}
+    assert "transfer_map" in (result.artifact or "")
     with pytest.raises(UsageError):
-        fit(mixtral, {"cuda:0": 80 * GiB}, OPTS).write_yaml("/nonexistent/x.yaml")
+        fit(mixtral, {"cuda:0": 80 * GiB}, OPTS).write_artifact("/nonexistent/x.yaml")
 
 
 def test_parse_budget_feeds_fit(llama: Checkpoint) -> None:

@@ -15,7 +15,7 @@ from inspector import load
 from inspector.errors import UsageError
 from inspector.memory import MemoryOptions, context_shape, from_config, from_gguf, hparams_of, memory_plan
 from inspector.model import Checkpoint, TensorInfo
-from inspector.placement import place_simple
+from inspector.runtimes.literal.simple import place_simple
 
 MiB = 1 << 20
 
@@ -339,7 +339,7 @@ def test_gpt_oss_safetensors_vocab_sizes_output_buffer_and_logits() -> None:
     #   output buffer (host, cpu): n_vocab × 1 sequence × 4 B = 201,088 × 4 = 804,352 B
     #   logits peak on cuda:0 (docs/memory.md): (n_vocab + 2·n_embd) × t × 4 = (201,088 + 2 × 2,880) × 512 × 4
     #     = 206,848 × 2,048 = 423,624,704 B, of which the logits tensor is 201,088 × 512 × 4 = 411,828,224 B
-    from inspector.placement.llamacpp import LlamaCppFlags, place_llamacpp
+    from inspector.runtimes.llamacpp.place import LlamaCppFlags, place_llamacpp
 
     placed = place_llamacpp(load(str(GPT_OSS)), LlamaCppFlags(n_gpu_layers=99))
     plan = memory_plan(placed.checkpoint, MemoryOptions(), layer_devices=dict(enumerate(placed.layer_devices)),

@@ -41,9 +41,10 @@ import pytest
 from inspector import load
 from inspector.errors import RulesError
 from inspector.model import Checkpoint, TensorInfo
-from inspector.placement import kt_formats as fmt
-from inspector.placement.kt_data import kt_data
-from inspector.placement.validate import detect_placement_kind, place_from_file, validate_placement
+from inspector.formats import storage as fmt
+from inspector.runtimes.ktransformers.data import kt_data
+from inspector.api import place_from_file, validate_placement
+from inspector.placement import detect_placement_kind
 from inspector.roles import assign_roles
 from inspector.summary import by_device
 

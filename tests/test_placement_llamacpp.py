@@ -17,7 +17,7 @@ import pytest
 import inspector
 from inspector.errors import UsageError
 from inspector.model import Checkpoint, TensorInfo
-from inspector.placement.llamacpp import (
+from inspector.runtimes.llamacpp.place import (
     LlamaCppFlags,
     parse_n_gpu_layers,
     parse_override_tensor,

@@ -20,9 +20,10 @@ from inspector import load
 from inspector.errors import CheckFailed, RulesError, UsageError
 from inspector.memory.budget import parse_size as budget_parse_size
 from inspector.model import ROLES, Checkpoint
-from inspector.placement.plan import parse_layers, parse_size, plan_schema
+from inspector.runtimes.literal.planfile import parse_layers, parse_size, plan_schema
 from inspector.placement.schema import Validator
-from inspector.placement.validate import detect_placement_kind, place_from_file, validate_placement
+from inspector.api import place_from_file, validate_placement
+from inspector.placement import detect_placement_kind
 from inspector.summary import by_device
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -14,7 +14,8 @@ import pytest
 from inspector import load
 from inspector.errors import RulesError
 from inspector.model import Checkpoint, TensorInfo
-from inspector.placement.validate import detect_placement_kind, place_from_file, validate_placement
+from inspector.api import place_from_file, validate_placement
+from inspector.placement import detect_placement_kind
 from inspector.roles import assign_roles
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Iterable, Mapping
 
 from ..errors import UsageError
-from ..placement.devices import device_sort_key, normalize_device
+from ..devices import device_sort_key, normalize_device
 from ..units import parse_size
 
 def parse_budget(values: Iterable[str]) -> dict[str, int]:

@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Mapping
 
-from ..placement.devices import device_sort_key
+from ..devices import device_sort_key
 from .hparams import HParams
 from .kv import ContextShape
 

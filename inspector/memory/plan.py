@@ -14,15 +14,18 @@ from typing import Any, Mapping
 
 from ..errors import UsageError
 from ..model import Checkpoint, TensorInfo
-from ..placement.devices import device_sort_key
+from ..devices import device_sort_key
 from .budget import BudgetVerdict, check_totals
 from .buffers import DeviceBuffers, estimate_buffers
 from .hparams import HParams, hparams_of
 from .kv import (ContextShape, cache_type, check_types, context_shape, kv_bytes_per_token, kv_layers,
                  resolve_flash_attn)
 from .state import state_layers
+from .table import MemoryTable, Part
 
 UNPLACED = "unplaced"
+PARTS = (Part("weights", "weights"), Part("kv_cache", "kv cache"), Part("state", "state"),
+         Part("buffers", "buffers", "estimate"), Part("overhead", "overhead", "margin"))
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,15 @@ class MemoryPlan:
 
     def check(self, budgets: Mapping[str, int]) -> BudgetVerdict:
         return check_totals(self.totals, budgets)
+
+    @property
+    def table(self) -> MemoryTable:
+        """The rows as the report shows them (one column per DeviceMemory field)."""
+        o = self.options
+        title = (f"memory at {o.ctx:,} tokens x {o.parallel} sequence(s), K {o.cache_type_k} / V {o.cache_type_v}, "
+                 f"{self.kv_bytes_per_token:,} bytes of KV per token  [{o.llama_cpp_flags()}]")
+        rows = {dev: {p.key: getattr(mem, p.key) for p in PARTS} for dev, mem in self.devices.items()}
+        return MemoryTable(PARTS, rows, title)
 
     def as_dict(self) -> dict[str, Any]:
         hp = self.hparams
@@ -306,19 +318,6 @@ def _notes(hp: HParams, options: MemoryOptions, shape: ContextShape, flash: bool
                                                 if hp.attn_kv[il]}) > 1:
         notes.append("flash attention off: llama.cpp pads every V row to the widest layer's")
     return notes
-
-
-def memory_plan_for(placement: Any, options: MemoryOptions = MemoryOptions()) -> MemoryPlan:
-    """The memory plan of whatever a placement returned: a `LlamaCppPlan` (its layer and output devices are
-    llama.cpp's), a `PlacedPlan` (KTransformers / plan files: layers follow their attention weights, no llama.cpp
-    staging copy), or a placed `Checkpoint`."""
-    if isinstance(placement, Checkpoint):
-        return memory_plan(placement, options)
-    layer_devices = getattr(placement, "layer_devices", None)
-    if layer_devices is not None:  # LlamaCppPlan
-        return memory_plan(placement.checkpoint, options, layer_devices=dict(enumerate(layer_devices)),
-                           output_device=placement.output_device)
-    return memory_plan(placement.checkpoint, options, cpu_staging=False)
 
 
 def check_budgets(plan: MemoryPlan, budgets: Mapping[str, int]) -> BudgetVerdict:

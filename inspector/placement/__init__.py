@@ -1,28 +1,9 @@
-"""Device assignment: the literal `--experts-on` plan, llama.cpp's flags, KTransformers rules and plan files."""
+"""Placement files, runtime-neutral: YAML with positions (`yaml_nodes`), findings located at file:line:column,
+a small JSON-schema validator, and reading a file through a runtime's reader (`files`)."""
 from __future__ import annotations
 
-from .devices import normalize_device
-from .llamacpp import LlamaCppFlags, LlamaCppPlan, place_llamacpp
-from .simple import place_simple
-from .validate import (
-    Finding,
-    PlacedPlan,
-    ValidationResult,
-    detect_placement_kind,
-    place_from_file,
-    validate_placement,
-)
+from .files import detect_placement_kind, read_placement, require_placement
+from .findings import Finding, PlacedPlan, ValidationResult
 
-__all__ = [
-    "Finding",
-    "LlamaCppFlags",
-    "LlamaCppPlan",
-    "PlacedPlan",
-    "ValidationResult",
-    "detect_placement_kind",
-    "normalize_device",
-    "place_from_file",
-    "place_llamacpp",
-    "place_simple",
-    "validate_placement",
-]
+__all__ = ["Finding", "PlacedPlan", "ValidationResult", "detect_placement_kind", "read_placement",
+           "require_placement"]

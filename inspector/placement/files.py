@@ -1,28 +1,23 @@
-"""Placement files in, placed checkpoints and findings out: the entry points `inspect --placement FILE` and
-`validate PLACEMENT_FILE SOURCE` call.
+"""Placement files in, placed checkpoints and findings out, for any runtime that reads such files.
 
-Two dialects, told apart by shape: a KTransformers optimize-rule file is a YAML list of rules; a ckpt-size
-plan file is a mapping with `rules:` (docs/placement.md).
+Two dialects today, told apart by shape: a KTransformers optimize-rule file is a YAML list of rules; a ckpt-size
+plan file is a mapping with `rules:` (docs/placement.md). `detect_placement_kind` names the dialect (the registry
+maps it to the runtime that reads it); `read_placement` parses a file and hands it to that runtime's reader.
 """
 from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Callable
 
 from ..datafiles import read_user_file
 from ..errors import CheckFailed, RulesError
 from ..model import Checkpoint
 from .findings import Finding, PlacedPlan, ValidationResult, sort_findings
-from .yaml_nodes import parse
+from .yaml_nodes import Document, parse
 
-__all__ = [
-    "Finding",
-    "PlacedPlan",
-    "ValidationResult",
-    "detect_placement_kind",
-    "place_from_file",
-    "validate_placement",
-]
+__all__ = ["Finding", "PlacedPlan", "ValidationResult", "detect_placement_kind", "read_placement",
+           "require_placement"]
 
 _KT_MARK = re.compile(r"^\s*-\s*match\s*:", re.MULTILINE)
 _PLAN_MARK = re.compile(r"^(rules|budgets|default_device|version)\s*:", re.MULTILINE)
@@ -66,41 +61,32 @@ def detect_placement_kind(path: str | Path) -> str:
     return kind
 
 
-def validate_placement(path: str | Path, checkpoint: Checkpoint, *, gpus: int | None = None) -> ValidationResult:
-    """Every finding about the placement file for this checkpoint, and the placement when it can be made.
+Reader = Callable[[Document, Checkpoint, "int | None"], "tuple[PlacedPlan | None, list[Finding]]"]
+
+
+def read_placement(path: str | Path, checkpoint: Checkpoint, reader: Reader, *, gpus: int | None = None
+                   ) -> ValidationResult:
+    """Every finding about the placement file for this checkpoint, and the placement when it can be made;
+    `reader` is the runtime's (a YAML syntax error is a finding of its own, with its line and column).
 
     Raises:
-        RulesError: the file cannot be read, or is neither dialect.
+        RulesError: the file cannot be read.
     """
-    from .ktransformers import place_ktransformers
-    from .plan import place_plan
-
-    text = _read(path)
-    kind = _kind_of_text(text)
-    if kind == "unknown":
-        detect_placement_kind(path)  # raises with the explanation
-    doc = parse(text, str(path))
+    doc = parse(_read(path), str(path))
     if isinstance(doc, Finding):
         return ValidationResult((doc,), None, True)
-    if kind == "ktransformers":
-        placed, findings = place_ktransformers(doc, checkpoint, gpus=gpus)
-    else:
-        placed, findings = place_plan(doc, checkpoint, gpus=gpus)
+    placed, findings = reader(doc, checkpoint, gpus)
     ordered = sort_findings(findings)
     return ValidationResult(ordered, placed, any(f.severity == "error" for f in ordered))
 
 
-def place_from_file(checkpoint: Checkpoint, path: str | Path, *, gpus: int | None = None) -> PlacedPlan:
-    """The checkpoint placed by a KTransformers rule file or a ckpt-size plan file.
-
-    Warnings and infos travel in `notes`; error-level findings (the plan would not load, or cannot be read)
-    stop it.
+def require_placement(result: ValidationResult, path: str | Path) -> PlacedPlan:
+    """The placed plan of a file whose findings have no errors; warnings travel in `warnings`, infos in `notes`.
 
     Raises:
         CheckFailed: the only errors are budgets the plan exceeds (exit code 3).
         RulesError: any other error-level finding (the first is named; `ckpt-size validate` lists all).
     """
-    result = validate_placement(path, checkpoint, gpus=gpus)
     # rule-level errors first: a file-level one (line 0) is usually their consequence
     errors = sorted((f for f in result.findings if f.severity == "error"), key=lambda f: (f.line == 0, f.line))
     if errors or result.placed is None:

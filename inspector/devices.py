@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-from ..errors import UsageError
+from .errors import UsageError
 
 _CUDA = re.compile(r"^(?:cuda|gpu)(?::?(\d+))?$", re.IGNORECASE)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import yaml
 
-from ..errors import RulesError
-from ..datafiles import read_packaged
+from ...errors import RulesError
+from ...datafiles import read_packaged
 
 DATA_FILE = "rules/ktransformers.yaml"
 

@@ -14,9 +14,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from ..errors import RulesError
-from ..model import Checkpoint, TensorInfo
-from .kt_data import KtData, ModuleTemplate, TreeTemplate
+from ...errors import RulesError
+from ...model import Checkpoint, TensorInfo
+from .data import KtData, ModuleTemplate, TreeTemplate
 
 _LAYER = re.compile(r"\{L\}")
 

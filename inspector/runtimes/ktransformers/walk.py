@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-from . import kt_formats as fmt
-from .findings import Finding
-from .kt_data import KtData
-from .kt_rules import EXPERTS_DEFAULTS, LINEAR_DEFAULTS, KtRule, parse_device
-from .kt_tree import Module, Param, TensorPart, Tree
+from ...formats import storage as fmt
+from ...placement.findings import Finding
+from .data import KtData
+from .rules import EXPERTS_DEFAULTS, LINEAR_DEFAULTS, KtRule, parse_device
+from .tree import Module, Param, TensorPart, Tree
 
 DEFAULT_DEVICE = "cuda:0"  # gen_optimize_config(default_device="cuda:0"); local_chat/server never override it
 FALLBACK_DEVICE = "cuda"  # utils.py::get_device for a module without a tensor_device_map entry

@@ -1,7 +1,5 @@
-"""The fit search: the plan that keeps the most bytes on the GPUs within the budgets, the largest context and the
-most parallel sequences that fit, and the best quant of several.
-
-llama.cpp (runtime "llamacpp"), in this order (issue 6):
+"""llama.cpp's search hook for `fit`: the flags that keep the most bytes on the GPUs within the budgets, in this
+order (issue 6):
 1. every layer on the GPUs (`-ngl n_layer+1`) with the smallest `--n-cpu-moe N` (routed experts of blocks
    0..N-1 on the CPU; N = 0 for a dense model) for which the layers pack onto the GPUs;
 2. if even all experts on the CPU do not fit, the largest `-ngl` (the last blocks and the output layer on GPUs);
@@ -14,137 +12,26 @@ A layer's cost on a GPU is its weights (as `inspector.placement.llamacpp` places
 each GPU also reserves its estimated compute buffer, and `--overhead` scales every budget down. The final flags
 are re-checked with the real placement and memory plan; the verdict printed is that re-check.
 
-Limits: `max_ctx` / `max_parallel` keep the chosen flags (the same -ngl, --n-cpu-moe, -ot, -ts) and raise only -c or
--np, so they never contradict the flags printed; `replanned_max_ctx` / `replanned_max_parallel` re-run the search for
-each value (every layer slot on the GPUs, routed experts free to move to the CPU) and come with the flags that reach
-them. `limits_note` says which was done.
-
-KTransformers (runtime "ktransformers"): a rule file with every non-expert module on the GPUs (layers split in
-proportion to the GPU budgets), routed experts on the CPU (KExpertsCPU), and on each GPU as many of its MoE layers
-as fit with Marlin experts (KExpertsMarlin), found by sizing the generated file with the KTransformers replay.
+Limits (inspector/fit): `max_ctx` / `max_parallel` keep the chosen flags and raise only -c or -np; the re-planned
+limits re-run this search for each value and accept it when every layer slot stays on the GPUs (`replanned`).
 """
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
-from pathlib import Path
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
-from ..errors import UsageError
-from ..model import Checkpoint
-from ..placement.devices import device_sort_key
-from ..placement.llamacpp_flags import FFN_EXPS_REGEX
-from .budget import BudgetVerdict
-from .hparams import hparams_of
-from .plan import MemoryOptions, MemoryPlan, memory_plan
+from ...devices import device_sort_key
+from ...memory.hparams import hparams_of
+from ...memory.plan import MemoryOptions, MemoryPlan, memory_plan
+from ...model import Checkpoint
+from ...monotone import largest_fitting, smallest_fitting
+from ..base import Placement, SearchOutcome
+from .flags import FFN_EXPS_REGEX, LlamaCppFlags
+from .place import LlamaCppPlan, place_llamacpp, to_placement
 
-RUNTIMES = ("llamacpp", "ktransformers")
-MAX_PARALLEL = 256
-MAX_CTX_FALLBACK = 1 << 20
 _EXPS = re.compile(FFN_EXPS_REGEX)  # llama.cpp's LLM_FFN_EXPS_REGEX, the pattern --n-cpu-moe moves
-
-
-@dataclass(frozen=True)
-class FitResult:
-    """The plan the search chose, its memory plan and verdict, and the context / parallel limits under it."""
-
-    runtime: str
-    fits: bool
-    plan: MemoryPlan
-    verdict: BudgetVerdict
-    flags_line: str  # llama.cpp: placement + context options, ready to paste; KTransformers: context options
-    placement_summary: str
-    # The largest context per sequence (a multiple of 256, at `parallel`) and the most sequences (at `ctx`) that
-    # still fit every budget with the placement kept as chosen (llama.cpp: the same -ngl, --n-cpu-moe, -ot, -ts;
-    # KTransformers: the same rule file); only -c / -np change. 0: not even 256 tokens / one sequence fits.
-    max_ctx: int
-    max_parallel: int
-    # the full line for each limit (llama.cpp: flags_line with -c / -np at the limit; KTransformers: the context
-    # options); "" when the limit is 0
-    max_ctx_flags: str = ""
-    max_parallel_flags: str = ""
-    # llama.cpp with GPU budgets: the same limits when the search is re-run for each value (every layer slot, so
-    # every KV cache, on the GPUs; routed experts free to move to the CPU), and the flags line that reaches each;
-    # None when not computed (KTransformers, no GPU budget); 0 / "" when no such plan exists
-    replanned_max_ctx: int | None = None
-    replanned_max_ctx_flags: str | None = None
-    replanned_max_parallel: int | None = None
-    replanned_max_parallel_flags: str | None = None
-    limits_note: str = ""  # one sentence: how the limits above were computed
-    flags: object | None = None  # LlamaCppFlags for llama.cpp
-    yaml_text: str | None = None  # KTransformers rule file
-    marlin_layers: Mapping[str, int] = field(default_factory=dict)  # KTransformers: MoE layers with Marlin experts
-    all_on_gpu: bool = False  # every layer (and every expert) on the GPUs; only the input layer stays on the CPU
-    steps: tuple[str, ...] = ()
-    notes: tuple[str, ...] = ()
-
-    def write_yaml(self, path: str | Path) -> Path:
-        if self.yaml_text is None:
-            raise UsageError("--emit-yaml writes KTransformers rules", hint="use it with --runtime ktransformers")
-        target = Path(path)
-        target.write_text(self.yaml_text, encoding="utf-8")
-        return target
-
-    def as_dict(self) -> dict[str, object]:
-        return {
-            "runtime": self.runtime, "fits": self.fits, "all_on_gpu": self.all_on_gpu, "flags": self.flags_line,
-            "placement": self.placement_summary, "max_ctx": self.max_ctx, "max_parallel": self.max_parallel,
-            "max_ctx_flags": self.max_ctx_flags, "max_parallel_flags": self.max_parallel_flags,
-            "replanned_max_ctx": self.replanned_max_ctx, "replanned_max_ctx_flags": self.replanned_max_ctx_flags,
-            "replanned_max_parallel": self.replanned_max_parallel,
-            "replanned_max_parallel_flags": self.replanned_max_parallel_flags, "limits_note": self.limits_note,
-            "marlin_layers": dict(self.marlin_layers), "verdict": self.verdict.as_dict(),
-            "memory": self.plan.as_dict(), "steps": list(self.steps), "notes": list(self.notes),
-        }
-
-
-def fit(checkpoint: Checkpoint, budgets: Mapping[str, int], options: MemoryOptions = MemoryOptions(), *,
-        runtime: str = "llamacpp") -> FitResult:
-    """The best plan for `checkpoint` (roles assigned, not placed) within `budgets` (device → bytes; devices
-    without a budget are unlimited).
-
-    Raises:
-        UsageError: no budget, an unknown runtime, a runtime that cannot take this model.
-    """
-    if not budgets:
-        raise UsageError("fit needs at least one --budget DEV=SIZE")
-    if runtime not in RUNTIMES:
-        raise UsageError(f"unknown runtime {runtime!r}", hint=f"use one of {', '.join(RUNTIMES)}")
-    if runtime == "ktransformers":
-        from .fit_kt import fit_ktransformers
-
-        return fit_ktransformers(checkpoint, budgets, options)
-    return _LlamaCppSearch(checkpoint, budgets, options).run()
-
-
-# ----------------------------------------------------------------------------------------------------------
-# shared: limits under a fixed placement
-# ----------------------------------------------------------------------------------------------------------
-def largest_fitting(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
-    """The largest x in [lo, hi] with ok(x), for ok monotone (true then false); lo - 1 when none."""
-    if not ok(lo):
-        return lo - 1
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if ok(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
-
-
-def smallest_fitting(lo: int, hi: int, ok: Callable[[int], bool]) -> int:
-    """The smallest x in [lo, hi] with ok(x), for ok monotone (false then true); hi + 1 when none."""
-    if not ok(hi):
-        return hi + 1
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if ok(mid):
-            hi = mid
-        else:
-            lo = mid + 1
-    return lo
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -158,7 +45,7 @@ class _Layout:
     n_layer: int
     slot_weights: list[int]
     slot_experts: list[list[tuple[str, int]]]
-    placed: object  # the single-GPU LlamaCppPlan the numbers come from
+    placed: LlamaCppPlan  # the single-GPU LlamaCppPlan the numbers come from
 
     @property
     def expert_blocks(self) -> list[int]:
@@ -185,11 +72,8 @@ class _Choice:
     ot: tuple[tuple[str, str], ...] = ()
 
 
-class _LlamaCppSearch:
+class LlamaCppSearch:
     def __init__(self, checkpoint: Checkpoint, budgets: Mapping[str, int], options: MemoryOptions) -> None:
-        from ..placement.llamacpp import LlamaCppFlags, place_llamacpp
-
-        self.Flags, self.place = LlamaCppFlags, place_llamacpp
         self.checkpoint = checkpoint
         self.budgets = dict(budgets)
         self.options = options
@@ -201,11 +85,11 @@ class _LlamaCppSearch:
         self._layout: _Layout | None = None
 
     # -- exact evaluation ------------------------------------------------------------------------------------
-    def _memory(self, placed: object, options: MemoryOptions) -> MemoryPlan:
+    def _memory(self, placed: LlamaCppPlan, options: MemoryOptions) -> MemoryPlan:
         return memory_plan(placed.checkpoint, options, layer_devices=dict(enumerate(placed.layer_devices)),
                            output_device=placed.output_device, hparams=self.hp)
 
-    def flags_of(self, choice: _Choice) -> object:
+    def flags_of(self, choice: _Choice) -> LlamaCppFlags:
         layout = self.layout()
         n_gpus = len(self.gpus)
         max_gpu = max(int(d.split(":")[1]) for d in self.gpus)
@@ -215,13 +99,13 @@ class _LlamaCppSearch:
             ts = tuple(float(counts.get(f"cuda:{i}", 0)) for i in range(max_gpu + 1))
         experts = layout.expert_blocks
         every = bool(experts) and choice.n_cpu_moe > max(experts)
-        return self.Flags(n_gpu_layers=choice.ngl, n_cpu_moe=None if every else (choice.n_cpu_moe or None),
+        return LlamaCppFlags(n_gpu_layers=choice.ngl, n_cpu_moe=None if every else (choice.n_cpu_moe or None),
                           cpu_moe=every, tensor_split=ts, override_tensor=choice.ot)
 
     # -- the cost model ----------------------------------------------------------------------------------------
     def layout(self) -> _Layout:
         if self._layout is None:
-            placed = self.place(self.checkpoint, self.Flags(n_gpu_layers=10**6))
+            placed = place_llamacpp(self.checkpoint, LlamaCppFlags(n_gpu_layers=10**6))
             n_layer = placed.n_layer
             weights = [0] * (n_layer + 1)
             experts: list[list[tuple[str, int]]] = [[] for _ in range(n_layer)]
@@ -352,13 +236,13 @@ class _LlamaCppSearch:
                 "back to GPUs with room left")
         return tuple(ot)
 
-    def run(self) -> FitResult:
+    def run(self) -> SearchOutcome:
         if not self.gpus:
             self.steps.append("no GPU budget: everything on the CPU (-ngl 0)")
-            return self.finish(self.Flags(n_gpu_layers=0), keep_layers=False)
+            return self.finish(LlamaCppFlags(n_gpu_layers=0), keep_layers=False)
         choice = self.search(self.options)
         for _ in range(4):  # the exact check may disagree with the model by the buffer estimate's details
-            placed = self.place(self.checkpoint, self.flags_of(choice))
+            placed = place_llamacpp(self.checkpoint, self.flags_of(choice))
             verdict = self._memory(placed, self.options).check(self.budgets)
             over = [d for d in verdict.devices if not d.fits and d.device in self.gpus]
             if verdict.fits or not over:
@@ -370,14 +254,9 @@ class _LlamaCppSearch:
             choice = self.search(self.options, log=False)
         return self.finish(self.flags_of(choice), keep_layers=True)
 
-    def layers_fit(self, options: MemoryOptions) -> bool:
-        """Whether every layer slot (so every KV cache) fits on the GPUs at these options, experts allowed on the
-        CPU, and the exact check of that plan passes."""
-        return self.replanned(options) is not None
-
-    def replanned(self, options: MemoryOptions) -> object | None:
-        """The LlamaCppPlan the search picks for these options when it keeps every layer slot on the GPUs and its
-        exact check passes; None otherwise."""
+    def replanned(self, options: MemoryOptions) -> LlamaCppPlan | None:
+        """The plan the search picks for these options when it keeps every layer slot (so every KV cache) on the
+        GPUs, routed experts free to move to the CPU, and its exact check passes; None otherwise."""
         c = self.costs(options)
         experts = c.layout.expert_blocks
         last = max(experts) + 1 if experts else 0
@@ -387,30 +266,12 @@ class _LlamaCppSearch:
         choice = self.search(options, log=False)
         if choice.ngl < all_slots:
             return None
-        placed = self.place(self.checkpoint, self.flags_of(choice))
+        placed = place_llamacpp(self.checkpoint, self.flags_of(choice))
         return placed if self._memory(placed, options).check(self.budgets).fits else None
 
-    def finish(self, flags: object, *, keep_layers: bool) -> FitResult:
-        placed = self.place(self.checkpoint, flags)
-        plan = self._memory(placed, self.options)
-        verdict = plan.check(self.budgets)
-
-        def same_flags(opts: MemoryOptions) -> bool:
-            return self._memory(placed, opts).check(self.budgets).fits
-
-        limits = limits_of(self.options, self.hp.n_ctx_train, same_flags)
-        max_ctx, max_par = limits
-        line = f"{placed.flags_line} {self.options.llama_cpp_flags()}".strip()
-        ctx_line, par_line = limit_lines(self.options, limits, placed.flags_line)
-        notes = list(placed.notes) + list(plan.notes)
-        if max_ctx and self.hp.n_ctx_train and max_ctx >= self.hp.n_ctx_train:
-            notes.append(f"the model's trained context ({self.hp.n_ctx_train}) fits; max_ctx stops there")
-        re_ctx = re_par = None
-        re_ctx_line = re_par_line = None
+    def finish(self, flags: LlamaCppFlags, *, keep_layers: bool) -> SearchOutcome:
+        placed = place_llamacpp(self.checkpoint, flags)
         if keep_layers:
-            re_ctx, re_par = limits_of(self.options, self.hp.n_ctx_train, self.layers_fit)
-            re_ctx_line = self.replanned_line(self.options.with_(ctx=re_ctx)) if re_ctx else ""
-            re_par_line = self.replanned_line(self.options.with_(parallel=re_par)) if re_par else ""
             note = ("max_ctx and max_parallel keep these flags (the same -ngl, --n-cpu-moe, -ot and -ts) and raise "
                     "only -c or -np; replanned_max_ctx and replanned_max_parallel re-run the search for each value "
                     "with every layer on the GPUs and routed experts free to move to the CPU, and their flags are "
@@ -421,61 +282,10 @@ class _LlamaCppSearch:
         full = (bool(self.gpus) and flags.n_gpu_layers is not None and flags.n_gpu_layers >= placed.n_layer + 1
                 and not flags.n_cpu_moe and not flags.cpu_moe
                 and all(dev != "cpu" for _, dev in flags.override_tensor))
-        return FitResult("llamacpp", verdict.fits, plan, verdict, line, placed.summary, max_ctx, max_par,
-                         max_ctx_flags=ctx_line, max_parallel_flags=par_line,
-                         replanned_max_ctx=re_ctx, replanned_max_ctx_flags=re_ctx_line,
-                         replanned_max_parallel=re_par, replanned_max_parallel_flags=re_par_line,
-                         limits_note=note, flags=flags, steps=tuple(self.steps), notes=tuple(notes), all_on_gpu=full)
 
-    def replanned_line(self, options: MemoryOptions) -> str:
-        placed = self.replanned(options)
-        return f"{placed.flags_line} {options.llama_cpp_flags()}".strip() if placed is not None else ""
+        def replan(options: Any) -> Placement | None:
+            found = self.replanned(options.memory or MemoryOptions())
+            return to_placement(found, self.checkpoint) if found is not None else None
 
-
-def limits_of(options: MemoryOptions, n_ctx_train: int | None, ok: Callable[[MemoryOptions], bool]
-              ) -> tuple[int, int]:
-    """(max_ctx, max_parallel) for a monotone `ok`: the largest context per sequence, a multiple of 256 up to the
-    trained context (or the asked one, if larger), at `options.parallel`; the most sequences up to MAX_PARALLEL (or
-    the asked number, if larger) at `options.ctx`. 0 when not even the smallest fits."""
-    upper = max((n_ctx_train or MAX_CTX_FALLBACK) // 256, -(-options.ctx // 256), 1)
-    max_ctx = 256 * max(0, largest_fitting(1, upper, lambda k: ok(options.with_(ctx=256 * k))))
-    max_par = max(0, largest_fitting(1, max(MAX_PARALLEL, options.parallel),
-                                     lambda p: ok(options.with_(parallel=p))))
-    return max_ctx, max_par
-
-
-def limit_lines(options: MemoryOptions, limits: tuple[int, int], placement_line: str = "") -> tuple[str, str]:
-    """The full flags line at each limit ("" for a limit of 0)."""
-    max_ctx, max_par = limits
-
-    def line(opts: MemoryOptions) -> str:
-        return f"{placement_line} {opts.llama_cpp_flags()}".strip()
-
-    return (line(options.with_(ctx=max_ctx)) if max_ctx else "",
-            line(options.with_(parallel=max_par)) if max_par else "")
-
-
-# ----------------------------------------------------------------------------------------------------------
-# best quant of several
-# ----------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class QuantChoice:
-    name: str
-    result: FitResult
-    weight_bytes: int
-    all_on_gpu: bool
-
-
-def best_quant(candidates: Mapping[str, Checkpoint], budgets: Mapping[str, int],
-               options: MemoryOptions = MemoryOptions(), *, runtime: str = "llamacpp"
-               ) -> tuple[QuantChoice | None, tuple[QuantChoice, ...]]:
-    """Fit every candidate (quant name → checkpoint). The best is the largest (highest precision) that fits with
-    all its layers and experts on the GPUs; if none does, the largest that fits at all. Returns (best or None,
-    every candidate, largest first)."""
-    rows = []
-    for name, ck in candidates.items():
-        result = fit(ck, budgets, options, runtime=runtime)
-        rows.append(QuantChoice(name, result, ck.nbytes, result.fits and result.all_on_gpu))
-    rows.sort(key=lambda q: (-q.weight_bytes, q.name))
-    best = next((q for q in rows if q.all_on_gpu), None) or next((q for q in rows if q.result.fits), None)
-    return best, tuple(rows)
+        return SearchOutcome(to_placement(placed, self.checkpoint), tuple(self.steps), placed.notes, all_on_gpu=full,
+                             limits_note=note, details={"marlin_layers": {}}, replan=replan if keep_layers else None)

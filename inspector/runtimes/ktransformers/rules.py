@@ -19,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from .findings import Finding
-from .kt_data import KtData
-from .yaml_nodes import Document, char_position, column_of, duplicate_keys, line_of, mapping_items
+from ...placement.findings import Finding
+from .data import KtData
+from ...placement.yaml_nodes import Document, char_position, column_of, duplicate_keys, line_of, mapping_items
 
 RULE_KEYS = ("match", "replace", "recursive")
 MATCH_KEYS = ("name", "class")

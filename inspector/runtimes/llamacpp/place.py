@@ -21,12 +21,13 @@ import struct
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
-from ..errors import UsageError
-from ..formats.ggml_types import row_nbytes, type_by_name
-from ..model import Checkpoint, TensorInfo
-from . import llamacpp_tensors as facts
-from .devices import device_sort_key
-from .llamacpp_flags import (
+from ...errors import UsageError
+from ...formats.ggml_types import row_nbytes, type_by_name
+from ...model import Checkpoint, TensorInfo
+from ..base import Placement
+from . import tensors as facts
+from ...devices import device_sort_key
+from .flags import (
     FFN_EXPS_REGEX,
     LlamaCppFlags,
     buffer_device,
@@ -80,6 +81,7 @@ class LlamaCppPlan:
     layer_devices: tuple[str, ...] = ()  # device of blocks 0..n_layer-1; a block's KV cache lives there too
     output_device: str = "cpu"
     summary: str = ""  # one line for the report: "llama.cpp: -ngl 62 --cpu-moe (1 GPU)"
+    flags: LlamaCppFlags = LlamaCppFlags()  # the flags this plan was made with
 
 
 @dataclass(frozen=True)
@@ -151,6 +153,7 @@ def place_llamacpp(checkpoint: Checkpoint, flags: LlamaCppFlags) -> LlamaCppPlan
         layer_devices=layer_devices,
         output_device=output_device,
         summary=f"llama.cpp: {line} ({gpus})",
+        flags=flags,
     )
 
 
@@ -160,7 +163,7 @@ def place_llamacpp(checkpoint: Checkpoint, flags: LlamaCppFlags) -> LlamaCppPlan
 def _gguf_view(checkpoint: Checkpoint) -> Checkpoint:
     if checkpoint.format == "gguf":
         return checkpoint
-    from ..quant.convert import to_gguf_view  # lazy: the converter tables load only for safetensors inputs
+    from ...quant.convert import to_gguf_view  # lazy: the converter tables load only for safetensors inputs
 
     return to_gguf_view(checkpoint)
 
@@ -539,3 +542,9 @@ def _expert_notes(notes: list[str], flags: LlamaCppFlags, placer: _Placer, place
     if origins == {True, False}:
         notes.append("llama.cpp tries -ot, --cpu-moe and --n-cpu-moe patterns in command-line order and the first "
                      "match wins; the flags line keeps the order used here")
+
+
+def to_placement(plan: LlamaCppPlan, source: Checkpoint) -> Placement:
+    """The protocol's view of a llama.cpp plan; `detail` keeps the plan (its layer and output devices)."""
+    return Placement("llamacpp", plan.checkpoint, source, plan.summary, command=plan.flags_line, notes=plan.notes,
+                     detail=plan)

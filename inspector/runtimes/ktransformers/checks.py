@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .kt_rules import KtRule
-from .kt_tree import Module
-from .kt_walk import DEFAULT_DEVICE, FALLBACK_DEVICE, State, device_of, matches
+from .rules import KtRule
+from .tree import Module
+from .walk import DEFAULT_DEVICE, FALLBACK_DEVICE, State, device_of, matches
 
 
 def ranges(values: Iterable[int]) -> str:

@@ -24,16 +24,16 @@ from typing import Any
 
 import yaml
 
-from ..errors import UsageError
-from ..formats.ggml_types import type_by_name
-from ..model import Checkpoint, TensorInfo
-from ..datafiles import read_packaged
-from ..units import parse_size as budget_parse_size
-from . import kt_formats as fmt
-from .devices import device_sort_key, normalize_device
-from .findings import Finding, PlacedPlan
-from .schema import Validator
-from .yaml_nodes import Document, column_of, duplicate_keys, line_of
+from ...errors import UsageError
+from ...formats.ggml_types import type_by_name
+from ...model import Checkpoint, TensorInfo
+from ...datafiles import read_packaged
+from ...units import parse_size as budget_parse_size
+from ...formats import storage as fmt
+from ...devices import device_sort_key, normalize_device
+from ...placement.findings import Finding, PlacedPlan
+from ...placement.schema import Validator
+from ...placement.yaml_nodes import Document, column_of, duplicate_keys, line_of
 
 DEFAULT_DEVICE = "cuda:0"
 _MARLIN = re.compile(r"^MARLIN_INT(4|8)_G(32|64|128|K)$")

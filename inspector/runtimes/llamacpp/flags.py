@@ -11,8 +11,8 @@ import shlex
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..errors import UsageError
-from .devices import normalize_device
+from ...errors import UsageError
+from ...devices import normalize_device
 
 SPLIT_MODES = ("none", "layer", "row")
 

@@ -16,16 +16,16 @@ Formats and bytes: kt_formats.py.
 """
 from __future__ import annotations
 
-from ..errors import RulesError
-from ..model import Checkpoint, TensorInfo
-from . import kt_formats as fmt
-from .findings import Finding, PlacedPlan
-from .kt_checks import default_findings, layer_findings, load_findings, model_findings, model_mismatch, rule_findings
-from .kt_data import kt_data
-from .kt_rules import read_rules
-from .kt_tree import build_tree
-from .kt_walk import Placement, State, load, walk
-from .yaml_nodes import Document
+from ...errors import RulesError
+from ...model import Checkpoint, TensorInfo
+from ...formats import storage as fmt
+from ...placement.findings import Finding, PlacedPlan
+from .checks import default_findings, layer_findings, load_findings, model_findings, model_mismatch, rule_findings
+from .data import kt_data
+from .rules import read_rules
+from .tree import build_tree
+from .walk import Placement, State, load, walk
+from ...placement.yaml_nodes import Document
 
 
 def _placed_checkpoint(state: State, checkpoint: Checkpoint) -> tuple[Checkpoint, list[TensorInfo]]:

@@ -5,8 +5,8 @@ which this plan does not model (docs/placement.md).
 """
 from __future__ import annotations
 
-from ..model import Checkpoint
-from .devices import normalize_device
+from ...model import Checkpoint
+from ...devices import normalize_device
 
 
 def place_simple(checkpoint: Checkpoint, *, experts_on: str | None, default_device: str = "cuda:0") -> Checkpoint:

@@ -1,0 +1,193 @@
+"""Request objects: what a command asks for, validated in one place before any work (the click layer only
+collects values). Choosing the runtime from the options given is here too.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from .errors import UsageError
+from .model import Checkpoint
+from .quant import QuantOptions
+from .runtimes import get_spec, runtime_specs
+from .runtimes.base import RuntimeSpec
+
+# values every runtime receives besides its own options
+META_KEYS = ("argv", "gpus", "budgets", "placement_file")
+
+
+def given_options(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The values that were given (not None, False or empty)."""
+    return {k: v for k, v in values.items() if v is not None and v is not False and v != () and k not in META_KEYS}
+
+
+def _exclusive(spec: RuntimeSpec, given: Mapping[str, Any]) -> list[str]:
+    """The runtime-selecting options of `spec` among those given (dests)."""
+    return [o.dest for o in spec.options if not o.shared and o.dest in given]
+
+
+def _plan_maker(spec: RuntimeSpec, dests: list[str]) -> str:
+    """How a message names what makes a plan: the literal plan's flags by name, other runtimes' as '<title> flags'."""
+    if spec.name == "literal":
+        return " and ".join(o.name for o in spec.options if o.dest in dests)
+    return f"{spec.title} flags"
+
+
+def placement_file_runtime(kind: str) -> RuntimeSpec:
+    """The runtime that reads placement files of this kind ("ktransformers", "plan")."""
+    for spec in runtime_specs():
+        if kind in spec.placement_file_kinds:
+            return spec
+    raise UsageError(f"no runtime reads {kind} placement files")
+
+
+def choose_runtime(explicit: str | None, values: Mapping[str, Any], *, placement_kind: str | None = None,
+                   default: str = "literal") -> str:
+    """The runtime a command line asks for: `--runtime`, else the one whose own options were given (where several
+    declare an option, the first in registry order), else the one that reads the --placement file, else `default`.
+
+    Raises:
+        UsageError: options of different runtimes (or options beside a placement file) together, an option the
+            explicit runtime does not have, an unknown runtime.
+    """
+    given = given_options(values)
+    specs = runtime_specs()
+    unknown = [k for k in given if not any(k == o.dest for s in specs for o in s.options)]
+    if unknown:
+        raise UsageError(f"unknown option(s) {', '.join(sorted(unknown))}",
+                         hint="runtime options are listed by `ckpt-size inspect --help`")
+    makers = [(s, _exclusive(s, given)) for s in specs if _exclusive(s, given)]
+    covering = [s for s in specs if all(any(o.dest == k for o in s.options) for k in given)]
+    if explicit is not None:
+        spec = get_spec(explicit)
+        missing = [k for k in given if not any(o.dest == k for o in spec.options)]
+        if missing:
+            flag = next(o.name for s in specs for o in s.options if o.dest == missing[0])
+            raise UsageError(f"{flag} is not a {spec.title} option", hint=f"drop it, or use its runtime's --runtime")
+        if placement_kind is not None and placement_kind not in spec.placement_file_kinds:
+            raise UsageError(f"--placement gives a {placement_kind} file, which {spec.title} does not read")
+        return spec.name
+    if placement_kind is not None:
+        if makers:
+            names = [_plan_maker(s, d) for s, d in makers] + ["--placement"]
+            raise UsageError(f"{' and '.join(names)} each make a plan; give only one")
+        return placement_file_runtime(placement_kind).name
+    if not makers:
+        return default
+    selecting = [s for s in covering if _exclusive(s, given)]
+    if not selecting:
+        names = list(dict.fromkeys(_plan_maker(s, d) for s, d in makers))
+        raise UsageError(f"{' and '.join(names)} each make a plan; give only one")
+    return selecting[0].name
+
+
+@dataclass(frozen=True)
+class InspectRequest:
+    """`inspect`: one model, one plan.
+
+    `values` are runtime option values by dest (`ngl`, `cpu_moe`, `experts_on`, `ctx` …, only those given);
+    `quant` is llama-quantize's options when `--quant` (or an override) was given.
+    """
+
+    source: str | Checkpoint
+    values: Mapping[str, Any] = field(default_factory=dict)
+    runtime: str | None = None
+    placement_file: str | None = None
+    gpus: int | None = None
+    budgets: Mapping[str, int] = field(default_factory=dict)
+    quant: QuantOptions | None = None
+    recipe: tuple[tuple[str, str], ...] | None = None
+    train: Any = None  # TrainOptions
+    hub: Any = None  # HubOptions
+    argv: tuple[str, ...] = ()
+    quant_overrides: QuantOptions | None = None  # llama-quantize options given without --quant (--quant-list)
+
+    def check(self) -> str:
+        """The runtime this request uses, after checking that its options make sense together."""
+        extra = self.quant_overrides
+        if extra is not None and extra != QuantOptions("COPY", rules=extra.rules):
+            raise UsageError("llama-quantize options need --quant NAME (or --quant-list)")
+        if self.recipe and self.quant is not None:
+            raise UsageError("--quant predicts llama-quantize (its --tensor-type overrides included); a recipe alone "
+                             "is applied literally", hint="give either --quant or the recipe")
+        kind = None
+        if self.placement_file:
+            from .placement.files import detect_placement_kind
+
+            kind = detect_placement_kind(self.placement_file)
+        return choose_runtime(self.runtime, self.values, placement_kind=kind)
+
+    def runtime_values(self) -> dict[str, Any]:
+        """What the runtime's `options()` receives: the option values plus the command-wide ones."""
+        return {**self.values, "argv": self.argv, "gpus": self.gpus, "budgets": dict(self.budgets),
+                "placement_file": self.placement_file}
+
+    @property
+    def memory_asked(self) -> bool:
+        """Whether runtime memory (KV cache, buffers) is part of the answer: a memory option or a budget given."""
+        from .memory.options import MEMORY_DESTS
+
+        return bool(self.budgets) or any(k in MEMORY_DESTS for k in given_options(self.values))
+
+
+@dataclass(frozen=True)
+class FitRequest:
+    """`fit`: the plan that keeps the most on GPUs within the budgets."""
+
+    source: str | Checkpoint
+    budgets: Mapping[str, int]
+    values: Mapping[str, Any] = field(default_factory=dict)
+    runtime: str = "llamacpp"
+    quant: str | QuantOptions | None = None
+    hub: Any = None
+    emit: str | None = None  # --emit-yaml FILE
+
+    def check(self) -> str:
+        if not self.budgets:
+            raise UsageError("fit needs at least one --budget DEV=SIZE")
+        runtime = "ktransformers" if self.emit else self.runtime
+        spec = get_spec(runtime)
+        if not spec.can_fit:
+            raise UsageError(f"{spec.title} has no fit search", hint="use --runtime llamacpp or ktransformers")
+        return choose_runtime(runtime, self.values)
+
+    def runtime_values(self) -> dict[str, Any]:
+        return {**self.values, "budgets": dict(self.budgets)}
+
+
+def is_checkpoint(source: Any) -> bool:
+    return isinstance(source, Checkpoint)
+
+
+QUANT_KEYS = ("quant", "quant_rules", "tensor_type", "tensor_type_file", "pure", "output_tensor_type",
+              "token_embedding_type", "imatrix", "allow_requantize")
+
+
+def quant_request(values: Mapping[str, Any]) -> tuple[QuantOptions, bool, tuple[tuple[str, str], ...] | None]:
+    """`--quant` and llama-quantize's overrides as QuantOptions (file type COPY without --quant), whether --quant
+    was given, and, without --quant, the `--tensor-type` / `--tensor-type-file` lines as a recipe applied
+    literally (ik_llama.cpp types allowed).
+
+    Raises:
+        UsageError: bad `regex=type` lines.
+    """
+    from .quant import parse_tensor_type, parse_tensor_type_file
+    from .quant.recipe import parse_recipe, parse_recipe_items
+
+    v = {k: values.get(k) for k in QUANT_KEYS}
+    if v["quant"] is None and (v["tensor_type"] or v["tensor_type_file"]):
+        recipe = parse_recipe_items(tuple(v["tensor_type"] or ()))
+        if v["tensor_type_file"]:
+            recipe += parse_recipe(v["tensor_type_file"])
+        v.update(tensor_type=(), tensor_type_file=None)
+    else:
+        recipe = None
+    tensor_types = tuple(parse_tensor_type(x) for x in v["tensor_type"] or ())
+    if v["tensor_type_file"]:
+        tensor_types += parse_tensor_type_file(v["tensor_type_file"])
+    options = QuantOptions(
+        ftype=v["quant"] or "COPY", rules=v["quant_rules"] or "current", tensor_types=tensor_types,
+        output_tensor_type=v["output_tensor_type"], token_embedding_type=v["token_embedding_type"],
+        pure=bool(v["pure"]), imatrix=bool(v["imatrix"]),
+        allow_requantize=True if v["allow_requantize"] is None else v["allow_requantize"])
+    return options, v["quant"] is not None, recipe

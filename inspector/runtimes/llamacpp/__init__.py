@@ -1,0 +1,40 @@
+"""llama.cpp (and ik_llama.cpp): its offload flags, its loader's placement, its KV cache and buffers, its fit."""
+from __future__ import annotations
+
+from ...memory.options import GGML_MEMORY_OPTIONS
+from ...options import OptionSpec
+from ..base import RuntimeSpec
+
+
+def _load():  # type: ignore[no-untyped-def]
+    from .runtime import LlamaCppRuntime
+
+    return LlamaCppRuntime(SPEC)
+
+
+OPTIONS = (
+    OptionSpec("ngl", ("-ngl", "--n-gpu-layers"), "str", "llama.cpp: layers on GPUs (N, all, auto).", metavar="N",
+               native=("--gpu-layers",), searched=True),
+    OptionSpec("override_tensor", ("-ot", "--override-tensor"), "str",
+               "llama.cpp: tensors matching REGEX on buffer BUFT (CPU, CUDA0 …); first match wins.",
+               metavar="REGEX=BUFT[,..]", multiple=True, searched=True),
+    OptionSpec("cpu_moe", ("--cpu-moe", "-cmoe"), "flag", "llama.cpp: all routed experts on the CPU.", searched=True),
+    OptionSpec("n_cpu_moe", ("--n-cpu-moe", "-ncmoe"), "int", "llama.cpp: routed experts of blocks 0..N-1 on the CPU.",
+               metavar="N", minimum=0, searched=True),
+    OptionSpec("tensor_split", ("-ts", "--tensor-split"), "str", "llama.cpp: proportions of layers per GPU.",
+               metavar="A,B,..", searched=True),
+    OptionSpec("split_mode", ("-sm", "--split-mode"), "choice", "llama.cpp: how to split across GPUs.",
+               default="layer", choices=("none", "layer", "row"), show_default=True, searched=True),
+    OptionSpec("main_gpu", ("-mg", "--main-gpu"), "int", "llama.cpp: the GPU for -sm none / row.", default=0,
+               minimum=0, show_default=True, searched=True),
+)
+
+SPEC = RuntimeSpec(
+    name="llamacpp",
+    title="llama.cpp",
+    summary="llama.cpp's own flags and loader: -ngl, -ot, --cpu-moe, --n-cpu-moe, -ts, -sm, -mg",
+    options=OPTIONS + GGML_MEMORY_OPTIONS,
+    load=_load,
+    programs=("llama-server", "llama-cli"),
+    order=10,
+)
