@@ -54,6 +54,14 @@ class UsageError(CkptSizeError):
     """The options do not make sense together; the command line maps this to exit code 2."""
 
 
+class QuantizeError(CkptSizeError):
+    """llama-quantize itself would stop here (no fallback for a shape, requantizing refused, bad layer index)."""
+
+
+class ConversionError(CkptSizeError):
+    """convert_hf_to_gguf.py would stop here (an architecture or quantization method it cannot convert)."""
+
+
 class CheckFailed(CkptSizeError):
     """The check ran and said no (a plan that does not fit, validation errors)."""
 

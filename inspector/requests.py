@@ -63,7 +63,9 @@ def choose_runtime(explicit: str | None, values: Mapping[str, Any], *, placement
         missing = [k for k in given if not any(o.dest == k for o in spec.options)]
         if missing:
             flag = next(o.name for s in specs for o in s.options if o.dest == missing[0])
-            raise UsageError(f"{flag} is not a {spec.title} option", hint=f"drop it, or use its runtime's --runtime")
+            owners = [s.name for s in specs if any(o.dest == missing[0] for o in s.options)]
+            raise UsageError(f"{flag} is not a {spec.title} option",
+                             hint=f"drop it, or use --runtime {' or '.join(owners)}")
         if placement_kind is not None and placement_kind not in spec.placement_file_kinds:
             raise UsageError(f"--placement gives a {placement_kind} file, which {spec.title} does not read")
         return spec.name

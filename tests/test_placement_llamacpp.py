@@ -17,13 +17,13 @@ import pytest
 import inspector
 from inspector.errors import UsageError
 from inspector.model import Checkpoint, TensorInfo
-from inspector.runtimes.llamacpp.place import (
+from inspector.runtimes.llamacpp.flags import (
     LlamaCppFlags,
     parse_n_gpu_layers,
     parse_override_tensor,
     parse_tensor_split,
-    place_llamacpp,
 )
+from inspector.runtimes.llamacpp.place import place_llamacpp
 from inspector.roles import assign_roles
 
 from ._shared import THIREUS, needs_shared

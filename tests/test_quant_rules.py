@@ -24,7 +24,7 @@ from inspector.quant import (
     predict_many,
     resolve_ftype,
 )
-from inspector.quant.rules import use_more_bits
+from inspector.quant.tables import use_more_bits
 from inspector.sources import resolve_local
 
 from ._quant_models import make_checkpoint

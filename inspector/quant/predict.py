@@ -32,16 +32,8 @@ from .header import (
     tensor_infos_nbytes,
 )
 from .overrides import compile_patterns
-from .rules import (
-    ATTN_V_COUNTED,
-    Choice,
-    ModelFacts,
-    QuantizeError,
-    TypeChooser,
-    block_index,
-    ggml_n_dims,
-    loader_sort_key,
-)
+from .rules import Choice, ModelFacts, QuantizeError, TypeChooser
+from .tables import ATTN_V_COUNTED, block_index, ggml_n_dims, loader_sort_key
 
 HEADER_ESTIMATE_KEY = "ckpt_size.header_estimate"
 GGML_QNT_VERSION = 2  # ggml.h
