@@ -21,7 +21,7 @@ from .roles import RoleRules, assign_roles, load_rules
 from .runtimes import get_runtime
 from .sources import HubListing, ResolvedSource, is_hub_ref, resolve_hub, resolve_local
 from .sources.local import find_gguf_models
-from .summary import Inspection, QuantInfo, summarize
+from .summary import Inspection, QuantInfo, by_device, summarize
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,8 @@ def validate(placement_file: str, source: str | Checkpoint, *, gpus: int | None 
              hub: HubOptions | None = None) -> ValidationResult:
     """Findings of a placement file against a checkpoint, and its per-device bytes when it can be applied."""
     checkpoint = source if isinstance(source, Checkpoint) else load(source, hub=hub)
-    return validate_placement(placement_file, checkpoint, gpus=gpus)
+    result = validate_placement(placement_file, checkpoint, gpus=gpus)
+    return replace(result, devices=by_device(result.placed.checkpoint.tensors)) if result.placed else result
 
 
 def run_fit(request: FitRequest) -> FitReport:

@@ -14,7 +14,8 @@ class OptionSpec:
 
     `flags` are ckpt-size's spellings (the first long one names it in messages); `native` the runtime's own
     spellings where they differ, for pasted command lines. `dest` is the key in the values mapping the runtime
-    receives. `shared` options (context, cache types) do not by themselves select a runtime.
+    receives. `shared` options (context, cache types) do not by themselves select a runtime; `memory` options
+    ask for the runtime's memory report (a `--budget` always does).
     """
 
     dest: str
@@ -30,6 +31,7 @@ class OptionSpec:
     shared: bool = False
     show_default: bool = False
     searched: bool = False  # a placement choice `fit` searches for itself: not an option of `fit`
+    memory: bool = False  # giving it asks for the runtime's memory (KV cache, buffers), not only the weights
 
     def __post_init__(self) -> None:
         if self.kind not in OPTION_KINDS:

@@ -11,7 +11,7 @@ from tabulate import tabulate
 from .memory.table import MemoryTable
 from .model import Checkpoint, TensorInfo
 from .devices import device_sort_key
-from .summary import Group, Inspection, by_device, by_dtype, by_layer
+from .summary import Group, Inspection
 
 VIEWS = ("role", "layer", "dtype", "device", "tensor")
 FORMATS = ("table", "json", "csv", "markdown")
@@ -116,9 +116,9 @@ def to_json(result: Inspection, *, view: str = "role") -> dict[str, Any]:
         if part is not None:
             doc[key] = part.as_dict()
     if view == "layer":
-        doc["layers"] = {g.key: _group_json(g) for g in by_layer(ck.tensors)}
+        doc["layers"] = {g.key: _group_json(g) for g in result.groups("layer")}
     elif view == "dtype":
-        doc["dtypes"] = {g.key: _group_json(g) for g in by_dtype(ck.tensors)}
+        doc["dtypes"] = {g.key: _group_json(g) for g in result.groups("dtype")}
     elif view == "tensor":
         files = [f.path for f in ck.files]
         doc["tensors"] = [_tensor_json(t, files) for t in ck.tensors]
@@ -157,14 +157,6 @@ def _tensor_rows(result: Inspection, human: bool) -> list[list[Any]]:
         size = human_bytes(t.nbytes) if human else t.nbytes
         rows.append([safe(t.name), "x".join(map(str, t.shape)), t.dtype, size, t.role, layer, t.device or ""])
     return rows
-
-
-def _view_groups(result: Inspection, view: str) -> tuple[Group, ...]:
-    if view == "layer":
-        return by_layer(result.checkpoint.tensors)
-    if view == "dtype":
-        return by_dtype(result.checkpoint.tensors)
-    return result.by_role
 
 
 def _quant_lines(result: Inspection) -> list[list[str]]:
@@ -220,14 +212,14 @@ def render_validation(result: Any, *, fmt: str = "table") -> str:
     if fmt == "json":
         doc = {"findings": [f.as_dict() for f in result.findings], "has_errors": result.has_errors}
         if result.placed is not None:
-            doc["devices"] = {g.key: _group_json(g) for g in by_device(result.placed.checkpoint.tensors)}
+            doc["devices"] = {g.key: _group_json(g) for g in result.devices}
         return json.dumps(doc, indent=2) + "\n"
     if fmt == "csv":
         keys = ["path", "line", "column", "severity", "code", "message", "fix"]
         return _csv_text(keys, [[f.as_dict()[k] for k in keys] for f in result.findings])
     lines = [safe(f.render()) for f in result.findings] or ["no findings"]
     if result.placed is not None:
-        groups = by_device(result.placed.checkpoint.tensors)
+        groups = result.devices
         human = fmt != "csv"
         tablefmt = "github" if fmt == "markdown" else "simple"
         lines += ["", tabulate(_device_rows(groups, human), headers=["device", "role", "tensors", "size"],
@@ -316,7 +308,7 @@ def _text(result: Inspection, view: str, *, markdown: bool) -> str:
         return "\n\n".join(parts) + "\n"
     else:
         headers = [view, "tensors", "params", "size", "share", "dtypes"]
-        rows = _group_rows(_view_groups(result, view), result.placed_bytes, True)
+        rows = _group_rows(result.groups(view), result.placed_bytes, True)
         parts.append(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
         if len({t.device for t in result.checkpoint.tensors}) > 1:
             parts.append(tabulate(_device_rows(result.by_device, True),
@@ -374,5 +366,5 @@ def _csv(result: Inspection, view: str) -> str:
         return _csv_text(["tensor", "shape", "dtype", "bytes", "role", "layer", "device"], _tensor_rows(result, False))
     if view == "device":
         return _csv_text(["device", "role", "tensors", "bytes"], _device_rows(result.by_device, False))
-    rows = _group_rows(_view_groups(result, view), result.placed_bytes, False)
+    rows = _group_rows(result.groups(view), result.placed_bytes, False)
     return _csv_text([view, "tensors", "params", "bytes", "dtypes"], rows)

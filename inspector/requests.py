@@ -127,9 +127,8 @@ class InspectRequest:
     @property
     def memory_asked(self) -> bool:
         """Whether runtime memory (KV cache, buffers) is part of the answer: a memory option or a budget given."""
-        from .memory.options import MEMORY_DESTS
-
-        return bool(self.budgets) or any(k in MEMORY_DESTS for k in given_options(self.values))
+        given = given_options(self.values)
+        return bool(self.budgets) or any(o.memory and o.dest in given for s in runtime_specs() for o in s.options)
 
 
 @dataclass(frozen=True)

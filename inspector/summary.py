@@ -79,6 +79,14 @@ class Inspection:
         """Tensor data bytes of the file (or of the predicted file)."""
         return self.file_totals[2] if self.file_totals else self.checkpoint.nbytes
 
+    def groups(self, view: str) -> tuple["Group", ...]:
+        """The rows of a view: by role (computed once), layer or dtype."""
+        if view == "layer":
+            return by_layer(self.checkpoint.tensors)
+        if view == "dtype":
+            return by_dtype(self.checkpoint.tensors)
+        return self.by_role
+
     @property
     def placed_bytes(self) -> int:
         """Bytes on all devices under the plan: copies, skipped tensors and runtime formats included."""

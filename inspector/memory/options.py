@@ -13,25 +13,25 @@ from .plan import MemoryOptions
 
 GGML_MEMORY_OPTIONS = (
     OptionSpec("ctx", ("--ctx",), "int", "Context length of EACH sequence (llama.cpp's -c is the total: ctx x "
-               "parallel); adds KV cache, state and buffers per device.", metavar="N", minimum=1, shared=True),
+               "parallel); adds KV cache, state and buffers per device.", metavar="N", minimum=1, shared=True, memory=True),
     OptionSpec("parallel", ("--parallel", "-np"), "int", "Parallel sequences (llama.cpp gets -c ctx*N -np N).",
-               metavar="N", minimum=1, shared=True),
+               metavar="N", minimum=1, shared=True, memory=True),
     OptionSpec("kv_type", ("--kv-type",), "str", "K and V cache type (f16, q8_0, q4_0 …).", metavar="TYPE",
-               shared=True),
+               shared=True, memory=True),
     OptionSpec("cache_type_k", ("--cache-type-k", "-ctk"), "str", "K cache type (default f16).", metavar="TYPE",
-               shared=True),
+               shared=True, memory=True),
     OptionSpec("cache_type_v", ("--cache-type-v", "-ctv"), "str", "V cache type (default f16).", metavar="TYPE",
-               shared=True),
-    OptionSpec("no_kv_offload", ("--no-kv-offload", "-nkvo"), "flag", "Keep the KV cache on the CPU.", shared=True),
+               shared=True, memory=True),
+    OptionSpec("no_kv_offload", ("--no-kv-offload", "-nkvo"), "flag", "Keep the KV cache on the CPU.", shared=True, memory=True),
     OptionSpec("flash_attn", ("--flash-attn", "-fa"), "choice", "Flash attention (changes V padding and buffers).",
-               choices=("on", "off", "auto"), shared=True),
+               choices=("on", "off", "auto"), shared=True, memory=True),
     OptionSpec("ubatch", ("--ubatch-size", "-ub"), "int", "Physical batch size (compute buffers).", metavar="N",
-               minimum=1, shared=True),
+               minimum=1, shared=True, memory=True),
     OptionSpec("kv_unified", ("--kv-unified", "-kvu"), "flag", "One KV buffer shared by all sequences (llama.cpp "
-               "-kvu).", shared=True),
-    OptionSpec("swa_full", ("--swa-full",), "flag", "Full-size cache for sliding-window layers.", shared=True),
+               "-kvu).", shared=True, memory=True),
+    OptionSpec("swa_full", ("--swa-full",), "flag", "Full-size cache for sliding-window layers.", shared=True, memory=True),
     OptionSpec("overhead", ("--overhead",), "float", "Safety margin in percent, shown as its own row.",
-               metavar="PCT", minimum=0, shared=True),
+               metavar="PCT", minimum=0, shared=True, memory=True),
 )
 MEMORY_DESTS = tuple(o.dest for o in GGML_MEMORY_OPTIONS)
 

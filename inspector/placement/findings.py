@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from ..model import Checkpoint
 
@@ -70,6 +71,7 @@ class ValidationResult:
     findings: tuple[Finding, ...]
     placed: PlacedPlan | None
     has_errors: bool
+    devices: tuple[Any, ...] = ()  # the placed bytes per device (summary.Group), when placed
 
 
 def sort_findings(findings: list[Finding]) -> tuple[Finding, ...]:
