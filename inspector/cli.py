@@ -15,7 +15,7 @@ from .memory.budget import parse_budget
 from .options import OptionSpec
 from .report import (FORMATS, VIEWS, render, render_fit, render_listing, render_quant_list, render_validation,
                      safe)
-from .requests import QUANT_KEYS, FitRequest, InspectRequest, quant_request
+from .requests import QUANT_KEYS, CommandLine, FitRequest, InspectRequest, command_line, merge_values, quant_request
 from .runtimes import runtime_specs
 
 TRAIN_OPTIMIZERS = ["adamw", "adamw8bit", "sgd", "sgd_momentum"]
@@ -203,18 +203,40 @@ def _argv() -> tuple[str, ...]:
     return tuple((ctx.find_root().obj or {}).get("argv", [])) if ctx else ()
 
 
-def inspect_request(source: str, p: dict[str, Any], specs: list[OptionSpec]) -> InspectRequest:
+def pasted() -> bool:
+    """Whether the positional arguments are a pasted command line (they come after `--`)."""
+    return "--" in _argv()
+
+
+def positional(args: tuple[str, ...], *, fit: bool = False) -> CommandLine:
+    line = command_line(args, pasted(), fit=fit)
+    if line.warning:
+        _warn((line.warning,))
+    return line
+
+
+def inspect_request(args: tuple[str, ...], p: dict[str, Any], specs: list[tuple[OptionSpec, str]]) -> InspectRequest:
     """The request a command line makes (values only; the request object checks them)."""
-    quant, quant_given, recipe = quant_request({k: p[k] for k in QUANT_KEYS})
+    line = positional(args)
+    quant, quant_given, recipe = quant_request({**{k: p[k] for k in QUANT_KEYS},
+                                                **({"quant": line.quant} if line.quant else {})})
     training = None
     if p["train"]:
         from .memory.train import TrainOptions
 
         training = TrainOptions(optimizer=p["optimizer"], micro_batch=p["micro_batch"], seq_len=p["seq_len"])
-    return InspectRequest(source, given_values(specs), p["runtime"], p["placement_file"], p["gpus"],
-                          parse_budget(p["budget"]), quant if quant_given else None, recipe, training,
-                          hub_settings(p["revision"], p["token"], p["file"]), _argv(),
-                          None if quant_given else quant)
+    return InspectRequest(line.source, merge_values(given_values(specs), line.values), p["runtime"] or line.runtime,
+                          p["placement_file"], p["gpus"], parse_budget(p["budget"]), quant if quant_given else None,
+                          recipe, training, hub_settings(p["revision"], p["token"], p["file"]),
+                          line.argv or _argv(), None if quant_given else quant)
+
+
+def fit_request(args: tuple[str, ...], p: dict[str, Any], specs: list[tuple[OptionSpec, str]]) -> FitRequest:
+    line = positional(args, fit=True)
+    runtime = line.runtime if line.runtime and not p["runtime_given"] else p["runtime"]
+    return FitRequest(line.source, parse_budget(p["budget"]), merge_values(given_values(specs), line.values),
+                      runtime, p["quant"] or line.quant, hub_settings(p["revision"], p["token"], p["file"]),
+                      p["emit_yaml"])
 
 
 def build_cli() -> click.Group:
@@ -230,7 +252,7 @@ def build_cli() -> click.Group:
         """How many bytes of a model land on each device, read from tensor headers only."""
 
     @cli.command(cls=GroupedCommand)
-    @click.argument("source")
+    @click.argument("source", nargs=-1, type=click.UNPROCESSED, metavar="SOURCE | -- COMMAND...")
     @common_output_options
     @opt(PLAN, "--runtime", type=click.Choice(names), help="Whose placement and memory to model (default: the "
                                                           "runtime whose options are given, else literal).")
@@ -250,14 +272,16 @@ def build_cli() -> click.Group:
          help="With --train: sequences per step.")
     @opt(TRAIN, "--seq-len", "seq_len", type=click.IntRange(min=1), default=4096, show_default=True,
          help="With --train: tokens per sequence.")
-    def inspect(source: str, **p: Any) -> None:
+    def inspect(source: tuple[str, ...], **p: Any) -> None:
         """Sizes of SOURCE by role, layer, dtype, device or tensor.
 
         SOURCE is a .gguf file (any shard of a split set loads the whole set), a .safetensors file, a
-        model.safetensors.index.json, or a directory holding one of those.
+        model.safetensors.index.json, a directory holding one of those, or a Hugging Face repo (owner/name).
+        After --, a runtime's own command line is read as that program would read it:
+        `ckpt-size inspect -- llama-server -m model.gguf -ngl 99 -c 32768`.
         """
         request = inspect_request(source, p, inspect_specs)
-        found = None if request.quant else api.listing(source, hub=request.hub)
+        found = None if request.quant else api.listing(request.source, hub=request.hub)
         if found is not None:  # a Hub repo of several quants and no selection: its rows, from the listing alone
             _warn(found.notes)
             click.echo(render_listing(found, fmt=p["fmt"]), nl=False)
@@ -289,7 +313,7 @@ def build_cli() -> click.Group:
         api.check_findings(result, placement_file)
 
     @cli.command(cls=GroupedCommand)
-    @click.argument("source")
+    @click.argument("source", nargs=-1, type=click.UNPROCESSED, metavar="SOURCE | -- COMMAND...")
     @format_option
     @debug_option
     @opt(PLAN, "--runtime", type=click.Choice(fit_names), default="llamacpp", show_default=True,
@@ -301,11 +325,15 @@ def build_cli() -> click.Group:
     @opt("Quantization (llama-quantize)", "--quant", metavar="NAME",
          help="Fit this quant (selected or predicted, as with inspect).")
     @hub_options
-    def fit(source: str, **p: Any) -> None:
-        """The plan that keeps the most of SOURCE on GPUs within --budget; exit 3 when nothing fits."""
-        request = FitRequest(source, parse_budget(p["budget"]), given_values(fit_specs), p["runtime"], p["quant"],
-                             hub_settings(p["revision"], p["token"], p["file"]), p["emit_yaml"])
-        report = api.run_fit(request)
+    def fit(source: tuple[str, ...], **p: Any) -> None:
+        """The plan that keeps the most of SOURCE on GPUs within --budget; exit 3 when nothing fits.
+
+        After --, a runtime's command line gives the model, the runtime and its settings:
+        `ckpt-size fit --budget cuda:0=24GiB -- llama-server -m model.gguf -c 32768`.
+        """
+        p["runtime_given"] = click.get_current_context().get_parameter_source("runtime") not in (
+            click.core.ParameterSource.DEFAULT, None)
+        report = api.run_fit(fit_request(source, p, fit_specs))
         if report.result is not None:
             _warn((), report.result.notes)
         click.echo(render_fit(report, fmt=p["fmt"]), nl=False)

@@ -192,3 +192,54 @@ def quant_request(values: Mapping[str, Any]) -> tuple[QuantOptions, bool, tuple[
         pure=bool(v["pure"]), imatrix=bool(v["imatrix"]),
         allow_requantize=True if v["allow_requantize"] is None else v["allow_requantize"])
     return options, v["quant"] is not None, recipe
+
+
+@dataclass(frozen=True)
+class CommandLine:
+    """SOURCE, or a pasted command line after `--`, as the command's positional arguments give them."""
+
+    source: str
+    runtime: str | None = None  # the pasted program's runtime
+    values: Mapping[str, Any] = field(default_factory=dict)  # the pasted options, by dest
+    argv: tuple[str, ...] = ()
+    quant: str | None = None  # `-hf owner/repo:QUANT`
+    warning: str | None = None  # flags of the pasted command that were not used, in one line
+
+
+def command_line(args: tuple[str, ...], pasted: bool, *, fit: bool = False) -> CommandLine:
+    """What the positional arguments say: one SOURCE, or (after `--`) a runtime's command line, read as that program
+    reads it (inspector/runtimes/argv.py). For `fit`, options the search chooses itself are dropped and named.
+
+    Raises:
+        UsageError: no SOURCE, several, a pasted command without a model, an unknown program.
+    """
+    if not pasted:
+        if len(args) != 1:
+            raise UsageError("give one SOURCE" if not args else f"one SOURCE, not {len(args)}: {' '.join(args)}",
+                             hint="or paste a runtime's command line after --, e.g. -- llama-server -m M.gguf -ngl 99")
+        return CommandLine(args[0])
+    from .runtimes.argv import parse_command
+
+    command = parse_command(args, runtime_specs())
+    if command.model is None:
+        raise UsageError(f"the pasted {command.program} command names no model",
+                         hint="include its model argument (-m FILE, --model-path REPO, or the positional model)")
+    values = dict(command.values)
+    spec = get_spec(command.runtime)
+    dropped = [o.name for o in spec.options if fit and o.searched and o.dest in values]
+    for option in spec.options:
+        if option.name in dropped:
+            values.pop(option.dest)
+    warning = command.warning()
+    if dropped:
+        warning = (warning + "; " if warning else f"{command.program}: ") + \
+            f"{', '.join(dropped)} left to the fit search"
+    return CommandLine(command.model, command.runtime, values, command.argv, command.quant, warning)
+
+
+def merge_values(typed: Mapping[str, Any], pasted: Mapping[str, Any]) -> dict[str, Any]:
+    """ckpt-size's own options and a pasted command's, refusing one option given both ways."""
+    both = sorted(set(typed) & set(pasted))
+    if both:
+        raise UsageError(f"{', '.join(both)} given both before -- and in the pasted command", hint="give it once")
+    return {**typed, **pasted}

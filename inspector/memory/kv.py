@@ -66,15 +66,16 @@ class ContextShape:
 
 
 def context_shape(ctx: int, parallel: int = 1, *, ubatch: int = 512, unified: bool = False,
-                  n_batch: int = DEFAULT_N_BATCH) -> ContextShape:
-    """`ctx` is the context of each sequence; llama.cpp is given `-c ctx*parallel -np parallel`."""
+                  n_batch: int = DEFAULT_N_BATCH, total: int | None = None) -> ContextShape:
+    """`ctx` is the context of each sequence; llama.cpp is given `-c ctx*parallel -np parallel`, or `-c total`
+    when the total was given (llama.cpp's own -c, shared by the sequences)."""
     if ctx <= 0:
         raise UsageError(f"--ctx must be a positive number of tokens, got {ctx}")
     if parallel <= 0:
         raise UsageError(f"--parallel must be at least 1, got {parallel}")
     if ubatch <= 0:
         raise UsageError(f"--ubatch-size must be positive, got {ubatch}")
-    flag = ctx * parallel
+    flag = total if total is not None else ctx * parallel
     n_ctx = pad(flag, CTX_PAD)
     if unified or parallel == 1:
         n_ctx_seq, n_stream = n_ctx, 1

@@ -38,10 +38,16 @@ MEMORY_DESTS = tuple(o.dest for o in GGML_MEMORY_OPTIONS)
 
 def memory_options_from(values: Mapping[str, Any], *, budgets: bool = False) -> MemoryOptions | None:
     """MemoryOptions from option values (None when no memory option was given and no budget asks for one)."""
-    given = {k: values[k] for k in MEMORY_DESTS if values.get(k) is not None and values.get(k) is not False}
+    given = {k: values[k] for k in MEMORY_DESTS + ("ctx_size",)
+             if values.get(k) is not None and values.get(k) is not False}
     if not given:
         return MemoryOptions() if budgets else None
     options = MemoryOptions()
+    if "ctx_size" in given:
+        if "ctx" in given:
+            raise UsageError("--ctx is the context of each sequence and -c (--ctx-size) llama.cpp's total; give one")
+        total = given.pop("ctx_size")
+        given.update(ctx=max(1, total // given.get("parallel", 1)), ctx_total=total)
     if "kv_type" in given:
         if "cache_type_k" in given or "cache_type_v" in given:
             raise UsageError("--kv-type sets both cache types; give it or --cache-type-k/-v, not both")

@@ -31,7 +31,8 @@ PARTS = (Part("weights", "weights"), Part("kv_cache", "kv cache"), Part("state",
 @dataclass(frozen=True)
 class MemoryOptions:
     """Runtime settings, named after llama.cpp's options. `ctx` is the context of each of `parallel` sequences
-    (llama.cpp gets `-c ctx*parallel -np parallel`)."""
+    (llama.cpp gets `-c ctx*parallel -np parallel`); `ctx_total` is llama.cpp's own `-c` when it was given that
+    way (shared by the sequences; `ctx` is then its share, rounded down)."""
 
     ctx: int = 4096
     parallel: int = 1
@@ -43,6 +44,12 @@ class MemoryOptions:
     overhead_pct: float = 0.0
     kv_unified: bool = False
     swa_full: bool = False
+    ctx_total: int | None = None
+
+    @property
+    def n_ctx_flag(self) -> int:
+        """llama.cpp's -c: the total context of all sequences."""
+        return self.ctx_total if self.ctx_total is not None else self.ctx * self.parallel
 
     def __post_init__(self) -> None:
         """Refuse values llama.cpp would refuse (or that make no sense as a margin) before any arithmetic uses
@@ -56,6 +63,9 @@ class MemoryOptions:
             raise UsageError(f"--overhead must be a finite percentage >= 0, got {pct!r}")
 
     def with_(self, **changes: Any) -> "MemoryOptions":
+        """A copy with some settings changed; a new context or parallelism drops a given total (-c)."""
+        if "ctx" in changes or "parallel" in changes:
+            changes.setdefault("ctx_total", None)
         return replace(self, **changes)
 
     def with_kv_type(self, name: str) -> "MemoryOptions":
@@ -64,7 +74,7 @@ class MemoryOptions:
 
     def llama_cpp_flags(self) -> str:
         """The llama.cpp options that reproduce these settings."""
-        parts = [f"-c {self.ctx * self.parallel}"]
+        parts = [f"-c {self.n_ctx_flag}"]
         if self.parallel != 1:
             parts.append(f"-np {self.parallel}")
         if self.kv_unified and self.parallel != 1:
@@ -218,7 +228,8 @@ def memory_plan(
     type_v = cache_type(options.cache_type_v, "--cache-type-v")
     flash = resolve_flash_attn(options.flash_attn, type_v)
     check_types(hp, type_k, type_v, flash)
-    shape = context_shape(options.ctx, options.parallel, ubatch=options.ubatch, unified=options.kv_unified)
+    shape = context_shape(options.ctx, options.parallel, ubatch=options.ubatch, unified=options.kv_unified,
+                          total=options.ctx_total)
 
     devices_of = dict(layer_devices) if layer_devices is not None else derive_layer_devices(checkpoint, hp)
     out_dev = output_device or derive_output_device(checkpoint, devices_of, hp)

@@ -31,7 +31,11 @@ class RuntimeSpec:
     summary: str  # one line for help texts
     options: tuple[OptionSpec, ...]
     load: Callable[[], "Runtime"]
-    programs: tuple[str, ...] = ()  # program names of pasted command lines ("llama-server")
+    programs: tuple[str, ...] = ()  # program names of pasted command lines ("llama-server", "vllm serve")
+    model_flags: tuple[str, ...] = ()  # flags naming the model in a pasted command line ("-m", "--model-path")
+    model_positional: bool = False  # the first positional argument is the model (`vllm serve REPO`)
+    hub_model_flags: tuple[str, ...] = ()  # flags naming a Hub repo with an optional quant: `-hf owner/repo:Q4_K_M`
+    ignored_flags: Mapping[str, bool] = field(default_factory=dict)  # flags with no effect on memory -> take a value
     can_fit: bool = True
     order: int = 100  # registry order: where options are shared, the first runtime declaring them is the default
     placement_file_kinds: tuple[str, ...] = ()  # kinds of --placement files it reads ("ktransformers", "plan")

@@ -27,7 +27,28 @@ OPTIONS = (
                default="layer", choices=("none", "layer", "row"), show_default=True, searched=True),
     OptionSpec("main_gpu", ("-mg", "--main-gpu"), "int", "llama.cpp: the GPU for -sm none / row.", default=0,
                minimum=0, show_default=True, searched=True),
+    OptionSpec("ctx_size", ("-c", "--ctx-size"), "int", "llama.cpp's total context, shared by the -np sequences "
+               "(each gets -c / -np); use --ctx for the context of each sequence.", metavar="N", minimum=1,
+               memory=True),
 )
+
+# llama-server / llama-cli flags that do not change memory (common/arg.cpp); True: the flag takes a value.
+IGNORED = {
+    **dict.fromkeys(("--host", "--port", "-t", "--threads", "-tb", "--threads-batch", "-n", "--n-predict",
+                     "--temp", "--top-k", "--top-p", "--min-p", "--repeat-penalty", "--seed", "-s", "-a", "--alias",
+                     "--api-key", "--chat-template", "--chat-template-file", "-p", "--prompt", "-f", "--file",
+                     "--log-file", "--timeout", "--threads-http", "--slot-save-path", "--reasoning-format",
+                     "--reasoning-budget", "-b", "--batch-size", "--keep", "--grammar", "--json-schema",
+                     "-sys", "--system-prompt", "--path", "--api-prefix", "--ssl-key-file", "--ssl-cert-file",
+                     "--numa", "-cb", "--poll", "--prio", "-C", "--cpu-mask", "--override-kv", "--lora",
+                     "--lora-scaled", "--mmproj", "-mm", "--draft-max", "--draft-min", "-md", "--model-draft",
+                     "--spec-type"), True),
+    **dict.fromkeys(("--jinja", "--no-jinja", "--mlock", "--no-mmap", "--mmap", "--metrics", "--props", "--slots",
+                     "--no-webui", "--verbose", "-v", "--log-disable", "--cont-batching", "--no-cont-batching",
+                     "-cnv", "--conversation", "-no-cnv", "--no-warmup", "--embedding", "--embeddings",
+                     "--reranking", "-sp", "--special", "--no-perf", "--log-colors", "-i", "--interactive",
+                     "--check-tensors", "--no-context-shift", "--context-shift"), False),
+}
 
 SPEC = RuntimeSpec(
     name="llamacpp",
@@ -35,6 +56,9 @@ SPEC = RuntimeSpec(
     summary="llama.cpp's own flags and loader: -ngl, -ot, --cpu-moe, --n-cpu-moe, -ts, -sm, -mg",
     options=OPTIONS + GGML_MEMORY_OPTIONS,
     load=_load,
-    programs=("llama-server", "llama-cli"),
+    programs=("llama-server", "llama-cli", "llama-mtmd-cli", "llama-bench"),
+    model_flags=("-m", "--model"),
+    hub_model_flags=("-hf", "-hfr", "--hf-repo"),
+    ignored_flags=IGNORED,
     order=10,
 )
