@@ -7,4 +7,4 @@ from .model import Checkpoint, FileInfo, TensorInfo
 from .summary import Group, Inspection
 
 __all__ = ["Checkpoint", "CkptSizeError", "FileInfo", "Group", "Inspection", "TensorInfo", "inspect", "load"]
-__version__ = "0.1.0"
+from .version import __version__  # noqa: E402

@@ -194,7 +194,7 @@ class HubClient:
         from huggingface_hub import constants
         from huggingface_hub.utils import build_hf_headers
 
-        from .. import __version__
+        from ..version import __version__
 
         self.repo_id = repo_id
         self.revision = revision
