@@ -6,5 +6,6 @@ from .errors import CkptSizeError
 from .model import Checkpoint, FileInfo, TensorInfo
 from .summary import Group, Inspection
 
-__all__ = ["Checkpoint", "CkptSizeError", "FileInfo", "Group", "Inspection", "TensorInfo", "inspect", "load"]
+__all__ = ["Checkpoint", "CkptSizeError", "FileInfo", "Group", "Inspection", "TensorInfo", "__version__", "inspect",
+           "load"]
 from .version import __version__  # noqa: E402

@@ -7,6 +7,7 @@ from typing import Any
 
 from .errors import CheckFailed, SourceError, UsageError
 from .fit import FitReport, best_quant
+from .fit.advice import fit_advice, inspect_advice, over_lines
 from .fit import fit as fit_plan
 from .formats import read_checkpoint
 from .memory.train import TrainOptions, train_memory
@@ -14,6 +15,7 @@ from .model import Checkpoint
 from .placement import ValidationResult, detect_placement_kind, read_placement, require_placement
 from .placement.findings import PlacedPlan
 from .quant import COMMON_FTYPES, Prediction, QuantOptions, predict, resolve_ftype
+from .quant.ftypes import guess_file_type, most_common_type
 from .quant.convert import to_gguf_view
 from .quant.recipe import apply_recipe
 from .requests import FitRequest, InspectRequest, placement_file_runtime
@@ -75,16 +77,20 @@ def _load(source: str, quant: str | None, rules: RoleRules | str | None = None,
 def is_selection(checkpoint: Checkpoint, options: QuantOptions, *, named: bool) -> bool:
     """Whether `--quant` means these very files (read them) rather than a prediction.
 
-    A GGUF is that quant when its `general.file_type` says so, or when it has no file type and its name says so.
-    Any llama-quantize override asks for a prediction whatever the files are.
+    A GGUF is that quant when its `general.file_type` says so; without one, when the type llama.cpp's loader guesses
+    from its most common tensor type is it, or when the files were chosen by that name and their most common tensor
+    type is the quant's own (a Q3_K_S file guesses as Q3_K_M; a BF16 file is never "the F16 quant", whatever its
+    name). Any llama-quantize override asks for a prediction whatever the files are.
     """
     if checkpoint.format != "gguf" or options != QuantOptions(options.ftype, rules=options.rules,
                                                                allow_requantize=options.allow_requantize):
         return False
+    asked = resolve_ftype(options.ftype, options.rules)
     file_type = checkpoint.metadata.get("general.file_type")
     if isinstance(file_type, int) and not isinstance(file_type, bool):
-        return file_type == resolve_ftype(options.ftype, options.rules).ftype
-    return named
+        return file_type == asked.ftype
+    types = [t.dtype for t in checkpoint.tensors]
+    return guess_file_type(types).ftype == asked.ftype or (named and most_common_type(types) == asked.default_type)
 
 
 def predict_quant(checkpoint: Checkpoint, options: QuantOptions) -> Prediction:
@@ -131,14 +137,17 @@ def run_inspect(request: InspectRequest) -> Inspection:
     train = train_memory(checkpoint, request.train) if request.train is not None else None
     placement = runtime.place(checkpoint, options)
     memory = budget = None
+    advice: tuple[str, ...] = ()
     if request.memory_asked:
         memory = runtime.memory(placement, options)
         budget = memory.check(request.budgets) if request.budgets else None
+        if budget is not None and not budget.fits:
+            advice = inspect_advice(runtime_name, checkpoint, placement, options, request.budgets, budget)
     notes = placement.notes + quant_notes + (memory.notes if memory is not None else ())
     recipe_lines = len(request.recipe) if request.recipe else None
     return summarize(placement.checkpoint, placement.summary, flags_line=placement.command, notes=notes,
                      source=checkpoint, runtime=runtime_name, quant=quant, recipe_lines=recipe_lines, memory=memory,
-                     budget=budget, train=train)
+                     budget=budget, train=train, advice=advice)
 
 
 def inspect(source: str | Checkpoint, *, runtime: str | None = None, placement_file: str | None = None,
@@ -182,6 +191,7 @@ class QuantRow:
     file_size: int
     header_exact: bool
     devices: dict[str, int]
+    notes: tuple[str, ...] = ()  # what llama-quantize would warn about (imatrix needed, requantizing …)
 
 
 def quant_list(request: InspectRequest, ftypes: tuple[str, ...] = COMMON_FTYPES) -> tuple[Checkpoint, list[QuantRow]]:
@@ -199,8 +209,30 @@ def quant_list(request: InspectRequest, ftypes: tuple[str, ...] = COMMON_FTYPES)
         prediction = predict_quant(checkpoint, replace(base, ftype=ftype))
         placed = runtime.place(prediction.checkpoint, options)
         rows.append(QuantRow(ftype, prediction.file_size, prediction.header_exact,
-                             {g.key: g.bytes for g in summarize(placed.checkpoint, "").by_device}))
+                             {g.key: g.bytes for g in summarize(placed.checkpoint, "").by_device},
+                             tuple(prediction.notes)))
     return checkpoint, rows
+
+
+QUANT_LIST_WARNINGS = (
+    # (what a prediction note starts with, the warning llama-quantize prints for it; tools/quantize/quantize.cpp)
+    ("llama-quantize writes this file only with an imatrix",
+     "llama-quantize refuses these without --imatrix (IQ1/IQ2/IQ3_XXS types need an importance matrix)"),
+    ("already-quantized tensors are requantized",
+     "requantized from an already-quantized file (llama-quantize needs --allow-requantize and warns that "
+     "quality suffers; quantize from the BF16/F16 file if you have it)"),
+)
+
+
+def quant_list_notes(rows: list[QuantRow]) -> tuple[str, ...]:
+    """The warnings llama-quantize would print for the quants of a `--quant-list`, each once with its quants."""
+    found: dict[str, list[str]] = {}
+    for row in rows:
+        for note in row.notes:
+            for marker, warning in QUANT_LIST_WARNINGS:
+                if marker in note and row.ftype not in found.setdefault(warning, []):
+                    found[warning].append(row.ftype)
+    return tuple(f"{', '.join(ftypes)}: {warning}" for warning, ftypes in found.items() if ftypes)
 
 
 def _placement_reader(path: str) -> Any:
@@ -278,7 +310,7 @@ def check_budget(result: Inspection) -> None:
     verdict = result.budget
     if verdict is not None and not verdict.fits:
         over = ", ".join(f"{d.device} by {d.over_by:,} bytes" for d in verdict.devices if not d.fits)
-        raise CheckFailed(f"does not fit: {over}")
+        raise CheckFailed(f"does not fit: {over}", hint="; ".join(result.advice[len(over_lines(verdict)):]) or None)
 
 
 def check_findings(result: ValidationResult, placement_file: str) -> None:
@@ -290,4 +322,5 @@ def check_findings(result: ValidationResult, placement_file: str) -> None:
 def check_fit(report: FitReport) -> None:
     """Raise CheckFailed (exit 3) when no plan fits the budgets."""
     if report.result is None or not report.result.fits:
-        raise CheckFailed("the model does not fit these budgets")
+        advice = fit_advice(report.result.verdict if report.result is not None else None)
+        raise CheckFailed("the model does not fit these budgets: " + "; ".join(advice))

@@ -95,7 +95,7 @@ def runtime_option_specs(*, fit: bool) -> list[tuple[OptionSpec, str]]:
     owners: dict[str, list[str]] = {}
     for runtime in runtime_specs():
         for spec in runtime.options:
-            if fit and spec.searched:
+            if (fit and spec.searched) or not spec.flags:  # no ckpt-size spelling: read from pasted commands only
                 continue
             if spec.dest in seen and seen[spec.dest] != spec:
                 raise RuntimeError(f"runtime {runtime.name} redefines option {spec.name}")
@@ -226,7 +226,7 @@ def inspect_request(args: tuple[str, ...], p: dict[str, Any], specs: list[tuple[
 
         training = TrainOptions(optimizer=p["optimizer"], micro_batch=p["micro_batch"], seq_len=p["seq_len"])
     return InspectRequest(line.source, merge_values(given_values(specs), line.values), p["runtime"] or line.runtime,
-                          p["placement_file"], p["gpus"], parse_budget(p["budget"]), quant if quant_given else None,
+                          p["placement_file"] or line.placement_file, p["gpus"], parse_budget(p["budget"]), quant if quant_given else None,
                           recipe, training, hub_settings(p["revision"], p["token"], p["file"]),
                           line.argv or _argv(), None if quant_given else quant)
 
@@ -288,7 +288,7 @@ def build_cli() -> click.Group:
             return _report_fetch(found.fetch, p["verbose"])
         if p["quant_list"]:
             checkpoint, rows = api.quant_list(request)
-            _warn(checkpoint.warnings)
+            _warn(checkpoint.warnings, api.quant_list_notes(rows))
             return click.echo(render_quant_list(checkpoint, rows, fmt=p["fmt"]), nl=False)
         result = api.run_inspect(request)
         _warn(result.checkpoint.warnings, result.notes)

@@ -153,7 +153,8 @@ class FitRequest:
         return choose_runtime(runtime, self.values)
 
     def runtime_values(self) -> dict[str, Any]:
-        return {**self.values, "budgets": dict(self.budgets)}
+        """The runtime's values; `placement_file` is where --emit-yaml writes the rule file (its command names it)."""
+        return {**self.values, "budgets": dict(self.budgets), "placement_file": self.emit}
 
 
 def is_checkpoint(source: Any) -> bool:
@@ -204,6 +205,7 @@ class CommandLine:
     argv: tuple[str, ...] = ()
     quant: str | None = None  # `-hf owner/repo:QUANT`
     warning: str | None = None  # flags of the pasted command that were not used, in one line
+    placement_file: str | None = None  # a rule file the pasted command names (KTransformers' --optimize_config_path)
 
 
 def command_line(args: tuple[str, ...], pasted: bool, *, fit: bool = False) -> CommandLine:
@@ -234,7 +236,8 @@ def command_line(args: tuple[str, ...], pasted: bool, *, fit: bool = False) -> C
     if dropped:
         warning = (warning + "; " if warning else f"{command.program}: ") + \
             f"{', '.join(dropped)} left to the fit search"
-    return CommandLine(command.model, command.runtime, values, command.argv, command.quant, warning)
+    placement = values.pop("placement_file", None)
+    return CommandLine(command.model, command.runtime, values, command.argv, command.quant, warning, placement)
 
 
 def merge_values(typed: Mapping[str, Any], pasted: Mapping[str, Any]) -> dict[str, Any]:

@@ -65,6 +65,7 @@ class Inspection:
     memory: "MemoryReport | None" = None
     budget: "BudgetVerdict | None" = None
     train: "TrainMemory | None" = None
+    advice: tuple[str, ...] = ()  # what to try, with numbers, when the plan is over a budget
 
     @property
     def tensor_count(self) -> int:

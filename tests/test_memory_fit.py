@@ -189,7 +189,7 @@ def test_limits_keep_the_chosen_flags(mixtral: Checkpoint) -> None:
     assert result.limits.replanned_max_parallel is not None and result.limits.replanned_max_parallel >= result.limits.max_parallel
     assert result.limits.replanned_max_ctx_command.endswith(f"-c {result.limits.replanned_max_ctx}")
     assert "cpu-moe" in result.limits.replanned_max_ctx_command
-    assert result.limits.note.startswith("max_ctx and max_parallel keep these flags")
+    assert result.limits.note.startswith("the max lines keep these flags")
     data = result.as_dict()
     for key in ("max_ctx_flags", "max_parallel_flags", "replanned_max_ctx", "replanned_max_ctx_flags",
                 "replanned_max_parallel", "replanned_max_parallel_flags", "limits_note"):
@@ -276,9 +276,10 @@ def test_ktransformers_marlin_layers_per_gpu(deepseek: Checkpoint, tmp_path: Pat
     assert not result.has_errors, [f.render() for f in result.findings if f.severity == "error"]
     assert "KExpertsMarlin" in out.read_text() and "KExpertsCPU" in out.read_text()
     # the limits keep this rule file; KTransformers has no re-planned limits
-    assert "keeping this rule file as it is" in two.limits.note
+    assert "keep this rule file as it is" in two.limits.note
     assert two.limits.replanned_max_ctx is None and two.limits.max_ctx >= 4096
-    assert two.limits.max_ctx_command == f"-c {two.limits.max_ctx}"
+    # KTransformers' own flags (ktransformers/server/args.py): --cache_lens is the KV tokens of the batch
+    assert two.limits.max_ctx_command == f"--cache_lens {two.limits.max_ctx} --max_batch_size 1"
 
 
 def test_ktransformers_two_gpus_and_yaml_only_for_kt(deepseek: Checkpoint, mixtral: Checkpoint) -> None:

@@ -178,8 +178,8 @@ def test_unknown_storage_and_storage_that_does_not_fit(tmp_path, v3):
 
 
 def test_yaml_syntax_and_empty_plan(tmp_path, v3):
-    result = plan(tmp_path, "rules:\n  - {role: norm, device: cpu\n", v3)
-    assert [(f.code, f.line) for f in result.findings] == [("yaml-syntax", 3)]
+    with pytest.raises(RulesError, match=r"plan\.yaml:3:1: invalid YAML"):
+        plan(tmp_path, "rules:\n  - {role: norm, device: cpu\n", v3)
     result = plan(tmp_path, "rules: []\n", v3)
     assert not result.has_errors
     assert set(device_bytes(result)) == {"cuda:0"}

@@ -76,11 +76,24 @@ def test_base_file_is_clean(tmp_path, small):
 # ---- the file --------------------------------------------------------------------------------------------
 def test_yaml_syntax_error_has_line_and_column(tmp_path, small):
     text = BASE + "- match:\n    name: \"^lm_head\n  replace:\n"  # unterminated string from line 18
-    result = run(tmp_path, text, small)
-    (finding,) = result.findings
-    assert (finding.severity, finding.code) == ("error", "yaml-syntax")
-    assert finding.line == 20 and finding.column > 0  # where the scanner gives up
-    assert result.has_errors and result.placed is None
+    with pytest.raises(RulesError, match=r"rules\.yaml:20:1: invalid YAML") as e:  # where the scanner gives up
+        run(tmp_path, text, small)
+    assert e.value.exit_code == 1
+
+
+@pytest.mark.parametrize("text, where", [("foo: [\n- bar\n", ":2:1: invalid YAML"),
+                                         ("- match:\n    name: \"x\n  replace: y\n", ":4:1: invalid YAML")])
+def test_yaml_syntax_errors_exit_1_with_the_parsers_position(tmp_path, text, where, capsys):
+    from inspector.cli import main
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    model = str(Path(__file__).resolve().parents[1] / "fixtures" / "models" / "llama-3.2-3b-f16.gguf")
+    for args in (["validate", str(path), model], ["inspect", model, "--placement", str(path)]):
+        with pytest.raises(SystemExit) as e:
+            main(args)
+        assert e.value.code == 1
+        assert f"Error: {path}{where}" in capsys.readouterr().err
 
 
 def test_not_a_list(tmp_path, small):
@@ -475,7 +488,9 @@ def test_detect_kind(tmp_path):
     broken_kt.write_text("- match:\n    name: 'x\n")
     other = tmp_path / "d.yaml"
     other.write_text("just text\n")
-    assert [detect_placement_kind(p) for p in (kt, plan, broken_kt)] == ["ktransformers", "plan", "ktransformers"]
+    assert [detect_placement_kind(p) for p in (kt, plan)] == ["ktransformers", "plan"]
+    with pytest.raises(RulesError, match=r"c\.yaml:3:1: invalid YAML"):  # the scanner gives up at the end
+        detect_placement_kind(broken_kt)
     with pytest.raises(RulesError, match="neither"):
         detect_placement_kind(other)
     with pytest.raises(RulesError, match="cannot read"):

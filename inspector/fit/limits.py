@@ -14,6 +14,12 @@ MAX_CTX_FALLBACK = 1 << 20  # upper end of the context search when the model sta
 CTX_STEP = 256  # contexts are searched in multiples of llama.cpp's KV cell padding
 
 
+def context_caps(ctx: int, parallel: int, trained: int | None) -> tuple[int, int]:
+    """Where the searches of `context_limits` stop: the trained context (or the asked one, if larger) and
+    MAX_PARALLEL (or the asked number, if larger)."""
+    return CTX_STEP * max((trained or MAX_CTX_FALLBACK) // CTX_STEP, -(-ctx // CTX_STEP), 1), max(MAX_PARALLEL, parallel)
+
+
 def context_limits(ctx: int, parallel: int, trained: int | None, ok: Callable[[int | None, int | None], bool]
                    ) -> tuple[int, int]:
     """(max_ctx, max_parallel) for a monotone `ok(ctx, parallel)` (None keeps the current value): the largest

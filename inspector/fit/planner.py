@@ -6,13 +6,15 @@ It knows no runtime's flags: everything runtime-specific goes through the `Runti
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any, Mapping
 
 from ..errors import UsageError
 from ..model import Checkpoint
 from ..runtimes import get_runtime
+from ..runtimes.argv import ready_command
 from ..runtimes.base import Limits, Placement, Runtime, SearchOutcome
-from .limits import context_limits
+from .limits import context_caps, context_limits
 from .result import FitResult, QuantChoice
 
 
@@ -37,8 +39,9 @@ def fit(checkpoint: Checkpoint, budgets: Mapping[str, int], runtime: str, option
     notes = list(outcome.notes) + list(memory.notes)
     if limits.max_ctx and trained and limits.max_ctx >= trained:
         notes.append(f"the model's trained context ({trained}) fits; max_ctx stops there")
-    return FitResult(rt.spec.name, verdict.fits, placement, memory, verdict, rt.command(placement, options), limits,
-                     all_on_gpu=outcome.all_on_gpu, artifact=outcome.artifact, details=outcome.details,
+    flags = rt.command(placement, options)
+    return FitResult(rt.spec.name, verdict.fits, placement, memory, verdict, flags, limits,
+                     ready_command(rt.spec, checkpoint.source, flags), all_on_gpu=outcome.all_on_gpu, artifact=outcome.artifact, details=outcome.details,
                      steps=outcome.steps, notes=tuple(notes))
 
 
@@ -54,9 +57,11 @@ def _limits(rt: Runtime, placement: Placement, options: Any, budgets: Mapping[st
         return rt.memory(placement, varied(c, p)).check(budgets).fits
 
     max_ctx, max_par = context_limits(ctx, parallel, trained, same_plan)
+    ctx_cap, par_cap = context_caps(ctx, parallel, trained)
     limits = Limits(max_ctx, max_par,
                     rt.command(placement, varied(max_ctx, None)) if max_ctx else "",
-                    rt.command(placement, varied(None, max_par)) if max_par else "", note=outcome.limits_note)
+                    rt.command(placement, varied(None, max_par)) if max_par else "", note=outcome.limits_note,
+                    ctx=ctx, parallel=parallel, ctx_cap=ctx_cap, parallel_cap=par_cap)
     if outcome.replan is None:
         return limits
     replan = outcome.replan
@@ -66,9 +71,9 @@ def _limits(rt: Runtime, placement: Placement, options: Any, budgets: Mapping[st
         placed = replan(opts)
         return rt.command(placed, opts) if placed is not None else ""
 
-    return Limits(limits.max_ctx, limits.max_parallel, limits.max_ctx_command, limits.max_parallel_command,
-                  re_ctx, line(varied(re_ctx, None)) if re_ctx else "",
-                  re_par, line(varied(None, re_par)) if re_par else "", limits.note)
+    return replace(limits, replanned_max_ctx=re_ctx, replanned_max_ctx_command=line(varied(re_ctx, None)) if re_ctx
+                   else "", replanned_max_parallel=re_par,
+                   replanned_max_parallel_command=line(varied(None, re_par)) if re_par else "")
 
 
 def best_quant(candidates: Mapping[str, Checkpoint], budgets: Mapping[str, int], runtime: str, options: Any

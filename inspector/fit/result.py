@@ -24,6 +24,7 @@ class FitResult:
     verdict: BudgetVerdict
     command: str
     limits: Limits
+    ready: str = ""  # the runtime's whole command line (program, model, flags), ready to paste
     all_on_gpu: bool = False
     artifact: str | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
@@ -45,6 +46,7 @@ class FitResult:
         lim = self.limits
         return {
             "runtime": self.runtime, "fits": self.fits, "all_on_gpu": self.all_on_gpu, "flags": self.command,
+            "command": self.ready,
             "placement": self.summary, "max_ctx": lim.max_ctx, "max_parallel": lim.max_parallel,
             "max_ctx_flags": lim.max_ctx_command, "max_parallel_flags": lim.max_parallel_command,
             "replanned_max_ctx": lim.replanned_max_ctx, "replanned_max_ctx_flags": lim.replanned_max_ctx_command,

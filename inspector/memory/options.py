@@ -9,6 +9,7 @@ from ..errors import UsageError
 from ..model import Checkpoint
 from ..options import OptionSpec
 from .hparams import hparams_of
+from .kv import cache_type
 from .plan import MemoryOptions
 
 GGML_MEMORY_OPTIONS = (
@@ -45,12 +46,14 @@ def memory_options_from(values: Mapping[str, Any], *, budgets: bool = False) -> 
     options = MemoryOptions()
     if "ctx_size" in given:
         if "ctx" in given:
-            raise UsageError("--ctx is the context of each sequence and -c (--ctx-size) llama.cpp's total; give one")
+            raise UsageError("--ctx is the context of each sequence and -c (--ctx-size) the total shared by the "
+                             "sequences; give one")
         total = given.pop("ctx_size")
         given.update(ctx=max(1, total // given.get("parallel", 1)), ctx_total=total)
     if "kv_type" in given:
         if "cache_type_k" in given or "cache_type_v" in given:
             raise UsageError("--kv-type sets both cache types; give it or --cache-type-k/-v, not both")
+        cache_type(given["kv_type"], "--kv-type")  # an unknown type is named under the flag the user typed
         options = options.with_kv_type(given.pop("kv_type"))
     if "overhead" in given:
         given["overhead_pct"] = given.pop("overhead")

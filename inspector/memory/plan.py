@@ -137,6 +137,7 @@ class MemoryPlan:
     hparams: HParams
     notes: tuple[str, ...] = ()
     basis: Mapping[str, str] = field(default_factory=dict)
+    command: str | None = None  # the runtime's flags for these settings (default: llama.cpp's)
 
     @property
     def totals(self) -> dict[str, int]:
@@ -157,8 +158,9 @@ class MemoryPlan:
     def table(self) -> MemoryTable:
         """The rows as the report shows them (one column per DeviceMemory field)."""
         o = self.options
-        title = (f"memory at {o.ctx:,} tokens x {o.parallel} sequence(s), K {o.cache_type_k} / V {o.cache_type_v}, "
-                 f"{self.kv_bytes_per_token:,} bytes of KV per token  [{o.llama_cpp_flags()}]")
+        sequences = f"{o.parallel} sequence" + ("" if o.parallel == 1 else "s")
+        title = (f"memory at {o.ctx:,} tokens x {sequences}, K {o.cache_type_k} / V {o.cache_type_v}, "
+                 f"{self.kv_bytes_per_token:,} bytes of KV per token  [{self.command or o.llama_cpp_flags()}]")
         rows = {dev: {p.key: getattr(mem, p.key) for p in PARTS} for dev, mem in self.devices.items()}
         return MemoryTable(PARTS, rows, title)
 

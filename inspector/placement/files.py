@@ -6,7 +6,6 @@ maps it to the runtime that reads it); `read_placement` parses a file and hands 
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Callable
 
@@ -19,41 +18,43 @@ from .yaml_nodes import Document, parse
 __all__ = ["Finding", "PlacedPlan", "ValidationResult", "detect_placement_kind", "read_placement",
            "require_placement"]
 
-_KT_MARK = re.compile(r"^\s*-\s*match\s*:", re.MULTILINE)
-_PLAN_MARK = re.compile(r"^(rules|budgets|default_device|version)\s*:", re.MULTILINE)
 
 
 def _read(path: str | Path) -> str:
     return read_user_file(path, "placement file")
 
 
-def _kind_of_text(text: str) -> str:
+def _document(text: str, path: str | Path) -> Document:
+    """The composed YAML document (no aliases expanded), or the parser's error at its line and column.
+
+    Raises:
+        RulesError: invalid YAML (exit 1: the file cannot be read as YAML at all).
+    """
+    doc = parse(text, str(path))
+    if isinstance(doc, Finding):
+        raise RulesError(f"{doc.location}: {doc.message}", hint=doc.fix)
+    return doc
+
+
+def _kind_of(doc: Document) -> str:
     import yaml
 
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        data = None
-    if isinstance(data, list):
+    if isinstance(doc.root, yaml.SequenceNode):
         return "ktransformers"
-    if isinstance(data, dict):
-        return "plan"
-    if _KT_MARK.search(text):
-        return "ktransformers"
-    if _PLAN_MARK.search(text):
-        return "plan"
+    if isinstance(doc.root, yaml.MappingNode):
+        keys = {k.value for k, _ in doc.root.value if isinstance(k, yaml.ScalarNode)}
+        # a lone KTransformers rule without its leading '-' is still a rule file (the reader says what is wrong)
+        return "ktransformers" if keys & {"match", "replace"} and "rules" not in keys else "plan"
     return "unknown"
 
 
 def detect_placement_kind(path: str | Path) -> str:
     """"ktransformers" (a YAML list of rules) or "plan" (a mapping with `rules:`).
 
-    A file that does not parse is judged by its text ('- match:' lines vs top-level 'rules:').
-
     Raises:
-        RulesError: unreadable, or neither kind.
+        RulesError: unreadable, invalid YAML (with the parser's line and column), or neither kind.
     """
-    kind = _kind_of_text(_read(path))
+    kind = _kind_of(_document(_read(path), path))
     if kind == "unknown":
         raise RulesError(f"{path}: neither a KTransformers rule list nor a ckpt-size plan",
                          hint="a KTransformers file is a list of '- match: … replace: …' rules; "
@@ -67,14 +68,12 @@ Reader = Callable[[Document, Checkpoint, "int | None"], "tuple[PlacedPlan | None
 def read_placement(path: str | Path, checkpoint: Checkpoint, reader: Reader, *, gpus: int | None = None
                    ) -> ValidationResult:
     """Every finding about the placement file for this checkpoint, and the placement when it can be made;
-    `reader` is the runtime's (a YAML syntax error is a finding of its own, with its line and column).
+    `reader` is the runtime's.
 
     Raises:
-        RulesError: the file cannot be read.
+        RulesError: the file cannot be read, or is not valid YAML (named at the parser's line and column).
     """
-    doc = parse(_read(path), str(path))
-    if isinstance(doc, Finding):
-        return ValidationResult((doc,), None, True)
+    doc = _document(_read(path), path)
     placed, findings = reader(doc, checkpoint, gpus)
     ordered = sort_findings(findings)
     return ValidationResult(ordered, placed, any(f.severity == "error" for f in ordered))

@@ -182,3 +182,29 @@ def resolve_type(name: str, what: str) -> str:
         return ggml_type(name.strip()).name
     except KeyError:
         raise UsageError(f"{what}: unknown ggml type {name!r}; valid types: {', '.join(valid_type_names())}") from None
+
+
+# llama_model_loader's guess of the file type from the most common tensor type, used when a GGUF has no
+# general.file_type (src/llama-model-loader.cpp, the llama_model_loader constructor: n_type[] counts, the type with
+# the most tensors wins (the first to reach the count on ties), then a switch to LLAMA_FTYPE_*; unknown -> ALL_F32).
+_GUESSED_FTYPE = {"F32": "F32", "F16": "F16", "BF16": "BF16", "Q4_0": "Q4_0", "Q4_1": "Q4_1", "Q5_0": "Q5_0",
+                  "Q5_1": "Q5_1", "Q8_0": "Q8_0", "Q2_K": "Q2_K", "Q3_K": "Q3_K_M", "Q4_K": "Q4_K_M",
+                  "Q5_K": "Q5_K_M", "Q6_K": "Q6_K", "TQ1_0": "TQ1_0", "TQ2_0": "TQ2_0", "IQ2_XXS": "IQ2_XXS",
+                  "IQ2_XS": "IQ2_XS", "IQ2_S": "IQ2_S", "IQ3_XXS": "IQ3_XXS", "IQ1_S": "IQ1_S", "IQ1_M": "IQ1_M",
+                  "IQ4_NL": "IQ4_NL", "IQ4_XS": "IQ4_XS", "IQ3_S": "IQ3_S", "MXFP4": "MXFP4_MOE"}
+
+
+def most_common_type(tensor_types: list[str]) -> str:
+    """The tensor type with the most tensors; the first to reach the count wins ties (as llama.cpp's loader)."""
+    counts: dict[str, int] = {}
+    best, best_count = "F32", 0
+    for name in tensor_types:
+        counts[name] = counts.get(name, 0) + 1
+        if counts[name] > best_count:
+            best, best_count = name, counts[name]
+    return best
+
+
+def guess_file_type(tensor_types: list[str]) -> FtypeInfo:
+    """The file type llama.cpp's loader assumes for a GGUF without general.file_type, from its tensor types."""
+    return FTYPES.get(_GUESSED_FTYPE.get(most_common_type(tensor_types), "F32")) or FTYPES["F32"]

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 
 from tabulate import tabulate
 
+from ..devices import device_sort_key
 from ..memory.table import MemoryTable
 
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB", "PiB")
@@ -45,18 +46,34 @@ def csv_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 
-def memory_table(table: MemoryTable, verdict: Any, tablefmt: str) -> str:
-    """Per device: the runtime's parts (exact rows, estimates marked, the margin); with budgets, the verdict."""
+def memory_rows(table: MemoryTable, verdict: Any) -> list[dict[str, Any]]:
+    """One dict per device: the table's parts and total, and with budgets its budget, free bytes and verdict.
+    A budgeted device the plan leaves empty is a row of zeros: its whole budget is free."""
     per_device = {d.device: d for d in verdict.devices} if verdict else {}
+    devices = sorted(set(table.devices) | set(per_device), key=device_sort_key)
     rows = []
-    for device in table.devices:
-        values = table.row_dict(device)
-        row = [device, *(human_bytes(values[p.key]) for p in table.parts), human_bytes(values["total"])]
+    for device in devices:
+        values = table.row_dict(device) if device in table.rows else {**{p.key: 0 for p in table.parts}, "total": 0}
+        row: dict[str, Any] = {"device": device, **values}
         if verdict:
             v = per_device.get(device)
-            row += [human_bytes(v.budget), "fits" if v.fits else f"over by {human_bytes(v.over_by)}"] if v \
-                else ["-", "-"]
+            row.update(budget=v.budget if v else None, free=v.headroom if v else None,
+                       fits=v.fits if v else None, over_by=v.over_by if v else None)
         rows.append(row)
+    return rows
+
+
+def memory_table(table: MemoryTable, verdict: Any, tablefmt: str) -> str:
+    """Per device: the runtime's parts (exact rows, estimates marked, the margin); with budgets, the budget, what is
+    left free and the verdict."""
+    rows = []
+    for row in memory_rows(table, verdict):
+        cells = [row["device"], *(human_bytes(row[p.key]) for p in table.parts), human_bytes(row["total"])]
+        if verdict:
+            known = row["budget"] is not None
+            cells += [human_bytes(row["budget"]) if known else "-", human_bytes(row["free"]) if known else "-",
+                      ("fits" if row["fits"] else f"over by {human_bytes(row['over_by'])}") if known else "-"]
+        rows.append(cells)
     headers = ["device", *(p.header for p in table.parts), "total"]
-    headers += ["budget", "verdict"] if verdict else []
+    headers += ["budget", "free", "verdict"] if verdict else []
     return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)

@@ -8,6 +8,31 @@ from tabulate import tabulate
 
 from .base import csv_text, human_bytes, memory_table, safe
 
+def _sequences(n: int) -> str:
+    return f"{n:,} sequence" + ("" if n == 1 else "s")
+
+
+def _cap(value: int, cap: int | None, what: str) -> str:
+    return f" (the search stops at {what}: {cap:,})" if cap and value >= cap else ""
+
+
+def limit_lines(lim: Any) -> list[list[str]]:
+    """How far the plan stretches, in words, with the caps the searches stop at."""
+    lines = [["max context", f"{lim.max_ctx:,} tokens per sequence at {_sequences(lim.parallel)}, these flags kept"
+              + _cap(lim.max_ctx, lim.ctx_cap, "the model's trained context")],
+             ["max parallel", f"{_sequences(lim.max_parallel)} of {lim.ctx:,} tokens, these flags kept"
+              + _cap(lim.max_parallel, lim.parallel_cap, "the most sequences the runtime takes")]]
+    if lim.replanned_max_ctx is not None:
+        lines.append(["re-planned", f"{lim.replanned_max_ctx:,} tokens per sequence: "
+                      f"{lim.replanned_max_ctx_command or 'no such plan'}"])
+    if lim.replanned_max_parallel is not None:
+        lines.append(["re-planned", f"{_sequences(lim.replanned_max_parallel)}: "
+                      f"{lim.replanned_max_parallel_command or 'no such plan'}"])
+    if lim.note:
+        lines.append(["limits", lim.note])
+    return lines
+
+
 def render_fit(report: Any, *, fmt: str = "table") -> str:
     """`fit`: the verdict, the flags to paste, the limits, the memory per device; the quants compared."""
     r = report.result
@@ -36,16 +61,10 @@ def render_fit(report: Any, *, fmt: str = "table") -> str:
     if r is None:
         parts.append("no quant fits the budgets")
         return "\n\n".join(parts) + "\n"
-    lim = r.limits
     lines = [["source", safe(report.source)], ["runtime", r.runtime],
              ["verdict", "fits" if r.fits else "does not fit"], ["placement", r.summary],
              ["flags", r.command],
-             ["max context", f"{lim.max_ctx:,} tokens per sequence with these flags"],
-             ["max parallel", f"{lim.max_parallel} sequences at this context with these flags"]]
-    if lim.replanned_max_ctx:
-        lines.append(["re-planned", f"{lim.replanned_max_ctx:,} tokens with {lim.replanned_max_ctx_command}"])
-    if lim.note:
-        lines.append(["limits", lim.note])
+             ["command", safe(r.ready)]] + limit_lines(r.limits)
     if report.quant:
         lines.insert(1, ["quant", report.quant])
     parts.append(tabulate(lines, tablefmt="plain"))

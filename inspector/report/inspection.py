@@ -8,7 +8,7 @@ from tabulate import tabulate
 
 from ..model import TensorInfo
 from ..summary import Group, Inspection
-from .base import csv_text, human_bytes, human_count, memory_table, safe
+from .base import csv_text, human_bytes, human_count, memory_rows, memory_table, safe
 
 VIEWS = ("role", "layer", "dtype", "device", "tensor")
 FORMATS = ("table", "json", "csv", "markdown")
@@ -36,10 +36,9 @@ def _devices_json(result: Inspection) -> dict[str, Any]:
     """Per device: the weight groups, plus weights / kv_cache / state / buffers / overhead / total with a memory plan."""
     devices = {g.key: group_json(g) for g in result.by_device}
     if result.memory is not None:
-        table = result.memory.table
-        for device in table.devices:
-            devices.setdefault(device, {"tensors": 0, "params": 0, "bytes": 0, "dtypes": {}}).update(
-                table.row_dict(device))
+        for row in memory_rows(result.memory.table, result.budget):
+            extra = {k: v for k, v in row.items() if k not in ("device", "budget", "fits", "over_by", "free")}
+            devices.setdefault(row["device"], {"tensors": 0, "params": 0, "bytes": 0, "dtypes": {}}).update(extra)
     return devices
 
 
@@ -168,7 +167,7 @@ def _summary_lines(result: Inspection) -> list[list[str]]:
 def _text(result: Inspection, view: str, *, markdown: bool) -> str:
     tablefmt = "github" if markdown else "simple"
     parts = [tabulate(_summary_lines(result), tablefmt="plain" if not markdown else "github",
-                      headers=() if not markdown else ["", ""])]
+                      headers=() if not markdown else ["field", "value"])]
     if view == "tensor":
         headers = ["tensor", "shape", "dtype", "size", "role", "layer", "device"]
         parts.append(tabulate(_tensor_rows(result, True), headers=headers, tablefmt=tablefmt))

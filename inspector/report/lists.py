@@ -32,17 +32,18 @@ def render_quant_list(checkpoint: Checkpoint, rows: Sequence[Any], *, fmt: str =
     devices = sorted({d for r in rows for d in r.devices}, key=device_sort_key)
     if fmt == "json":
         doc = {"source": checkpoint.source, "quants": [
-            {"ftype": r.ftype, "file_size": r.file_size, "header_exact": r.header_exact, "devices": r.devices}
-            for r in rows]}
+            {"ftype": r.ftype, "file_size": r.file_size, "header_exact": r.header_exact, "devices": r.devices,
+             "notes": list(r.notes)} for r in rows]}
         return json.dumps(doc, indent=2) + "\n"
     human = fmt in ("table", "markdown")
-    table = [[r.ftype, human_bytes(r.file_size) if human else r.file_size]
+    table = [[r.ftype, human_bytes(r.file_size) if human else r.file_size, "exact" if r.header_exact else "estimate"]
              + [(human_bytes(r.devices.get(d, 0)) if human else r.devices.get(d, 0)) for d in devices]
              for r in rows]
-    headers = ["quant", "file"] + devices
+    headers = ["quant", "file", "header"] + devices
     if fmt == "csv":
         return csv_text(headers, table)
-    title = f"{safe(checkpoint.source)}: predicted llama-quantize outputs (tensor data exact; header as noted)"
+    title = (f"{safe(checkpoint.source)}: predicted llama-quantize outputs (tensor bytes exact; the header column "
+             "says whether the file's header size is exact or estimated)")
     return title + "\n\n" + tabulate(table, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
                                      disable_numparse=True) + "\n"
 

@@ -148,3 +148,19 @@ def _value(rest: list[str], i: int, name: str) -> str:
     if i >= len(rest):
         raise UsageError(f"{name} needs a value")
     return rest[i]
+
+
+def ready_command(spec: RuntimeSpec, source: str, flags: str) -> str:
+    """The runtime's command line for a plan, ready to paste: its program, the model, the flags (what
+    `parse_command` reads back). Hub repos go to a hub flag (`-hf`) when the runtime has one."""
+    import shlex
+
+    program = spec.programs[0] if spec.programs else spec.name
+    if spec.model_positional:
+        model = shlex.quote(source)
+    else:
+        local = os.path.exists(source) or not spec.hub_model_flags
+        flag = (spec.model_flags if local else spec.hub_model_flags)[0] if (spec.model_flags or
+                                                                          spec.hub_model_flags) else ""
+        model = f"{flag} {shlex.quote(source)}".strip()
+    return " ".join(part for part in (program, model, flags) if part)

@@ -92,6 +92,10 @@ class Limits:
     replanned_max_parallel: int | None = None
     replanned_max_parallel_command: str | None = None
     note: str = ""
+    ctx: int = 0  # the context per sequence the parallel limits are at
+    parallel: int = 1  # the sequences the context limits are at
+    ctx_cap: int | None = None  # the search stopped there (the model's trained context)
+    parallel_cap: int = 0  # the search stopped there (the runtime's most sequences)
 
 
 @dataclass(frozen=True)

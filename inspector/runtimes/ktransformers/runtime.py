@@ -1,7 +1,8 @@
 """The KTransformers runtime behind the protocol: rule files in and out, the optimizer's placement, fit."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import shlex
+from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from ...errors import UsageError
@@ -29,8 +30,17 @@ class KtRuntime(GgmlContext):
         self.spec = spec
 
     def options(self, values: Mapping[str, Any]) -> KtOptions:
+        own = {k: values[k] for k in ("cache_lens", "max_batch_size") if values.get(k) is not None}
+        if own and ("ctx" in values or "parallel" in values):
+            raise UsageError("--cache-lens / --max-batch-size are KTransformers' own spelling of the context; give "
+                             "them or --ctx / --parallel, not both")
+        ggml = {k: v for k, v in values.items() if k not in own}
+        if "cache_lens" in own:  # the KV tokens shared by the batch, as llama.cpp's -c is
+            ggml["ctx_size"] = own["cache_lens"]
+        if "max_batch_size" in own:
+            ggml["parallel"] = own["max_batch_size"]
         return KtOptions(values.get("placement_file"), values.get("gpus"),
-                         memory_options_from(values, budgets=bool(values.get("budgets"))))
+                         memory_options_from(ggml, budgets=bool(values.get("budgets"))))
 
     def read_placement_file(self, doc: Document, checkpoint: Checkpoint, gpus: int | None
                             ) -> tuple[PlacedPlan | None, list[Finding]]:
@@ -46,10 +56,15 @@ class KtRuntime(GgmlContext):
 
     def memory(self, placement: Placement, options: KtOptions) -> MemoryPlan:
         hparams = placement.detail.get("hparams") if isinstance(placement.detail, dict) else None
-        return kt_memory_plan(placement.checkpoint, options.memory or MemoryOptions(), hparams=hparams)
+        plan = kt_memory_plan(placement.checkpoint, options.memory or MemoryOptions(), hparams=hparams)
+        return replace(plan, command=self.command(placement, options))
 
     def search(self, checkpoint: Checkpoint, budgets: Mapping[str, int], options: KtOptions) -> SearchOutcome:
         return KtSearch(checkpoint, budgets, options.memory or MemoryOptions()).run()
 
     def command(self, placement: Placement, options: KtOptions) -> str:
-        return (options.memory or MemoryOptions()).llama_cpp_flags()
+        """KTransformers' own flags (ktransformers/server/args.py): the rule file, the KV tokens shared by the batch
+        and the batch size."""
+        memory = options.memory or MemoryOptions()
+        rules = f"--optimize_config_path {shlex.quote(options.placement_file)} " if options.placement_file else ""
+        return f"{rules}--cache_lens {memory.n_ctx_flag} --max_batch_size {memory.parallel}"

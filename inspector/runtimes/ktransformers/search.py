@@ -88,7 +88,7 @@ class KtSearch:
         marlin = {dev: c for dev, c in zip(self.gpus, counts)}
         summary = "KTransformers: " + ", ".join(f"{d} {c} Marlin MoE layer(s)" for d, c in marlin.items())
         placement = Placement(KIND, self.place(text), self.checkpoint, summary, detail={"hparams": self.hp})
-        note = ("max_ctx and max_parallel are computed keeping this rule file as it is (the same Marlin layers per "
-                "GPU); only the context and the sequences change")
+        note = ("the max lines keep this rule file as it is (the same Marlin layers per GPU); only the context and "
+                "the sequences change")
         return SearchOutcome(placement, tuple(steps), limits_note=note, artifact=text,
                              details={"marlin_layers": marlin})

@@ -28,10 +28,11 @@ from ...memory.plan import MemoryOptions, MemoryPlan, memory_plan
 from ...model import Checkpoint
 from ...monotone import largest_fitting, smallest_fitting
 from ..base import Placement, SearchOutcome
-from .flags import FFN_EXPS_REGEX, LlamaCppFlags
+from .flags import FFN_EXPS_REGEX, MAX_DEVICES, LlamaCppFlags
 from .place import LlamaCppPlan, place_llamacpp, to_placement
 
-_EXPS = re.compile(FFN_EXPS_REGEX)  # llama.cpp's LLM_FFN_EXPS_REGEX, the pattern --n-cpu-moe moves
+_EXPS = re.compile(FFN_EXPS_REGEX)
+FILL_STEPS = 10_000  # GPU fill fractions are searched in steps of 0.01%  # llama.cpp's LLM_FFN_EXPS_REGEX, the pattern --n-cpu-moe moves
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -77,7 +78,10 @@ class LlamaCppSearch:
         self.checkpoint = checkpoint
         self.budgets = dict(budgets)
         self.options = options
-        self.gpus = sorted((d for d in budgets if d.startswith("cuda:")), key=device_sort_key)
+        gpus = sorted((d for d in budgets if d.startswith("cuda:")), key=device_sort_key)
+        # -ts takes at most MAX_DEVICES - 1 values (common/arg.cpp): GPUs beyond are out of llama.cpp's reach
+        self.gpus = [d for d in gpus if int(d.split(":")[1]) < MAX_DEVICES - 1]
+        self.unreachable = [d for d in gpus if d not in self.gpus]
         self.scale = 1 + Fraction(str(options.overhead_pct)) / 100
         self.steps: list[str] = []
         self.hp = hparams_of(checkpoint)
@@ -97,6 +101,8 @@ class LlamaCppSearch:
         ts: tuple[float, ...] | None = None
         if (n_gpus > 1 or max_gpu > 0) and any(counts.values()):
             ts = tuple(float(counts.get(f"cuda:{i}", 0)) for i in range(max_gpu + 1))
+            while ts and ts[-1] == 0:  # llama.cpp fills missing -ts entries with 0: trailing zeros say nothing
+                ts = ts[:-1]
         experts = layout.expert_blocks
         every = bool(experts) and choice.n_cpu_moe > max(experts)
         return LlamaCppFlags(n_gpu_layers=choice.ngl, n_cpu_moe=None if every else (choice.n_cpu_moe or None),
@@ -161,10 +167,11 @@ class LlamaCppSearch:
             cost -= sum(b for _, b in c.layout.slot_experts[slot])
         return cost
 
-    def pack(self, c: _Costs, ngl: int, n_cpu_moe: int) -> tuple[int, ...] | None:
-        """Layers per GPU in llama.cpp's order, or None when the offloaded slots do not fit."""
+    def pack(self, c: _Costs, ngl: int, n_cpu_moe: int, fill: int = FILL_STEPS) -> tuple[int, ...] | None:
+        """Layers per GPU in llama.cpp's order, or None when the offloaded slots do not fit; each GPU takes at most
+        `fill` / FILL_STEPS of its capacity."""
         i_gpu_start = max(c.n_layer + 1 - ngl, 0)
-        caps = self.capacities(c, self.staging(c, ngl, n_cpu_moe))
+        caps = [cap * fill // FILL_STEPS for cap in self.capacities(c, self.staging(c, ngl, n_cpu_moe))]
         counts = [0] * len(self.gpus)
         g, used = 0, 0
         for slot in range(i_gpu_start, c.n_layer + 1):
@@ -177,6 +184,23 @@ class LlamaCppSearch:
             used += cost
         return tuple(counts)
 
+    def spread(self, c: _Costs, ngl: int, packed: tuple[int, ...], say: Callable[[str], None]) -> tuple[int, ...]:
+        """Layers over every GPU in proportion to its capacity, as llama.cpp splits by free memory when -ts is not
+        given (src/llama-model.cpp load_tensors), when that fits: KV cache then grows on all GPUs alike, so the
+        context stretches furthest. Otherwise the packing that fills each GPU to the same smallest share."""
+        caps = self.capacities(c, self.staging(c, ngl, 0))
+        counts = _proportional(ngl, caps)
+        slot, loads = max(c.n_layer + 1 - ngl, 0), []
+        for count in counts:
+            loads.append(sum(self.slot_cost(c, s, 0) for s in range(slot, slot + count)))
+            slot += count
+        if all(load <= cap for load, cap in zip(loads, caps)):
+            say(f"layers spread over the {len(self.gpus)} GPUs in proportion to their budgets")
+            return counts
+        fill = smallest_fitting(1, FILL_STEPS, lambda f: self.pack(c, ngl, 0, f) is not None)
+        say(f"layers packed so each GPU fills at most {fill / FILL_STEPS:.1%} of its budget before context growth")
+        return self.pack(c, ngl, 0, fill) or packed
+
     # -- the search ----------------------------------------------------------------------------------------------
     def search(self, options: MemoryOptions, *, log: bool = True) -> _Choice:
         """The choice for these options (issue 6 order: --n-cpu-moe, then -ngl and -ts, then -ot)."""
@@ -187,6 +211,8 @@ class LlamaCppSearch:
         counts = self.pack(c, all_slots, 0)
         if counts is not None:
             say(f"all {all_slots} layer slots fit on the GPUs" + (" with every routed expert" if experts else ""))
+            if len(self.gpus) > 1:
+                counts = self.spread(c, all_slots, counts, say)
             return _Choice(all_slots, 0, counts)
         n_cpu_moe = 0
         if experts:
@@ -237,6 +263,9 @@ class LlamaCppSearch:
         return tuple(ot)
 
     def run(self) -> SearchOutcome:
+        if self.unreachable:
+            self.steps.append(f"{', '.join(self.unreachable)}: beyond the {MAX_DEVICES - 1} GPUs llama.cpp's -ts can "
+                              "address; left unused")
         if not self.gpus:
             self.steps.append("no GPU budget: everything on the CPU (-ngl 0)")
             return self.finish(LlamaCppFlags(n_gpu_layers=0), keep_layers=False)
@@ -272,13 +301,12 @@ class LlamaCppSearch:
     def finish(self, flags: LlamaCppFlags, *, keep_layers: bool) -> SearchOutcome:
         placed = place_llamacpp(self.checkpoint, flags)
         if keep_layers:
-            note = ("max_ctx and max_parallel keep these flags (the same -ngl, --n-cpu-moe, -ot and -ts) and raise "
-                    "only -c or -np; replanned_max_ctx and replanned_max_parallel re-run the search for each value "
-                    "with every layer on the GPUs and routed experts free to move to the CPU, and their flags are "
-                    "in replanned_max_ctx_flags and replanned_max_parallel_flags")
+            note = ("the max lines keep these flags (the same -ngl, --n-cpu-moe, -ot and -ts) and raise only -c or "
+                    "-np; the re-planned lines run the search again for each context or count, with every layer on "
+                    "the GPUs and routed experts free to move to the CPU, and give the flags that reach it")
         else:
-            note = ("max_ctx and max_parallel keep these flags (-ngl 0: everything on the CPU) and raise only -c or "
-                    "-np within the CPU budget")
+            note = ("the max lines keep these flags (-ngl 0: everything on the CPU) and raise only -c or -np within "
+                    "the CPU budget")
         full = (bool(self.gpus) and flags.n_gpu_layers is not None and flags.n_gpu_layers >= placed.n_layer + 1
                 and not flags.n_cpu_moe and not flags.cpu_moe
                 and all(dev != "cpu" for _, dev in flags.override_tensor))
@@ -289,3 +317,16 @@ class LlamaCppSearch:
 
         return SearchOutcome(to_placement(placed, self.checkpoint), tuple(self.steps), placed.notes, all_on_gpu=full,
                              limits_note=note, details={"marlin_layers": {}}, replan=replan if keep_layers else None)
+
+
+def _proportional(n: int, weights: Sequence[int]) -> tuple[int, ...]:
+    """n items in proportion to non-negative weights, largest remainders first (ties: the earlier GPU)."""
+    total = sum(max(w, 0) for w in weights)
+    if total <= 0:
+        return tuple([n] + [0] * (len(weights) - 1))
+    shares = [Fraction(n * max(w, 0), total) for w in weights]
+    counts = [int(x) for x in shares]
+    order = sorted(range(len(weights)), key=lambda i: (-(shares[i] - counts[i]), i))
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    return tuple(counts)
