@@ -36,8 +36,11 @@ class OptionSpec:
     def __post_init__(self) -> None:
         if self.kind not in OPTION_KINDS:
             raise ValueError(f"option {self.dest}: kind {self.kind!r} is not one of {OPTION_KINDS}")
+        if not self.flags and not self.native:
+            raise ValueError(f"option {self.dest}: no spelling (give flags, or native ones for pasted commands)")
 
     @property
     def name(self) -> str:
         """The spelling used in messages: the first `--long` flag, else the first flag."""
-        return next((f for f in self.flags if f.startswith("--")), self.flags[0])
+        spellings = self.flags + self.native
+        return next((f for f in spellings if f.startswith("--")), spellings[0])

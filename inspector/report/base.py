@@ -77,3 +77,11 @@ def memory_table(table: MemoryTable, verdict: Any, tablefmt: str) -> str:
     headers = ["device", *(p.header for p in table.parts), "total"]
     headers += ["budget", "free", "verdict"] if verdict else []
     return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+
+
+def memory_csv(table: MemoryTable, verdict: Any) -> str:
+    """The memory rows with exact integers (and the budget, free bytes and verdict when budgets were given)."""
+    rows = memory_rows(table, verdict)
+    keys = ["device", *(p.key for p in table.parts), "total"] + (["budget", "free", "fits", "over_by"] if verdict
+                                                                  else [])
+    return csv_text(keys, [["" if row.get(k) is None else row.get(k) for k in keys] for row in rows])

@@ -6,7 +6,7 @@ from typing import Any
 
 from tabulate import tabulate
 
-from .base import csv_text, human_bytes, memory_table, safe
+from .base import csv_text, human_bytes, memory_csv, memory_table, safe
 
 def _sequences(n: int) -> str:
     return f"{n:,} sequence" + ("" if n == 1 else "s")
@@ -33,6 +33,31 @@ def limit_lines(lim: Any) -> list[list[str]]:
     return lines
 
 
+CSV_FIELDS = ("runtime", "fits", "all_on_gpu", "placement", "flags", "command", "max_ctx", "max_parallel",
+              "max_ctx_flags", "max_parallel_flags", "replanned_max_ctx", "replanned_max_ctx_flags",
+              "replanned_max_parallel", "replanned_max_parallel_flags", "limits_note")
+
+
+def _csv(report: Any) -> str:
+    """Blocks separated by an empty line, each with its header row: the plan's fields (verdict, flags, command,
+    limits), the memory per device with budgets, free bytes and verdicts, and the quants compared."""
+    r = report.result
+    fields = [["source", report.source], ["quant", report.quant or ""], ["verdict", "fits" if r and r.fits else
+                                                                           "does not fit"]]
+    blocks = []
+    if r is not None:
+        plan = r.as_dict()
+        fields += [[k, "" if plan[k] is None else plan[k]] for k in CSV_FIELDS]
+        blocks = [csv_text(["field", "value"], fields), memory_csv(r.memory.table, r.verdict)]
+    else:
+        blocks = [csv_text(["field", "value"], fields)]
+    if report.quants:
+        blocks.append(csv_text(["quant", "weight_bytes", "fits", "all_on_gpu", "flags"],
+                               [[q.name, q.weight_bytes, q.result.fits, q.all_on_gpu, q.result.command]
+                                for q in report.quants]))
+    return "\n".join(blocks)
+
+
 def render_fit(report: Any, *, fmt: str = "table") -> str:
     """`fit`: the verdict, the flags to paste, the limits, the memory per device; the quants compared."""
     r = report.result
@@ -43,15 +68,7 @@ def render_fit(report: Any, *, fmt: str = "table") -> str:
                            "all_on_gpu": q.all_on_gpu, "flags": q.result.command} for q in report.quants]}
         return json.dumps(doc, indent=2) + "\n"
     if fmt == "csv":
-        if r is None:
-            return csv_text(["quant", "weight_bytes", "fits"], [[q.name, q.weight_bytes, q.result.fits]
-                                                                for q in report.quants])
-        verdict = {d.device: d for d in r.verdict.devices}
-        table = r.memory.table
-        keys = [p.key for p in table.parts] + ["total"]
-        rows = [[device, *(table.row_dict(device)[k] for k in keys), verdict[device].budget if device in verdict
-                 else "", verdict[device].fits if device in verdict else ""] for device in table.devices]
-        return csv_text(["device", *keys, "budget", "fits"], rows)
+        return _csv(report)
     tablefmt = "github" if fmt == "markdown" else "simple"
     parts = []
     if report.quants:

@@ -8,7 +8,7 @@ from tabulate import tabulate
 
 from ..model import TensorInfo
 from ..summary import Group, Inspection
-from .base import csv_text, human_bytes, human_count, memory_rows, memory_table, safe
+from .base import csv_text, human_bytes, human_count, memory_csv, memory_rows, memory_table, safe
 
 VIEWS = ("role", "layer", "dtype", "device", "tensor")
 FORMATS = ("table", "json", "csv", "markdown")
@@ -201,9 +201,35 @@ def _memory_tables(result: Inspection, tablefmt: str) -> list[str]:
 
 
 def _csv(result: Inspection, view: str) -> str:
+    """The view's rows first; then, each after an empty line with its own header row, the summary fields, the
+    memory per device (with budgets and verdicts) and the training parts: every number the table shows."""
     if view == "tensor":
-        return csv_text(["tensor", "shape", "dtype", "bytes", "role", "layer", "device"], _tensor_rows(result, False))
-    if view == "device":
-        return csv_text(["device", "role", "tensors", "bytes"], device_rows(result.by_device, False))
-    rows = _group_rows(result.groups(view), result.placed_bytes, False)
-    return csv_text([view, "tensors", "params", "bytes", "dtypes"], rows)
+        blocks = [csv_text(["tensor", "shape", "dtype", "bytes", "role", "layer", "device"],
+                           _tensor_rows(result, False))]
+    elif view == "device":
+        blocks = [csv_text(["device", "role", "tensors", "bytes"], device_rows(result.by_device, False))]
+    else:
+        rows = _group_rows(result.groups(view), result.placed_bytes, False)
+        blocks = [csv_text([view, "tensors", "params", "bytes", "dtypes"], rows)]
+    blocks.append(csv_text(["field", "value"], summary_fields(result)))
+    if result.memory is not None:
+        blocks.append(memory_csv(result.memory.table, result.budget))
+    if result.train is not None:
+        blocks.append(csv_text(["part", "bytes"], [[k, v] for k, v in result.train.as_dict().items()
+                                                   if isinstance(v, int) and not isinstance(v, bool)]))
+    return "\n".join(blocks)
+
+
+def summary_fields(result: Inspection) -> list[list[Any]]:
+    """The summary lines with exact numbers."""
+    ck = result.checkpoint
+    fields: list[list[Any]] = [["source", ck.source], ["format", ck.format], ["architecture", ck.architecture or ""],
+                               ["files", len(ck.files)], ["header_bytes", sum(f.header_bytes for f in ck.files)],
+                               ["tensors", result.tensor_count], ["params", result.params], ["bytes", result.bytes],
+                               ["placed_bytes", result.placed_bytes], ["runtime", result.runtime],
+                               ["plan", result.plan], ["flags", result.flags_line or ""]]
+    if result.quant:
+        fields += [[f"quant_{k}", v] for k, v in result.quant.as_dict().items() if not isinstance(v, list)]
+    if result.budget is not None:
+        fields.append(["fits", result.budget.fits])
+    return fields

@@ -315,7 +315,11 @@ class LlamaCppSearch:
             found = self.replanned(options.memory or MemoryOptions())
             return to_placement(found, self.checkpoint) if found is not None else None
 
-        return SearchOutcome(to_placement(placed, self.checkpoint), tuple(self.steps), placed.notes, all_on_gpu=full,
+        notes = placed.notes
+        if self.checkpoint.format != "gguf":
+            notes += ("llama.cpp loads GGUF files: these flags are for the GGUF convert_hf_to_gguf.py writes from this "
+                      "checkpoint (the sizes above are that file's); pass that file to -m",)
+        return SearchOutcome(to_placement(placed, self.checkpoint), tuple(self.steps), notes, all_on_gpu=full,
                              limits_note=note, details={"marlin_layers": {}}, replan=replan if keep_layers else None)
 
 
