@@ -64,9 +64,14 @@ def test_json_contract_keys(capsys: pytest.CaptureFixture[str]) -> None:
     assert "output" not in doc["roles"]
 
 
+def csv_block(text: str, index: int = 0) -> list[dict[str, str]]:
+    """Block `index` of a CSV output (blocks are separated by one empty line, each with its header row)."""
+    return list(csv.DictReader(io.StringIO(text.split("\n\n")[index])))
+
+
 def test_csv_by_tensor_has_exact_bytes(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(["inspect", str(gemma_part()), "--format", "csv", "--by", "tensor"], capsys)
-    rows = list(csv.DictReader(io.StringIO(out)))
+    rows = csv_block(out)
     assert len(rows) == 236
     embd = next(r for r in rows if r["tensor"] == "token_embd.weight")
     assert int(embd["bytes"]) == 262144 * 640 // 32 * 34
@@ -224,7 +229,7 @@ def test_fit_prints_flags_and_emits_yaml_that_validates(tmp_path: Path, capsys: 
 def test_fit_and_validate_csv_carry_exact_integers(capsys: pytest.CaptureFixture[str]) -> None:
     args = ["fit", str(DEEPSEEK), "--budget", "cuda:0=24GiB", "--budget", "cpu=512GiB", "--format", "csv"]
     code, out, _ = run(args, capsys)
-    rows = {r["device"]: r for r in csv.DictReader(io.StringIO(out))}
+    rows = {r["device"]: r for r in csv_block(out, 1)}
     assert code == 0 and int(rows["cuda:0"]["budget"]) == 24 * 2**30
     gpu = rows["cuda:0"]
     parts = sum(int(gpu[k]) for k in ("weights", "kv_cache", "state", "buffers", "overhead"))

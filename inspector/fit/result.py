@@ -52,6 +52,8 @@ class FitResult:
             "replanned_max_ctx": lim.replanned_max_ctx, "replanned_max_ctx_flags": lim.replanned_max_ctx_command,
             "replanned_max_parallel": lim.replanned_max_parallel,
             "replanned_max_parallel_flags": lim.replanned_max_parallel_command, "limits_note": lim.note,
+            "limits_at": {"ctx": lim.ctx, "parallel": lim.parallel}, "max_ctx_cap": lim.ctx_cap,
+            "max_parallel_cap": lim.parallel_cap,
             **dict(self.details), "verdict": self.verdict.as_dict(),
             "memory": self.memory.as_dict(), "steps": list(self.steps), "notes": list(self.notes),
         }

@@ -74,6 +74,7 @@ def to_json(result: Inspection, *, view: str = "role") -> dict[str, Any]:
         "params": result.params,
         "bytes": result.bytes,
         "placed_bytes": result.placed_bytes,
+        "runtime": result.runtime,
         "plan": result.plan,
         "flags": result.flags_line,
         "notes": list(result.notes),
@@ -87,6 +88,8 @@ def to_json(result: Inspection, *, view: str = "role") -> dict[str, Any]:
     for key, part in (("memory", result.memory), ("budget", result.budget), ("train", result.train)):
         if part is not None:
             doc[key] = part.as_dict()
+    if result.advice:
+        doc["advice"] = list(result.advice)
     if view == "layer":
         doc["layers"] = {g.key: group_json(g) for g in result.groups("layer")}
     elif view == "dtype":
