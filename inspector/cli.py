@@ -2,6 +2,7 @@
 from the runtime registry as data; errors become one `Error:` line with the exit code of the error table."""
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -9,14 +10,26 @@ from typing import Any
 
 import click
 
-from . import api
 from .errors import exit_code_of
 from .memory.budget import parse_budget
 from .options import OptionSpec
-from .report import (FORMATS, VIEWS, render, render_fit, render_listing, render_quant_list, render_validation,
-                     safe)
-from .requests import QUANT_KEYS, CommandLine, FitRequest, InspectRequest, command_line, merge_values, quant_request
+from .report import FORMATS, VIEWS
 from .runtimes import runtime_specs
+
+
+class _Lazy:
+    """A module imported on first use: `--help` and shell completion never load the library behind the commands."""
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(importlib.import_module(self._name), attr)
+
+
+api = _Lazy("inspector.api")
+report = _Lazy("inspector.report")
+requests = _Lazy("inspector.requests")
 
 TRAIN_OPTIMIZERS = ["adamw", "adamw8bit", "sgd", "sgd_momentum"]
 PLAN, TRAIN = "Plan", "Training"
@@ -28,9 +41,9 @@ def _debug_requested(argv: list[str]) -> bool:
 
 def _warn(warnings: tuple[str, ...], notes: tuple[str, ...] = ()) -> None:
     for w in warnings:
-        click.echo(f"Warning: {safe(w)}", err=True)
+        click.echo(f"Warning: {report.safe(w)}", err=True)
     for n in notes:
-        click.echo(f"Note: {safe(n)}", err=True)
+        click.echo(f"Note: {report.safe(n)}", err=True)
 
 
 def apply_options(options: list[Any], f: Any) -> Any:
@@ -179,7 +192,7 @@ def budget_option(f: Any) -> Any:
                help="Memory of a device (cuda:0=24GiB, cpu=512G); exit 3 when something does not fit.")(f)
 
 
-def hub_settings(revision: str | None, token: str | None, file: str | None) -> api.HubOptions:
+def hub_settings(revision: str | None, token: str | None, file: str | None) -> Any:
     """Hub options, with a progress line on stderr when stderr is a terminal."""
     return api.HubOptions(revision, token, file, _progress_printer() if sys.stderr.isatty() else None)
 
@@ -208,33 +221,35 @@ def pasted() -> bool:
     return "--" in _argv()
 
 
-def positional(args: tuple[str, ...], *, fit: bool = False) -> CommandLine:
-    line = command_line(args, pasted(), fit=fit)
+def positional(args: tuple[str, ...], *, fit: bool = False) -> Any:
+    line = requests.command_line(args, pasted(), fit=fit)
     if line.warning:
         _warn((line.warning,))
     return line
 
 
-def inspect_request(args: tuple[str, ...], p: dict[str, Any], specs: list[tuple[OptionSpec, str]]) -> InspectRequest:
+def inspect_request(args: tuple[str, ...], p: dict[str, Any], specs: list[tuple[OptionSpec, str]]) -> Any:
     """The request a command line makes (values only; the request object checks them)."""
     line = positional(args)
-    quant, quant_given, recipe = quant_request({**{k: p[k] for k in QUANT_KEYS},
-                                                **({"quant": line.quant} if line.quant else {})})
+    quant, given, recipe = requests.quant_request({**{k: p[k] for k in requests.QUANT_KEYS},
+                                                   **({"quant": line.quant} if line.quant else {})})
     training = None
     if p["train"]:
         from .memory.train import TrainOptions
 
         training = TrainOptions(optimizer=p["optimizer"], micro_batch=p["micro_batch"], seq_len=p["seq_len"])
-    return InspectRequest(line.source, merge_values(given_values(specs), line.values), p["runtime"] or line.runtime,
-                          p["placement_file"] or line.placement_file, p["gpus"], parse_budget(p["budget"]), quant if quant_given else None,
-                          recipe, training, hub_settings(p["revision"], p["token"], p["file"]),
-                          line.argv or _argv(), None if quant_given else quant)
+    return requests.InspectRequest(
+        line.source, requests.merge_values(given_values(specs), line.values), p["runtime"] or line.runtime,
+        p["placement_file"] or line.placement_file, p["gpus"], parse_budget(p["budget"]), quant if given else None,
+        recipe, training, hub_settings(p["revision"], p["token"], p["file"]), line.argv or _argv(),
+        None if given else quant)
 
 
-def fit_request(args: tuple[str, ...], p: dict[str, Any], specs: list[tuple[OptionSpec, str]]) -> FitRequest:
+def fit_request(args: tuple[str, ...], p: dict[str, Any], specs: list[tuple[OptionSpec, str]]) -> Any:
     line = positional(args, fit=True)
     runtime = line.runtime if line.runtime and not p["runtime_given"] else p["runtime"]
-    return FitRequest(line.source, parse_budget(p["budget"]), merge_values(given_values(specs), line.values),
+    return requests.FitRequest(line.source, parse_budget(p["budget"]),
+                               requests.merge_values(given_values(specs), line.values),
                       runtime, p["quant"] or line.quant, hub_settings(p["revision"], p["token"], p["file"]),
                       p["emit_yaml"])
 
@@ -284,15 +299,15 @@ def build_cli() -> click.Group:
         found = None if request.quant else api.listing(request.source, hub=request.hub)
         if found is not None:  # a Hub repo of several quants and no selection: its rows, from the listing alone
             _warn(found.notes)
-            click.echo(render_listing(found, fmt=p["fmt"]), nl=False)
+            click.echo(report.render_listing(found, fmt=p["fmt"]), nl=False)
             return _report_fetch(found.fetch, p["verbose"])
         if p["quant_list"]:
             checkpoint, rows = api.quant_list(request)
             _warn(checkpoint.warnings, api.quant_list_notes(rows))
-            return click.echo(render_quant_list(checkpoint, rows, fmt=p["fmt"]), nl=False)
+            return click.echo(report.render_quant_list(checkpoint, rows, fmt=p["fmt"]), nl=False)
         result = api.run_inspect(request)
         _warn(result.checkpoint.warnings, result.notes)
-        click.echo(render(result, view=p["view"], fmt=p["fmt"]), nl=False)
+        click.echo(report.render(result, view=p["view"], fmt=p["fmt"]), nl=False)
         _report_fetch(result.checkpoint.fetch, p["verbose"])
         api.check_budget(result)
 
@@ -309,7 +324,7 @@ def build_cli() -> click.Group:
         checkpoint = api.load(source, hub=hub_settings(revision, token, file))
         _report_fetch(checkpoint.fetch, verbose)
         result = api.validate(placement_file, checkpoint, gpus=gpus)
-        click.echo(render_validation(result, fmt=fmt), nl=False)
+        click.echo(report.render_validation(result, fmt=fmt), nl=False)
         api.check_findings(result, placement_file)
 
     @cli.command(cls=GroupedCommand)
@@ -333,14 +348,14 @@ def build_cli() -> click.Group:
         """
         p["runtime_given"] = click.get_current_context().get_parameter_source("runtime") not in (
             click.core.ParameterSource.DEFAULT, None)
-        report = api.run_fit(fit_request(source, p, fit_specs))
-        if report.result is not None:
-            _warn((), report.result.notes)
-        click.echo(render_fit(report, fmt=p["fmt"]), nl=False)
-        if p["emit_yaml"] and report.result is not None:
-            report.result.write_artifact(p["emit_yaml"])
+        plan = api.run_fit(fit_request(source, p, fit_specs))
+        if plan.result is not None:
+            _warn((), plan.result.notes)
+        click.echo(report.render_fit(plan, fmt=p["fmt"]), nl=False)
+        if p["emit_yaml"] and plan.result is not None:
+            plan.result.write_artifact(p["emit_yaml"])
             click.echo(f"wrote {p['emit_yaml']}", err=True)
-        api.check_fit(report)
+        api.check_fit(plan)
 
     return cli
 
@@ -371,5 +386,5 @@ def _fail(error: BaseException, args: list[str]) -> None:
     if _debug_requested(args):
         traceback.print_exception(error)
     code, message = exit_code_of(error)
-    click.echo(f"Error: {safe(message)}", err=True)
+    click.echo(f"Error: {report.safe(message)}", err=True)
     sys.exit(code)

@@ -6,17 +6,17 @@ table (`table`) and training arithmetic. Formulas and their sources: docs/memory
 """
 from __future__ import annotations
 
-from .budget import BudgetVerdict, DeviceVerdict, check_totals, parse_budget, parse_size
-from .hparams import HParams, from_config, from_gguf, hparams_of
-from .kv import KV_CACHE_TYPES, ContextShape, LayerKV, context_shape, kv_bytes_per_token, kv_layers
-from .plan import DeviceMemory, LayerMemory, MemoryOptions, MemoryPlan, check_budgets, memory_plan
-from .state import LayerState, state_layers
-from .train import TrainMemory, TrainOptions, train_memory
+from ..lazy import lazy_exports
 
-
-__all__ = [
-    "BudgetVerdict", "ContextShape", "DeviceMemory", "DeviceVerdict", "HParams", "KV_CACHE_TYPES", "LayerKV",
-    "LayerMemory", "LayerState", "MemoryOptions", "MemoryPlan", "check_budgets", "check_totals", "context_shape",
-    "from_config", "from_gguf", "hparams_of", "kv_bytes_per_token", "kv_layers", "memory_plan", "parse_budget",
-    "parse_size", "state_layers", "TrainMemory", "TrainOptions", "train_memory",
-]
+_EXPORTS = {
+    **dict.fromkeys(("BudgetVerdict", "DeviceVerdict", "check_totals", "parse_budget", "parse_size"), ".budget"),
+    **dict.fromkeys(("HParams", "from_config", "from_gguf", "hparams_of"), ".hparams"),
+    **dict.fromkeys(("KV_CACHE_TYPES", "ContextShape", "LayerKV", "context_shape", "kv_bytes_per_token", "kv_layers"),
+                    ".kv"),
+    **dict.fromkeys(("DeviceMemory", "LayerMemory", "MemoryOptions", "MemoryPlan", "check_budgets", "memory_plan"),
+                    ".plan"),
+    **dict.fromkeys(("LayerState", "state_layers"), ".state"),
+    **dict.fromkeys(("TrainMemory", "TrainOptions", "train_memory"), ".train"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -1,10 +1,19 @@
-"""Rendering: tables (tabulate), JSON, CSV and Markdown of what the library computed. Computes no sizes."""
+"""Rendering: tables (tabulate), JSON, CSV and Markdown of what the library computed. Computes no sizes.
+
+The names load lazily: `VIEWS` and `FORMATS` (for the command line's choices) come without tabulate.
+"""
 from __future__ import annotations
 
-from .base import human_bytes, human_count, safe
-from .fit import render_fit
-from .inspection import FORMATS, VIEWS, render, to_json
-from .lists import render_listing, render_quant_list, render_validation
+from ..lazy import lazy_exports
 
-__all__ = ["FORMATS", "VIEWS", "human_bytes", "human_count", "render", "render_fit", "render_listing",
-           "render_quant_list", "render_validation", "safe", "to_json"]
+VIEWS = ("role", "layer", "dtype", "device", "tensor")
+FORMATS = ("table", "json", "csv", "markdown")
+
+_EXPORTS = {
+    **dict.fromkeys(("human_bytes", "human_count", "safe"), ".base"),
+    "render_fit": ".fit",
+    **dict.fromkeys(("render", "to_json"), ".inspection"),
+    **dict.fromkeys(("render_listing", "render_quant_list", "render_validation"), ".lists"),
+}
+__all__ = sorted(_EXPORTS) + ["FORMATS", "VIEWS"]
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -10,8 +10,7 @@ from ..model import TensorInfo
 from ..summary import Group, Inspection
 from .base import csv_text, human_bytes, human_count, memory_csv, memory_rows, memory_table, safe
 
-VIEWS = ("role", "layer", "dtype", "device", "tensor")
-FORMATS = ("table", "json", "csv", "markdown")
+from . import FORMATS, VIEWS  # noqa: F401 - the vocabulary of the command line, kept with the package
 
 
 def render(result: Inspection, *, view: str = "role", fmt: str = "table") -> str:

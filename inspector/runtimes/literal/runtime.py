@@ -6,7 +6,7 @@ from typing import Any, Mapping
 
 from ...devices import normalize_device
 from ...errors import UsageError
-from ...memory.options import GgmlContext, memory_options_from
+from ...memory.context import GgmlContext, memory_options_from
 from ...memory.plan import MemoryOptions, MemoryPlan, memory_plan
 from ...model import Checkpoint
 from ...placement.files import read_placement, require_placement

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ...errors import UsageError
-from ...memory.options import GgmlContext, memory_options_from
+from ...memory.context import GgmlContext, memory_options_from
 from ...memory.plan import MemoryOptions, MemoryPlan, memory_plan
 from ...model import Checkpoint
 from ..base import Placement, RuntimeSpec, SearchOutcome
