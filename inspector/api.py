@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
-from .errors import SourceError, UsageError
+from .errors import UsageError
 from .formats import read_checkpoint
 from .memory import MemoryOptions, TrainOptions, check_budgets, memory_plan_for, train_memory
 from .memory.fit import FitResult, QuantChoice, best_quant
@@ -24,8 +23,7 @@ from .quant import COMMON_FTYPES, Prediction, QuantOptions, predict, resolve_fty
 from .quant.convert import to_gguf_view
 from .quant.recipe import apply_recipe
 from .roles import RoleRules, assign_roles, load_rules
-from .sources import HubListing, ResolvedSource, is_hub_ref, resolve_hub, resolve_local
-from .sources.local import find_gguf_models
+from .sources import HubListing, HubOptions, RepoView, ResolvedSource, open_repo
 from .summary import Inspection, summarize
 
 
@@ -47,45 +45,28 @@ class PlacementOptions:
             raise UsageError(f"{' and '.join(chosen)} each make a plan; give only one")
 
 
-@dataclass(frozen=True)
-class HubOptions:
-    """How to reach a Hub repo: `--revision`, `--token` (else HF_TOKEN or the stored login), `--file`, progress."""
-
-    revision: str | None = None
-    token: str | None = None
-    file: str | None = None
-    progress: Any = None  # progress(files_done, files_total, bytes_read), called from worker threads
-
-
-def resolve(source: str, *, quant: str | None = None, hub: HubOptions | None = None) -> ResolvedSource | HubListing:
-    """Turn a SOURCE string into the files of one model: a local path, or a Hub ref (`owner/repo[@rev][/path]`,
+def resolve(source: str | RepoView, *, quant: str | None = None,
+            hub: HubOptions | None = None) -> ResolvedSource | HubListing:
+    """Turn a SOURCE into the files of one model: a local path, or a Hub ref (`owner/repo[@rev][/path]`,
     `hf://…`); a Hub repo of several GGUF quants without a selection gives its listing instead."""
-    hub = hub or HubOptions()
-    if Path(source).exists():
-        if hub.file or hub.revision:
-            raise UsageError("--file and --revision are for Hub repos", hint=f"{source} is a local path")
-        return resolve_local(source, quant=quant)
-    if is_hub_ref(source):
-        return resolve_hub(source, revision=hub.revision, token=hub.token, file=hub.file, quant=quant,
-                           progress=hub.progress)
-    raise SourceError(f"{source}: no such file or directory",
-                      hint="pass a local .gguf, .safetensors, index or folder, or a Hub repo owner/name")
+    repo = source if isinstance(source, RepoView) else open_repo(source, hub)
+    found = repo.listing() if quant is None else None
+    return found if found is not None else repo.select(quant)
 
 
-def load(source: str, *, quant: str | None = None, rules: RoleRules | str | None = None,
+def load(source: str | RepoView, *, quant: str | None = None, rules: RoleRules | str | None = None,
          hub: HubOptions | None = None) -> Checkpoint:
     """Read every header of SOURCE and give each tensor its role, layer and expert."""
     return _load(source, quant, rules, hub)[0]
 
 
-def _load(source: str, quant: str | None, rules: RoleRules | str | None = None,
-          hub: HubOptions | None = None) -> tuple[Checkpoint, bool]:
-    """The checkpoint, and whether its files already are the quant asked for (named so)."""
-    resolved = resolve(source, quant=quant, hub=hub)
-    if isinstance(resolved, HubListing):
-        names = ", ".join(r.name for r in resolved.rows[:6])
-        raise UsageError(f"{resolved.description} holds {len(resolved.rows)} GGUF models ({names})",
-                         hint="pick one with --quant NAME or --file PATH")
+def _load(source: str | RepoView, quant: str | None, rules: RoleRules | str | None = None,
+          hub: HubOptions | None = None, *, model: str | None = None) -> tuple[Checkpoint, bool]:
+    """The checkpoint, and whether its files already are the quant asked for (named so).
+
+    SOURCE is opened once (`open_repo`), unless it is already a `RepoView`; `model` picks one of its `quants()`."""
+    repo = source if isinstance(source, RepoView) else open_repo(source, hub)
+    resolved = repo.select(quant, model=model)
     checkpoint = read_checkpoint(resolved)
     if resolved.notes:
         checkpoint = checkpoint.with_(warnings=checkpoint.warnings + resolved.notes)
@@ -183,7 +164,7 @@ def add_memory(result: Inspection, placement: Any, memory: MemoryOptions | None,
 
 
 def inspect(
-    source: str | Checkpoint,
+    source: str | Checkpoint | RepoView,
     *,
     experts_on: str | None = None,
     default_device: str = "cuda:0",
@@ -242,12 +223,10 @@ def inspect(
     return add_memory(result, placed, memory, budgets)
 
 
-def listing(source: str, *, hub: HubOptions | None = None) -> HubListing | None:
+def listing(source: str | RepoView, *, hub: HubOptions | None = None) -> HubListing | None:
     """The quants of a Hub repo holding several GGUF models (from its file listing alone), else None."""
-    if Path(source).exists() or not is_hub_ref(source):
-        return None
-    resolved = resolve(source, hub=hub)
-    return resolved if isinstance(resolved, HubListing) else None
+    repo = source if isinstance(source, RepoView) else open_repo(source, hub)
+    return repo.listing()
 
 
 @dataclass(frozen=True)
@@ -260,7 +239,7 @@ class QuantRow:
     devices: dict[str, int]
 
 
-def quant_list(source: str | Checkpoint, *, options: QuantOptions | None = None,
+def quant_list(source: str | Checkpoint | RepoView, *, options: QuantOptions | None = None,
                placement: PlacementOptions = PlacementOptions(), ftypes: tuple[str, ...] = COMMON_FTYPES
                ) -> tuple[Checkpoint, list[QuantRow]]:
     """Every common file type predicted from the most precise tensors, placed as `placement` says."""
@@ -299,33 +278,30 @@ def fit(source: str | Checkpoint, budgets: dict[str, int], *, memory: MemoryOpti
     A folder or Hub repo holding several GGUF quants (and no `quant`) is a choice too: the best quant that fits.
     """
     options = memory or MemoryOptions()
-    candidates = _quant_candidates(source, hub) if isinstance(source, str) and quant is None else {}
+    repo = open_repo(source, hub) if isinstance(source, str) else source  # opened (listed) once
+    candidates = _quant_candidates(repo) if isinstance(repo, RepoView) and quant is None else {}
     if len(candidates) > 1:
         best, rows = best_quant(candidates, budgets, options, runtime=runtime)
-        return FitReport(source, best.result if best else None, best.name if best else None, rows)
+        return FitReport(repo.source, best.result if best else None, best.name if best else None, rows)
     if quant is not None:
-        checkpoint = inspect(source, quant=quant, hub=hub).checkpoint
+        checkpoint = inspect(repo, quant=quant).checkpoint
     else:
-        checkpoint = source if isinstance(source, Checkpoint) else load(source, hub=hub)
+        checkpoint = repo if isinstance(repo, Checkpoint) else load(repo)
     name = quant if isinstance(quant, str) else quant.ftype if quant else None
     return FitReport(checkpoint.source, fit_search(checkpoint, budgets, options, runtime=runtime), name)
 
 
-def _quant_candidates(source: str, hub: HubOptions | None) -> dict[str, Checkpoint]:
-    """Every GGUF model of a local folder or a Hub repo of quants, loaded (headers only), by name.
+def _quant_candidates(repo: RepoView) -> dict[str, Checkpoint]:
+    """Every GGUF model of a local folder or a Hub repo of quants, loaded (headers only), by name; the repo is not
+    listed again, each quant's headers are read once.
 
     They must be quants of one model (at least one architecture); a folder of different models is not a choice
     of quants.
     """
-    if Path(source).is_dir():
-        candidates = {m.name: load(str(m.paths[0])) for m in find_gguf_models(Path(source))}
-    else:
-        found = listing(source, hub=hub)
-        base = hub or HubOptions()
-        candidates = {row.name: load(source, hub=replace(base, file=row.files[0]))
-                      for row in (found.rows if found else ()) if row.complete}
+    rows = [row for row in repo.choices() if row.complete]
+    candidates = {row.name: _load(repo, None, model=row.name)[0] for row in rows} if len(rows) > 1 else {}
     models = {ck.architecture for ck in candidates.values()}
     if len(models) > 1:
-        raise UsageError(f"{source} holds different models, not quants of one ({', '.join(candidates)})",
+        raise UsageError(f"{repo.source} holds different models, not quants of one ({', '.join(candidates)})",
                          hint="pass one model's file or folder, or --quant NAME")
     return candidates

@@ -281,8 +281,8 @@ def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | Non
         rest.update(tensor_type=(), tensor_type_file=None)
     quant, quant_given, llama = split_options(rest)
     placement = api.PlacementOptions(experts_on, default_device, llamacpp_flags(**llama), placement_file, gpus)
-    hub = hub_settings(revision, token, file)
-    found = None if quant_given else api.listing(source, hub=hub)
+    repo = api.open_repo(source, hub_settings(revision, token, file))  # resolved (and listed) once
+    found = None if quant_given else repo.listing()
     if found is not None:  # a Hub repo of several quants and no selection: its rows, from the listing alone
         _warn(found.notes)
         click.echo(render_listing(found, fmt=fmt), nl=False)
@@ -292,17 +292,17 @@ def inspect(source: str, fmt: str, view: str, debug: bool, experts_on: str | Non
         if memory is not None or budgets or train or quant_given:
             raise UsageError("--quant-list shows file sizes and weights per device; --ctx, --budget, --train and "
                              "--quant go with one quant", hint="drop them, or use --quant NAME")
-        checkpoint, rows = api.quant_list(source, options=quant, placement=placement)
+        checkpoint, rows = api.quant_list(repo, options=quant, placement=placement)
         _warn(checkpoint.warnings)
         click.echo(render_quant_list(checkpoint, rows, fmt=fmt), nl=False)
         return
     if not quant_given and quant != QuantOptions("COPY", rules=quant.rules):
         raise UsageError("llama-quantize options need --quant NAME (or --quant-list)")
     training = TrainOptions(optimizer=optimizer, micro_batch=micro_batch, seq_len=seq_len) if train else None
-    result = api.inspect(source, experts_on=experts_on, default_device=default_device,
+    result = api.inspect(repo, experts_on=experts_on, default_device=default_device,
                          quant=quant if quant_given else None, llamacpp=placement.llamacpp,
                          placement_file=placement_file, gpus=gpus, memory=memory, budgets=budgets or None,
-                         train=training, hub=hub, recipe=recipe)
+                         train=training, recipe=recipe)
     _warn(result.checkpoint.warnings, result.notes)
     click.echo(render(result, view=view, fmt=fmt), nl=False)
     _report_fetch(result.checkpoint.fetch, verbose)
