@@ -204,6 +204,10 @@ def split_set_paths(path: Path) -> tuple[Path, ...]:
     if count < 1 or int(m["no"]) < 1 or int(m["no"]) > count:
         raise SourceError(f"{path}: shard number {m['no']} does not fit 'of {m['count']}'")
     shards = tuple(path.with_name(f"{m['prefix']}-{i:05d}-of-{count:05d}.gguf") for i in range(1, count + 1))
+    odd = [s for s in shards if not is_regular_file(s) and os.path.lexists(s)]
+    if odd:
+        local_stat(str(odd[0]))  # names a link loop, a dangling link, a FIFO or a device
+        raise SourceError(f"{odd[0]}: shard of a split set is not a regular file")
     missing = [s.name for s in shards if not is_regular_file(s)]
     if missing:
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
