@@ -2,8 +2,10 @@
 
 The repos are built by the fixture generator (and a small split-set writer here). Every numeric claim is
 "the Hub path gives exactly what the local path gives for the same files", plus counted requests and bytes:
-one request per listing page, one per side file (index, config.json), one per model file when its header fits
-the first block, and body bytes close to the header bytes.
+one request per listing page, one per side file (index, config.json), one ranged read per model file when its
+header fits the first block (two requests: /resolve and the CDN it redirects to), and body bytes close to the
+header bytes. The client's own count (`fetch_stats`, `-v`) is what the server counted. Faults are in
+tests/test_sources_hub_faults.py, one listing per command in tests/test_sources_repo.py.
 """
 from __future__ import annotations
 
@@ -458,11 +460,11 @@ def test_network_unreachable(env: Path, monkeypatch: pytest.MonkeyPatch) -> None
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed once the block ends: connections are refused
     point_huggingface_hub_at(f"http://127.0.0.1:{port}", monkeypatch)
-    started = time.monotonic()
     with pytest.raises(HubNetworkError, match="cannot reach 127.0.0.1") as info:
         resolve_hub("org/single")
+    # fails fast: MAX_CONNECT_TRIES attempts (3), not the 5 of an answering server
+    assert f"after {hub_http.MAX_CONNECT_TRIES} tries" in str(info.value) and hub_http.MAX_CONNECT_TRIES == 3
     assert "HF_HUB_OFFLINE=1" in str(info.value) and isinstance(info.value, RemoteError)
-    assert time.monotonic() - started < 5
 
 
 def test_header_cap_is_a_format_error(hub: FakeHub, tmp_path: Path) -> None:
@@ -552,14 +554,14 @@ def test_shards_are_read_concurrently(repos: dict[str, Path], env: Path, monkeyp
                                       tmp_path: Path) -> None:
     many = tmp_path / "many"
     write_safetensors(many, "mixtral-8x7b", shards=24, mode="header")
+    # each answer takes 50 ms at the server, so requests sent together are seen together: the server's peak of
+    # requests in progress at once says how many were in flight (counted, not timed)
     hub = make_hub(repos, monkeypatch, latency=0.05)
     hub.add_repo("org/many", many)
     try:
-        started = time.monotonic()
         read_checkpoint(resolve_hub("org/many"))
-        elapsed = time.monotonic() - started
-        sequential = 24 * 2 * 0.05  # each shard: /resolve + CDN hop
-        assert elapsed < sequential / 2, elapsed
+        assert hub.peak_busy >= 8, hub.peak_busy
+        assert hub.peak_busy <= hub_http.WORKERS
     finally:
         hub.stop()
 

@@ -59,7 +59,6 @@ REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5  # the Hub needs 1 (/resolve -> CDN), 2 for a renamed repo; more is a loop or a broken proxy
 MAX_JSON_BYTES = 64 << 20  # index / config side files (DeepSeek-R1's index is 8.9 MB)
 MAX_LISTING_PAGES = 10_000
-READ_CHUNK = 64 << 10
 PROGRESS_INTERVAL = 0.1  # seconds between progress calls that only report bytes
 
 
@@ -391,15 +390,17 @@ class HubClient:
                                       f"({type(e).__name__}: {e})".replace(": )", ")"),
                                       hint="check HF_ENDPOINT and the proxy settings") from None
             finally:
-                self.throttle.release(ticket, throttled=failure is not None and failure.throttled,
-                                      wait=failure.wait if failure is not None and failure.throttled else None)
-            limit = MAX_CONNECT_TRIES if failure.connect else MAX_TRIES
-            if attempt >= limit:
-                raise self._give_up(failure, what, attempt, url) from None
+                # a wait beyond the cap ends this inspection (below): it must not hold the other senders
+                pause = (failure.wait if failure is not None and failure.throttled and failure.wait is not None
+                         and failure.wait <= RETRY_AFTER_CAP else None)
+                self.throttle.release(ticket, throttled=failure is not None and failure.throttled, wait=pause)
             wait = failure.wait
             if wait is not None and wait > RETRY_AFTER_CAP:
                 raise HubNetworkError(f"{what}: the Hub asks to wait {wait:.0f} s before retrying ({failure})",
                                       hint="rate limited; try again later (a token raises the limits)")
+            limit = MAX_CONNECT_TRIES if failure.connect else MAX_TRIES
+            if attempt >= limit:
+                raise self._give_up(failure, what, attempt, url) from None
             if failure.throttled:
                 continue  # the throttle holds every sender (this one too) until the wait is over
             if wait is None:
@@ -544,7 +545,9 @@ class HubClient:
         exactly at `limit` would leave the response unfinished and cost a new connection per request.
         """
         got = 0
-        for chunk in response.iter_raw(READ_CHUNK):
+        # iter_raw() without a chunk size yields each network read as it arrives: a body cut short is counted up
+        # to its last byte (a chunker would hold back the tail it had not filled when the connection dropped)
+        for chunk in response.iter_raw():
             if not chunk:
                 continue
             self.stats.add(nbytes=len(chunk))
@@ -786,9 +789,10 @@ class HubFile:
 
         def consume(response: Any) -> bytes:
             if response.status_code == 206:
+                # the body first (at most `want` bytes and a little): what came is counted, the connection reused
+                body = b"".join(client.count_body(response, want))
                 first, last = self._check_content_range(response.headers.get("content-range"), start, end)
                 span = last - first + 1
-                body = b"".join(client.count_body(response, span))
                 if len(body) > span:
                     raise _Retry(f"the body is longer than its Content-Range bytes {first}-{last}", protocol=True)
                 if len(body) < span:
