@@ -117,7 +117,7 @@ class FakeHub:
         fail_status: int = 429,
         redirect: bool | Callable[[str], bool] = True,
         tokens: Iterable[str] = ("hf_good",),
-        retry_after: str = "0",
+        retry_after: str | None = "0",  # None: 429/503 answers without Retry-After
         truncate_first: int = 0,
         bad_range_first: int = 0,
         max_concurrent: int | None = None,
@@ -344,8 +344,10 @@ class _Handler(BaseHTTPRequestHandler):
                 entered = self.fake.enter_file_request()
                 if not entered:
                     self._kind = "cdn" if self.origin == "cdn" else "resolve"
-                    self._send(429, {"Retry-After": self.fake.retry_after, "Content-Type": "text/plain"},
-                               b"Too Many Requests")
+                    headers = {"Content-Type": "text/plain"}
+                    if self.fake.retry_after is not None:
+                        headers["Retry-After"] = self.fake.retry_after
+                    self._send(429, headers, b"Too Many Requests")
                     return
             if self.fake.latency:
                 time.sleep(self.fake.latency)
@@ -557,7 +559,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if self._method == "GET" and self.fake.take_failure():
             status = self.fake.fail_status
-            headers = {"Retry-After": self.fake.retry_after, "Content-Type": "text/plain"}
+            headers = {"Content-Type": "text/plain"}
+            if self.fake.retry_after is not None:
+                headers["Retry-After"] = self.fake.retry_after
             body = b"Too Many Requests" if status == 429 else b"Service Unavailable"
             self._send(status, headers, body)
             return

@@ -221,6 +221,20 @@ def test_retry_after_longer_than_the_cap_is_one_clear_error(env: Path, st_repo: 
         hub.stop()
 
 
+def test_429_without_retry_after_backs_off_and_succeeds(env: Path, st_repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                                       fast_retries: None) -> None:
+    hub = start(monkeypatch, {"org/st": st_repo}, fail_first=4, fail_status=429, retry_after=None)
+    try:
+        view = open_repo("org/st")
+        resolved = view.select()
+        same_numbers(read_checkpoint(resolved), read_checkpoint(resolve_local(str(st_repo))))
+        assert sum(1 for r in hub.records if r.status == 429) == 4
+        assert view.client.throttle.decreases >= 1  # type: ignore[attr-defined]  # a 429 is a rate limit
+        counted_equals_server(resolved, hub)
+    finally:
+        hub.stop()
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_a_burst_of_server_errors_is_retried(env: Path, st_repo: Path, monkeypatch: pytest.MonkeyPatch,
                                              fast_retries: None, status: int) -> None:

@@ -375,37 +375,41 @@ class HubClient:
         while True:
             attempt += 1
             ticket = self.throttle.acquire()
-            failure: _Retry | None = None
             try:
-                return self._exchange(url, consume, what=what, path=path, headers=headers)
+                result = self._exchange(url, consume, what=what, path=path, headers=headers)
             except _Retry as r:
                 failure = r
             except transport_errors as e:
                 failure = _Retry(f"{type(e).__name__}: {e}".rstrip(": "), connect=isinstance(e, h.ConnectError))
-            except _hf().errors.OfflineModeIsEnabled as e:
-                raise HubOfflineError(f"{what}: HF_HUB_OFFLINE=1 forbids network access",
-                                      hint="unset HF_HUB_OFFLINE, or download the files first") from e
-            except h.RequestError as e:  # not worth retrying: bad URL scheme, invalid URL, …
-                raise HubNetworkError(f"{what}: request to {urlsplit(url).netloc} failed "
-                                      f"({type(e).__name__}: {e})".replace(": )", ")"),
-                                      hint="check HF_ENDPOINT and the proxy settings") from None
-            finally:
-                # a wait beyond the cap ends this inspection (below): it must not hold the other senders
-                pause = (failure.wait if failure is not None and failure.throttled and failure.wait is not None
-                         and failure.wait <= RETRY_AFTER_CAP else None)
-                self.throttle.release(ticket, throttled=failure is not None and failure.throttled, wait=pause)
+            except BaseException as e:
+                self.throttle.release(ticket)
+                if isinstance(e, _hf().errors.OfflineModeIsEnabled):
+                    raise HubOfflineError(f"{what}: HF_HUB_OFFLINE=1 forbids network access",
+                                          hint="unset HF_HUB_OFFLINE, or download the files first") from e
+                if isinstance(e, h.RequestError):  # not worth retrying: bad URL scheme, invalid URL, …
+                    raise HubNetworkError(f"{what}: request to {urlsplit(url).netloc} failed "
+                                          f"({type(e).__name__}: {e})".replace(": )", ")"),
+                                          hint="check HF_ENDPOINT and the proxy settings") from None
+                raise
+            else:
+                self.throttle.release(ticket)
+                return result
+            # the server's wait when it named one, else exponential backoff with jitter
             wait = failure.wait
-            if wait is not None and wait > RETRY_AFTER_CAP:
+            if wait is None:
+                wait = min(RETRY_MAX_WAIT, RETRY_BASE_WAIT * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
+            # a rate limit pauses every sender (a wait beyond the cap ends the inspection below, and must not
+            # hold the others meanwhile); other failures wait on this thread alone
+            self.throttle.release(ticket, throttled=failure.throttled,
+                                  wait=wait if failure.throttled and wait <= RETRY_AFTER_CAP else None)
+            if wait > RETRY_AFTER_CAP:
                 raise HubNetworkError(f"{what}: the Hub asks to wait {wait:.0f} s before retrying ({failure})",
                                       hint="rate limited; try again later (a token raises the limits)")
             limit = MAX_CONNECT_TRIES if failure.connect else MAX_TRIES
             if attempt >= limit:
                 raise self._give_up(failure, what, attempt, url) from None
-            if failure.throttled:
-                continue  # the throttle holds every sender (this one too) until the wait is over
-            if wait is None:
-                wait = min(RETRY_MAX_WAIT, RETRY_BASE_WAIT * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            time.sleep(wait)
+            if not failure.throttled:
+                time.sleep(wait)
 
     def _exchange(self, url: str, consume: Callable[[Any], Any], *, what: str, path: str | None,
                   headers: dict[str, str] | None) -> Any:
