@@ -21,7 +21,7 @@ from fixtures.generate import write_safetensors
 from inspector.errors import CkptSizeError, RemoteError, SourceError
 from inspector.formats import read_checkpoint
 from inspector.sources import hub_http, open_repo, resolve_local
-from inspector.sources.hub import GGUF_FIRST_BLOCK, GGUF_SHARD_BLOCK, ST_FIRST_BLOCK, resolve_hub
+from inspector.sources.hub import GGUF_FIRST_BLOCK, ST_FIRST_BLOCK, gguf_shard_block, resolve_hub
 from inspector.sources.hub_http import HubError, HubNetworkError, Throttle
 from tests._bytes import Q4_K, Q4_K_BLOCK, Q4_K_BYTES, STRING, U16, I32, gguf_header, kv, pad, tinfo
 from tests.hub_server import FakeHub, point_huggingface_hub_at
@@ -130,16 +130,24 @@ def test_a_gguf_split_set_of_1087_files_costs_one_request_per_file_plus_redirect
         assert max(Counter((r.path, r.range) for r in hub.records if r.range).values()) == 1
         assert all(r.path.split("/resolve/")[1].startswith(hub.repos["org/split"].commits["main"])
                    for r in hub.records if r.kind == "resolve")  # every file read at the pinned commit
-        # bytes: each file's first block and nothing more (no header continued past it); the floor for a later
-        # shard is GGUF_SHARD_BLOCK, sized for gguf-split's default 128 tensors a shard, so one-tensor shards
-        # like these (~200-byte headers) cost 16 KiB each
+        # bytes: each file's first block and nothing more (no header continued past it); a later shard of a
+        # 1,087-file set gets 4 KiB (a model's tensor infos spread over 1,087 files), ~20x these ~190-byte headers
         sizes = [p.stat().st_size for p in paths]
-        blocks = [min(GGUF_FIRST_BLOCK, sizes[0])] + [min(GGUF_SHARD_BLOCK, n) for n in sizes[1:]]
+        assert gguf_shard_block(1087) == 4096
+        blocks = [min(GGUF_FIRST_BLOCK, sizes[0])] + [min(4096, n) for n in sizes[1:]]
         assert sum(f.header_bytes for f in remote.files) < sum(blocks)
         assert hub.bytes_sent("cdn") + hub.bytes_sent("resolve") == sum(blocks)
         counted_equals_server(resolved, hub)
     finally:
         hub.stop()
+
+
+@pytest.mark.parametrize("files, block", [(2, 128 << 10), (3, 88 << 10), (9, 32 << 10), (64, 4 << 10),
+                                          (1087, 4 << 10)])
+def test_gguf_shard_blocks_share_a_models_tensor_infos(files: int, block: int) -> None:
+    assert gguf_shard_block(files) == block
+    # a set of gguf-split's default 128 tensors a shard, ~96 bytes a tensor info, fits in one read
+    assert gguf_shard_block(math.ceil(1761 / 128)) >= 128 * 96
 
 
 def test_huggingface_hubs_own_requests_are_counted(env: Path, st_repo: Path, tmp_path: Path,

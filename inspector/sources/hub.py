@@ -41,18 +41,23 @@ from .repo import HubExtra, HubListing, HubOptions, HubQuant, RepoView
 #   bytes within ~20 % of the header. A longer header costs one more request, for the missing tail only.
 # - a safetensors file without an index: 128 KiB (huggingface_hub reads 100 kB; 97 % of the top-1000 headers
 #   are smaller).
-# - GGUF: the parser's cursor starts with a read of the file's first block. Later shards of a split set hold
-#   tensor infos only (~70 bytes a tensor: 16 KiB covers ~230 tensors, more than gguf-split's default 128 a
-#   shard); the first file of a model holds the
+# - GGUF: the parser's cursor starts with a read of the file's first block. The first file of a model holds the
 #   KVs and the tokenizer (0.7 MB for a 32k SentencePiece vocabulary, 2-8 MB for 128k-262k BPE vocabularies):
 #   it gets 960 KiB = 15 x 64 KiB, the end of the cursor's fourth read, so a longer header continues with the
 #   cursor's own doubling reads (1 MiB, 2 MiB, 4 MiB: 2-3 more requests for the largest tokenizers).
+#   Later shards of a split set hold a few KVs and tensor infos only (70-100 bytes a tensor). However a model is
+#   split, its tensor infos add up to about the same: at most ~2,600 tensors x 96 bytes = 256 KiB for the largest
+#   models (DeepSeek-V3 has 1,025 GGUF tensors, GLM-4.5 1,761). So a later shard gets that budget divided by the
+#   number of shards, rounded up to 4 KiB, between 4 KiB and 128 KiB: 128 KiB for a 2-file set, 28 KiB for 9
+#   files (gguf-split's default 128 tensors a shard), 4 KiB for 1,087 one-tensor shards (~250-byte headers).
 ST_FIRST_BLOCK = 128 << 10
 ST_ENTRY_BYTES = 96
 ST_METADATA_BYTES = 2 << 10
 ST_MAX_HEADER = 100_000_000 + 8
 GGUF_FIRST_BLOCK = 960 << 10
-GGUF_SHARD_BLOCK = 16 << 10
+GGUF_SET_INFO_BYTES = 256 << 10
+GGUF_SHARD_BLOCK_MIN = 4 << 10
+GGUF_SHARD_BLOCK_MAX = 128 << 10
 MAX_CONFIG_BYTES = 16 << 20
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
@@ -349,13 +354,21 @@ def index_shards(index: Any, index_path: str, listing: Mapping[str, int], where:
     return shards, estimates
 
 
-def first_block(fmt: str, position: int, estimate: int | None) -> int:
-    """Bytes fetched ahead for the file at `position` of a model (see the constants above)."""
+def first_block(fmt: str, position: int, estimate: int | None, files: int = 1) -> int:
+    """Bytes fetched ahead for the file at `position` of a model of `files` files (see the constants above)."""
     if fmt == "safetensors":
         if estimate is None:
             return ST_FIRST_BLOCK
         return min(ST_MAX_HEADER, estimate)
-    return GGUF_FIRST_BLOCK if position == 0 else GGUF_SHARD_BLOCK
+    if position == 0:
+        return GGUF_FIRST_BLOCK
+    return gguf_shard_block(files)
+
+
+def gguf_shard_block(files: int) -> int:
+    """First block of a later shard of a `files`-file GGUF split set."""
+    share = -(-GGUF_SET_INFO_BYTES // max(1, files) // 4096) * 4096
+    return max(GGUF_SHARD_BLOCK_MIN, min(GGUF_SHARD_BLOCK_MAX, share))
 
 
 def _config_path(listing: Mapping[str, int], folder: str) -> str | None:
@@ -489,7 +502,7 @@ class HubRepoView(_ListedView):
         if plan.index_path is not None:
             index = self._side_json(plan.index_path)
             paths, estimates = index_shards(index, plan.index_path, listing, self.where)
-        files = [HubFile(client, p, listing[p], first_block(plan.format, i, estimates.get(p)), i)
+        files = [HubFile(client, p, listing[p], first_block(plan.format, i, estimates.get(p), len(paths)), i)
                  for i, p in enumerate(paths)]
         self.stats.add_total(len(files))
         config_path = _config_path(listing, plan.folder)
