@@ -48,7 +48,7 @@ from .repo import HubExtra, HubListing, HubOptions, HubQuant, RepoView
 #   Later shards of a split set hold a few KVs and tensor infos only (70-100 bytes a tensor). However a model is
 #   split, its tensor infos add up to about the same: at most ~2,600 tensors x 96 bytes = 256 KiB for the largest
 #   models (DeepSeek-V3 has 1,025 GGUF tensors, GLM-4.5 1,761). So a later shard gets that budget divided by the
-#   number of shards, rounded up to 4 KiB, between 4 KiB and 128 KiB: 128 KiB for a 2-file set, 28 KiB for 9
+#   number of shards, rounded up to 4 KiB, between 4 KiB and 128 KiB: 128 KiB for a 2-file set, 32 KiB for 9
 #   files (gguf-split's default 128 tensors a shard), 4 KiB for 1,087 one-tensor shards (~250-byte headers).
 ST_FIRST_BLOCK = 128 << 10
 ST_ENTRY_BYTES = 96
