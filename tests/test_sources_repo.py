@@ -18,7 +18,7 @@ from inspector.errors import SourceError, UsageError
 from inspector.formats import read_checkpoint
 from inspector.sources import HubOptions, HubRepoView, open_repo, resolve_local
 from tests.hub_server import FakeHub
-from tests.test_hub import env, hub, make_hub, repos, same_numbers  # noqa: F401  (fixtures)
+from tests.test_hub import env, hub, repos, same_numbers  # noqa: F401  (fixtures)
 
 
 def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:

@@ -4,10 +4,12 @@ Accepted refs: ``owner/repo``, ``owner/repo@REV``, ``owner/repo/path/in/repo``, 
 ``hf://owner/repo[@REV][/path]`` and ``https://huggingface.co/owner/repo[/tree|blob|resolve/REV[/path]]``.
 REV is a branch, tag, commit or ``refs/pr/N`` (also percent-encoded, ``refs%2Fpr%2F1``).
 
-What one inspection costs (see docs/hub.md): one request per listing page (1,000 files), one for a
-safetensors index, at most one for ``config.json``, and one ranged GET per model file when its header fits the
-first block (one more, for the missing bytes only, when it does not). A repo holding several GGUF quants and no
-selection costs the listing alone and yields a `HubListing`.
+What one inspection costs (see docs/hub.md): one request per listing page (1,000 files; a listing of several
+pages is pinned to its commit first), one for a safetensors index, at most one for ``config.json``, and one
+ranged GET per model file when its header fits the first block (one more, for the missing bytes only, when it
+does not), each with its redirect hop to the CDN. A repo holding several GGUF quants and no selection costs the
+listing alone and yields a `HubListing`. `open_hub` lists once and returns a view (`HubRepoView`, or
+`CacheRepoView` offline) that any number of selections read from.
 
 The HTTP machinery (session, retries, errors, `HubFile`, prefetch) is in `hub_http.py`; huggingface_hub is
 imported lazily, so local inspections never pay for it.
