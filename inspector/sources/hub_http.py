@@ -10,7 +10,7 @@ each redirect hop: `/resolve` and the CDN it redirects to are two), so the count
 the *bytes* of every response body we received. Redirects are followed here, not by the HTTP client, so each hop
 is counted, a loop is caught at once, and the token never leaves the Hub's origin.
 
-Concurrency is bounded by a `Throttle` per repo: `WORKERS` requests in flight at most; a 429 (or any answer with
+Concurrency is bounded by a `Throttle` per repo: `WORKERS` requests in flight at most; a 429 (or a 503 with
 `Retry-After`) halves that limit once per round and pauses every sender until the time the server asked for;
 successes add the slots back one at a time.
 """
@@ -133,7 +133,7 @@ class FetchStats:
 class Throttle:
     """At most `limit` requests in flight, adapting to rate limits (additive increase, multiplicative decrease).
 
-    A throttled answer (429, or any answer with `Retry-After`/`RateLimit` reset) halves the limit, at most once per
+    A throttled answer (429, or 503 with `Retry-After`/`RateLimit` reset) halves the limit, at most once per
     round: answers to requests sent before the last decrease do not decrease it again (the burst of 429s from one
     round costs one halving, not five). It also pauses every sender until the time the server asked for. Each
     `limit` successful answers in a row add one slot back, up to the starting limit.
@@ -260,8 +260,8 @@ class _Retry(Exception):
 
     @property
     def throttled(self) -> bool:
-        """The server asked us to slow down: 429, or a wait it named (Retry-After / RateLimit)."""
-        return self.status == 429 or (self.status is not None and self.wait is not None)
+        """The server asked us to slow down: 429, or 503 naming a wait (Retry-After / RateLimit)."""
+        return self.status == 429 or (self.status == 503 and self.wait is not None)
 
 
 class _ListingChanged(Exception):
@@ -366,7 +366,7 @@ class HubClient:
 
         `consume` reads the streamed body (counting bytes with `count_body`) and may raise `_Retry`. Failures are
         retried on 408/429/5xx, timeouts, dropped connections and broken answers with exponential backoff; a rate
-        limit (429, `Retry-After`, `RateLimit`) also narrows the throttle and pauses every sender. The last failure
+        limit (429, or 503 naming a wait) also narrows the throttle and pauses every sender. The last failure
         becomes a one-line HubError.
         """
         h = self._http
