@@ -63,14 +63,18 @@ class LocalRepoView(RepoView):
         if st is None:
             raise missing_path_error(source)
         self.is_dir = stat.S_ISDIR(st.st_mode)
+        self._found: list[GgufModel] | None = None
 
     def _models(self) -> list[GgufModel]:
-        if self.is_dir:
-            return find_gguf_models(self.path)
-        if self.path.name.endswith(".gguf") and not NOT_MODEL.search(self.path.name):
-            paths = split_set_paths(self.path)
-            return [GgufModel(self.path.name, paths)]
-        return []
+        """The GGUF models here, found once per view (a folder is walked once however often it is asked)."""
+        if self._found is None:
+            if self.is_dir:
+                self._found = find_gguf_models(self.path)
+            elif self.path.name.endswith(".gguf") and not NOT_MODEL.search(self.path.name):
+                self._found = [GgufModel(self.path.name, split_set_paths(self.path))]
+            else:
+                self._found = []
+        return self._found
 
     def quants(self) -> tuple[HubQuant, ...]:
         rows = []
