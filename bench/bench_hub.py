@@ -1,24 +1,29 @@
-"""Hub header reads: ckpt-size against huggingface_hub over the same fake Hub with injected latency.
+"""Hub header reads: requests, bytes and time of ckpt-size against huggingface_hub over the same fake Hub.
 
-    python bench/bench_hub.py [--latency 0.02] [--runs 3] [--json]
+    python bench/bench_hub.py [--quick] [--latency 0.02] [--runs 3] [--json]
 
-Two repos, written header-only (sparse files: real sizes, data regions are holes) by the fixture generator:
+Repos, written header-only (sparse files: real sizes, data regions are holes) by the fixture generator:
 
-- ``bench/deepseek-v3-163``: DeepSeek-V3 in BF16 as 163 safetensors shards + index + config.json (~36 KB of
-  header per shard). Reference: ``HfApi().get_safetensors_metadata`` (huggingface_hub's own header-only API),
-  cold cache.
-- ``bench/deepseek-v3-40``: the same tensors in 40 shards (~150 KB of header per shard, like Kimi-K2 or
-  Qwen3-235B shards): huggingface_hub's fixed 100 kB first read needs a second GET per shard.
-- ``bench/deepseek-v3.1-q4k``: a 1,087-file split GGUF (DeepSeek-V3.1-Terminus q4_K, one tensor per shard, as the
-  Thireus GGUF-Tool-Suite ships it; rebuilt from ../shared, or a synthetic 1,000-file set when that is absent).
-  huggingface_hub has no GGUF header API; the reference is its ranged-read API, ``HfFileSystem`` with a 64 KiB
-  block size, opening every shard from a thread pool sized like huggingface_hub's (``min(32, cpu + 4)``), each
-  parsed by the same GGUF parser.
+- ``deepseek-v3-163``: DeepSeek-V3 in BF16 as 163 safetensors shards + index + config.json (~36 KB of header per
+  shard, 46k tensors). Reference: ``HfApi().get_safetensors_metadata`` (huggingface_hub's header-only API), cold.
+- ``deepseek-v3-59``: the same tensors in 59 shards (~100 KB of header per shard: around huggingface_hub's fixed
+  100 kB first read; the shard count of issue 16's measurement).
+- ``deepseek-v3-40``: 40 shards (~150 KB of header per shard, like Kimi-K2 or Qwen3-235B shards):
+  huggingface_hub's 100 kB first read needs a second GET for every shard.
+- ``deepseek-v3.1-q4k``: a 1,087-file split GGUF (DeepSeek-V3.1-Terminus q4_K, one tensor per shard, as the
+  Thireus GGUF-Tool-Suite ships it; rebuilt from ``shared/data/real``, or a synthetic 1,087-file set when that is
+  absent). huggingface_hub has no GGUF header API; the reference is its ranged-read API, ``HfFileSystem`` with a
+  64 KiB block size, opening every shard from a thread pool sized like huggingface_hub's (``min(32, cpu + 4)``),
+  each parsed by the same GGUF parser.
+
+``--quick`` runs the 59-shard safetensors repo and a 300-file split GGUF once each (about 15 s).
 
 The fake Hub (tests/hub_server.py) runs in its own process (so it does not share our GIL), redirects model
-files from ``/resolve`` to a second "CDN" origin like the real Hub, and adds `--latency` seconds to every answer.
-Requests and bytes are counted by the server: every HTTP exchange (HEAD, redirect hop, ranged GET) and every
-body byte it sent. Wall time is the median of `--runs` runs.
+files from ``/resolve`` to a second "CDN" origin like the real Hub, and adds ``--latency`` seconds to every answer.
+Requests and bytes are counted by the server: every HTTP exchange (HEAD, listing page, redirect hop, ranged GET)
+and every body byte it sent. ckpt-size's own count (what ``-v`` prints) is shown beside it: they must agree.
+"header bytes" is the sum of the files' header lengths (the least any reader must fetch), computed from the
+local copies. Wall time is the median of ``--runs`` runs.
 """
 from __future__ import annotations
 
@@ -33,34 +38,54 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-ST_REPO = "bench/deepseek-v3-163"
-ST40_REPO = "bench/deepseek-v3-40"
-GGUF_REPO = "bench/deepseek-v3.1-q4k"
+MAP = Path("Thireus__GGUF-Tool-Suite") / "DeepSeek-V3.1-Terminus" / "tensors.q4_K.map"
 
 
-def build_repos(work: Path) -> dict[str, Path]:
-    from fixtures.generate import (
-        DEEPSEEK_V31_Q4K_MAP,
-        rebuild_split_from_map,
-        write_safetensors,
-    )
+@dataclass(frozen=True)
+class Case:
+    name: str
+    repo: str  # repo id on the fake Hub
+    kind: str  # "safetensors" | "gguf"
+    size: int  # shards or files
 
-    st = work / "deepseek-v3-163"
-    write_safetensors(st, "deepseek-v3", shards=163, mode="sparse")
-    st40 = work / "deepseek-v3-40"
-    write_safetensors(st40, "deepseek-v3", shards=40, mode="sparse")
-    gg = work / "deepseek-v3.1-q4k"
-    if DEEPSEEK_V31_Q4K_MAP.is_file():
-        rebuild_split_from_map(DEEPSEEK_V31_Q4K_MAP, gg / "Q4_K", mode="sparse")
+
+FULL = [Case("safetensors 163 shards", "fake-org/deepseek-v3-163", "safetensors", 163),
+        Case("safetensors 59 shards", "fake-org/deepseek-v3-59", "safetensors", 59),
+        Case("safetensors 40 shards", "fake-org/deepseek-v3-40", "safetensors", 40),
+        Case("GGUF split set", "fake-org/deepseek-v3.1-q4k", "gguf", 1087)]
+QUICK = [Case("safetensors 59 shards", "fake-org/deepseek-v3-59", "safetensors", 59),
+         Case("GGUF split set 300", "fake-org/split-300", "gguf", 300)]
+
+
+def real_map() -> Path | None:
+    """The Thireus DeepSeek-V3.1 q4_K map in a `shared/data/real` next to this checkout or above it."""
+    for base in ROOT.parents:
+        candidate = base / "shared" / "data" / "real" / MAP
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def build_repo(case: Case, work: Path) -> Path:
+    from fixtures.generate import rebuild_split_from_map, write_safetensors
+
+    folder = work / case.repo.split("/")[1]
+    if case.kind == "safetensors":
+        write_safetensors(folder, "deepseek-v3", shards=case.size, mode="sparse")
+        return folder
+    found = real_map()
+    if case.size == 1087 and found is not None:
+        rebuild_split_from_map(found, folder / "Q4_K", mode="sparse")
     else:
-        _synthetic_split(gg / "Q4_K", 1000)
-    return {ST_REPO: st, ST40_REPO: st40, GGUF_REPO: gg}
+        _synthetic_split(folder / "Q4_K", case.size)
+    return folder
 
 
 def _synthetic_split(folder: Path, shards: int) -> None:
@@ -77,12 +102,27 @@ def _synthetic_split(folder: Path, shards: int) -> None:
         w.add_key_value("split.count", shards, gguf.GGUFValueType.UINT16)
         w.add_key_value("split.tensors.count", shards - 1, gguf.GGUFValueType.INT32)
         if i:
-            w.add_tensor_info(f"blk.{i - 1}.ffn_down.weight", (7168, 2048), np.dtype(np.float32), 7168 * 2048 // 256 * 144,
-                              raw_dtype=q4k)
+            w.add_tensor_info(f"blk.{i - 1}.ffn_down.weight", (7168, 2048), np.dtype(np.float32),
+                              7168 * 2048 // 256 * 144, raw_dtype=q4k)
         w.write_header_to_file()
         w.write_kv_data_to_file()
         w.write_ti_data_to_file()
+        fout = w.fout[0]
+        w.write_padding(fout, fout.tell())
+        fout.flush()
+        if i:  # the tensor's data as a hole: the file has its real size, as on the Hub
+            fout.truncate(fout.tell() + 7168 * 2048 // 256 * 144)
         w.close()
+
+
+def header_bytes(folder: Path, kind: str) -> tuple[int, int]:
+    """(files, sum of header lengths) of the model files, parsed locally."""
+    from inspector.formats import read_checkpoint
+    from inspector.sources.local import resolve_local
+
+    source = folder if kind == "safetensors" else next(folder.rglob("*-00001-of-*.gguf"))
+    checkpoint = read_checkpoint(resolve_local(str(source)))
+    return len(checkpoint.files), sum(f.header_bytes for f in checkpoint.files)
 
 
 def start_server(repos: dict[str, Path], latency: float) -> tuple[subprocess.Popen[str], str]:
@@ -118,60 +158,48 @@ class FsSource:
         return self.fh.read(n)
 
 
-def ours(repo: str) -> Callable[[], int]:
-    """End to end: resolve_hub + read_checkpoint (parsing starts with the first file, while the rest arrive)."""
+def ours(repo: str) -> Callable[[], tuple[int, dict[str, int]]]:
+    """End to end as `ckpt-size inspect` does it: open the repo once, select, read every header."""
 
-    def run() -> int:
+    def run() -> tuple[int, dict[str, int]]:
         from inspector.formats import read_checkpoint
-        from inspector.sources.hub import resolve_hub
+        from inspector.sources import open_repo
 
-        checkpoint = read_checkpoint(resolve_hub(repo))
-        return sum(t.nbytes for t in checkpoint.tensors)
+        resolved = open_repo(repo).select()
+        checkpoint = read_checkpoint(resolved)
+        return sum(t.nbytes for t in checkpoint.tensors), resolved.fetch_stats()
 
     return run
 
 
 def ours_fetch_only(repo: str, runs: int) -> float:
     """Median seconds until every file's first block has arrived (the Hub side alone, no parsing)."""
-    from inspector.sources.hub import resolve_hub
+    from inspector.sources import open_repo
 
     times = []
     for _ in range(runs):
         started = time.perf_counter()
-        resolved = resolve_hub(repo)
+        resolved = open_repo(repo).select()
         for f in resolved.files:
             f.read(0, 8)  # served from the prefetched first block: waits for it, sends nothing
         times.append(time.perf_counter() - started)
     return statistics.median(times)
 
 
-def local_parse(folder: Path) -> float:
-    """Seconds to parse the same files from disk (the part of the work that is not the Hub's)."""
-    from inspector.formats import read_checkpoint
-    from inspector.sources.local import resolve_local
-
-    times = []
-    for _ in range(3):
-        started = time.perf_counter()
-        read_checkpoint(resolve_local(str(folder)))
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
-
-
-def hf_safetensors(repo: str, cache: Path) -> Callable[[], int]:
-    def run() -> int:
+def hf_safetensors(repo: str, cache: Path) -> Callable[[], tuple[int, None]]:
+    def run() -> tuple[int, None]:
         from huggingface_hub import HfApi
 
         shutil.rmtree(cache, ignore_errors=True)  # cold, like a first look at a repo
         meta = HfApi().get_safetensors_metadata(repo)
         return sum(t.data_offsets[1] - t.data_offsets[0]
-                   for f in meta.files_metadata.values() for t in f.tensors.values())
+                   for f in meta.files_metadata.values() for t in f.tensors.values()), None
 
     return run
 
 
-def hf_filesystem_gguf(repo: str) -> Callable[[], int]:
-    def run() -> int:
+def hf_filesystem_gguf(repo: str) -> Callable[[], tuple[int, None]]:
+    def run() -> tuple[int, None]:
         from concurrent.futures import ThreadPoolExecutor
 
         from huggingface_hub import HfFileSystem
@@ -186,17 +214,18 @@ def hf_filesystem_gguf(repo: str) -> Callable[[], int]:
                 return sum(t.nbytes for t in parse_gguf(FsSource(fh, path)).tensors)
 
         with ThreadPoolExecutor(max_workers=min(32, (os.cpu_count() or 1) + 4)) as pool:
-            return sum(pool.map(header, paths))
+            return sum(pool.map(header, paths)), None
 
     return run
 
 
-def measure(url: str, fn: Callable[[], int], runs: int) -> dict[str, Any]:
-    times, cpu, totals, stats = [], [], set(), {}
+def measure(url: str, fn: Callable[[], tuple[int, dict[str, int] | None]], runs: int) -> dict[str, Any]:
+    times, cpu, totals, stats, counted = [], [], set(), {}, None
     for _ in range(runs):
         server(url, "reset")
         started, cpu_started = time.perf_counter(), time.process_time()
-        totals.add(fn())
+        total, counted = fn()
+        totals.add(total)
         times.append(time.perf_counter() - started)
         cpu.append(time.process_time() - cpu_started)
         stats = server(url, "stats")
@@ -205,6 +234,9 @@ def measure(url: str, fn: Callable[[], int], runs: int) -> dict[str, Any]:
         "cpu_seconds": statistics.median(cpu),
         "requests": sum(v["requests"] for v in stats.values()),
         "bytes": sum(v["bytes"] for v in stats.values()),
+        # model files are LFS files: the fake Hub serves them from its CDN origin (side files from /resolve)
+        "file_bytes": sum(v["bytes"] for k, v in stats.items() if k.endswith(" cdn")),
+        "counted": counted,  # the tool's own count of its last run (ckpt-size: what -v prints)
         "by_kind": stats,
         "tensor_bytes": totals.pop() if len(totals) == 1 else sorted(totals),
     }
@@ -212,69 +244,71 @@ def measure(url: str, fn: Callable[[], int], runs: int) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="two small cases, one run each (~15 s)")
     parser.add_argument("--latency", type=float, default=0.02, help="seconds added to every answer (default 0.02)")
-    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--runs", type=int, default=None, help="runs per tool and case (default 3, 1 with --quick)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
+    runs = args.runs or (1 if args.quick else 3)
+    plan = QUICK if args.quick else FULL
 
     work = Path(tempfile.mkdtemp(prefix="ckpt-size-bench-hub-"))
     proc = None
+    cases: dict[str, Any] = {}
     try:
-        repos = build_repos(work / "repos")
-        proc, url = start_server(repos, args.latency)
+        folders = {case.repo: build_repo(case, work / "repos") for case in plan}
+        proc, url = start_server(folders, args.latency)
         # huggingface_hub reads these at import time: set them before anything imports it
         os.environ.update(HF_ENDPOINT=url, HF_HOME=str(work / "hf-home"), HF_HUB_DISABLE_TELEMETRY="1",
                           HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_IMPLICIT_TOKEN="1")
         os.environ.pop("HF_HUB_OFFLINE", None)
         cache = work / "hf-home" / "hub"
-        ours(ST_REPO)()  # warm-up: imports and the HTTP session, for both sides
-        hf_safetensors(ST_REPO, cache)()
-        plan = [("safetensors 163 shards", ST_REPO, hf_safetensors(ST_REPO, cache), "get_safetensors_metadata"),
-                ("safetensors 40 shards", ST40_REPO, hf_safetensors(ST40_REPO, cache), "get_safetensors_metadata"),
-                ("GGUF split set", GGUF_REPO, hf_filesystem_gguf(GGUF_REPO), "HfFileSystem 64 KiB blocks")]
-        cases = {}
-        for name, repo, reference, ref_name in plan:
-            mine = measure(url, ours(repo), args.runs)
-            mine["fetch_seconds"] = ours_fetch_only(repo, args.runs)
-            folder = repos[repo]
-            if repo == GGUF_REPO:
-                folder = next(folder.rglob("*-00001-of-*.gguf"))
-            mine["local_parse_seconds"] = local_parse(folder)
-            cases[name] = (mine, measure(url, reference, args.runs), ref_name)
+        first_st = next(c for c in plan if c.kind == "safetensors")
+        ours(first_st.repo)()  # warm-up: imports and the HTTP session, for both sides
+        hf_safetensors(first_st.repo, cache)()
+        for case in plan:
+            files, headers = header_bytes(folders[case.repo], case.kind)
+            reference = (hf_safetensors(case.repo, cache) if case.kind == "safetensors"
+                         else hf_filesystem_gguf(case.repo))
+            ref_name = "get_safetensors_metadata" if case.kind == "safetensors" else "HfFileSystem 64 KiB blocks"
+            mine = measure(url, ours(case.repo), runs)
+            mine["fetch_seconds"] = ours_fetch_only(case.repo, runs)
+            ref = measure(url, reference, runs)
+            cases[case.name] = {"files": files, "header_bytes": headers, "ckpt_size": mine,
+                                "reference": {"name": ref_name, **ref}}
     finally:
         if proc is not None:
             proc.terminate()
             proc.wait()
         shutil.rmtree(work, ignore_errors=True)
 
-    results = {}
-    for name, (mine, ref, ref_name) in cases.items():
-        results[name] = {"ckpt_size": mine, "reference": {"name": ref_name, **ref},
-                         "speedup": ref["seconds"] / mine["seconds"],
-                         "fetch_speedup": ref["seconds"] / mine["fetch_seconds"],
-                         "request_ratio": ref["requests"] / mine["requests"],
-                         "same_tensor_bytes": mine["tensor_bytes"] == ref["tensor_bytes"]}
+    for r in cases.values():
+        mine, ref = r["ckpt_size"], r["reference"]
+        r.update(request_ratio=ref["requests"] / mine["requests"], byte_ratio=ref["bytes"] / mine["bytes"],
+                 speedup=ref["seconds"] / mine["seconds"], fetch_speedup=ref["seconds"] / mine["fetch_seconds"],
+                 same_tensor_bytes=mine["tensor_bytes"] == ref["tensor_bytes"],
+                 counted_equals_server=mine["counted"] == {"requests": mine["requests"], "bytes": mine["bytes"]})
     if args.json:
-        print(json.dumps({"latency": args.latency, "runs": args.runs, "cases": results}, indent=2))
+        print(json.dumps({"latency": args.latency, "runs": runs, "quick": args.quick, "cases": cases}, indent=2))
         return 0
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"fake Hub latency {args.latency * 1000:.0f} ms per answer, median of {args.runs} runs, "
-          f"{os.cpu_count()} CPUs, load {load:.1f}; requests and bytes as the server counted them "
-          "(HEADs and CDN redirect hops included); cpu s = this process (client) CPU time")
-    print("seconds = end to end (ckpt-size: resolve_hub + read_checkpoint); fetched = resolve_hub until every "
-          "file's first block arrived (separate runs); local parse = read_checkpoint of the same files from disk")
-    header = (f"{'case':24} {'tool':28} {'requests':>9} {'bytes':>13} {'seconds':>8} {'cpu s':>7} "
-              f"{'fetched':>8} {'local parse':>11}")
+    print(f"fake Hub latency {args.latency * 1000:.0f} ms per answer, median of {runs} run(s), {os.cpu_count()} CPUs, "
+          f"load {load:.1f}. Requests and bytes as the server counted them (listing pages, HEADs, redirect hops, "
+          "ranged GETs, side files); req/file = requests per model file; file/hdr = body bytes of the model files "
+          "/ the sum of their header lengths; fetched = ckpt-size until every first block arrived")
+    header = (f"{'case':24} {'tool':27} {'requests':>9} {'req/file':>8} {'bytes':>13} {'file/hdr':>8} "
+              f"{'seconds':>8} {'fetched':>8}")
     print(header)
     print("-" * len(header))
-    for name, r in results.items():
+    for name, r in cases.items():
         for tool, m in (("ckpt-size", r["ckpt_size"]), (r["reference"]["name"], r["reference"])):
-            extra = (f" {m['fetch_seconds']:>8.3f} {m['local_parse_seconds']:>11.3f}" if "fetch_seconds" in m else "")
-            print(f"{name:24} {tool:28} {m['requests']:>9,} {m['bytes']:>13,} {m['seconds']:>8.3f} "
-                  f"{m['cpu_seconds']:>7.2f}{extra}")
-        print(f"{'':24} {'ratio (reference / ours)':28} {r['request_ratio']:>9.2f} "
-              f"{r['reference']['bytes'] / r['ckpt_size']['bytes']:>13.2f} {r['speedup']:>8.2f} {'':>7} "
-              f"{r['fetch_speedup']:>8.2f}   same tensor bytes: {r['same_tensor_bytes']}")
+            fetched = f"{m['fetch_seconds']:>8.3f}" if "fetch_seconds" in m else f"{'':>8}"
+            print(f"{name:24} {tool:27} {m['requests']:>9,} {m['requests'] / r['files']:>8.2f} {m['bytes']:>13,} "
+                  f"{m['file_bytes'] / r['header_bytes']:>8.2f} {m['seconds']:>8.3f} {fetched}")
+        print(f"{'':24} {'ratio reference / ckpt-size':27} {r['request_ratio']:>9.2f} {'':>8} {r['byte_ratio']:>13.2f} "
+              f"{'':>8} {r['speedup']:>8.2f} {r['fetch_speedup']:>8.2f}")
+        print(f"{'':24} {r['files']:,} files, {r['header_bytes']:,} header bytes; same tensor bytes: "
+              f"{r['same_tensor_bytes']}; -v count equals the server's: {r['counted_equals_server']}")
     return 0
 
 

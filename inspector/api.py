@@ -5,10 +5,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckFailed, SourceError, UsageError
+from .errors import CheckFailed, UsageError
 from .fit import FitReport, best_quant
-from .fit.advice import fit_advice, inspect_advice, over_lines
 from .fit import fit as fit_plan
+from .fit.advice import fit_advice, inspect_advice, over_lines
 from .formats import read_checkpoint
 from .memory.train import TrainOptions, train_memory
 from .model import Checkpoint
@@ -21,50 +21,32 @@ from .quant.recipe import apply_recipe
 from .requests import FitRequest, InspectRequest, placement_file_runtime
 from .roles import RoleRules, assign_roles, load_rules
 from .runtimes import get_runtime
-from .sources import HubListing, ResolvedSource, is_hub_ref, resolve_hub, resolve_local
-from .sources.local import find_gguf_models
+from .sources import HubListing, HubOptions, RepoView, ResolvedSource, open_repo
 from .summary import Inspection, QuantInfo, by_device, summarize
 
 
-@dataclass(frozen=True)
-class HubOptions:
-    """How to reach a Hub repo: `--revision`, `--token` (else HF_TOKEN or the stored login), `--file`, progress."""
-
-    revision: str | None = None
-    token: str | None = None
-    file: str | None = None
-    progress: Any = None  # progress(files_done, files_total, bytes_read), called from worker threads
-
-
-def resolve(source: str, *, quant: str | None = None, hub: HubOptions | None = None) -> ResolvedSource | HubListing:
-    """Turn a SOURCE string into the files of one model: a local path, or a Hub ref (`owner/repo[@rev][/path]`,
+def resolve(source: str | RepoView, *, quant: str | None = None,
+            hub: HubOptions | None = None) -> ResolvedSource | HubListing:
+    """Turn a SOURCE into the files of one model: a local path, or a Hub ref (`owner/repo[@rev][/path]`,
     `hf://…`); a Hub repo of several GGUF quants without a selection gives its listing instead."""
-    hub = hub or HubOptions()
-    if Path(source).exists():
-        if hub.file or hub.revision:
-            raise UsageError("--file and --revision are for Hub repos", hint=f"{source} is a local path")
-        return resolve_local(source, quant=quant)
-    if is_hub_ref(source):
-        return resolve_hub(source, revision=hub.revision, token=hub.token, file=hub.file, quant=quant,
-                           progress=hub.progress)
-    raise SourceError(f"{source}: no such file or directory",
-                      hint="pass a local .gguf, .safetensors, index or folder, or a Hub repo owner/name")
+    repo = source if isinstance(source, RepoView) else open_repo(source, hub)
+    found = repo.listing() if quant is None else None
+    return found if found is not None else repo.select(quant)
 
 
-def load(source: str, *, quant: str | None = None, rules: RoleRules | str | None = None,
+def load(source: str | RepoView, *, quant: str | None = None, rules: RoleRules | str | None = None,
          hub: HubOptions | None = None) -> Checkpoint:
     """Read every header of SOURCE and give each tensor its role, layer and expert."""
     return _load(source, quant, rules, hub)[0]
 
 
-def _load(source: str, quant: str | None, rules: RoleRules | str | None = None,
-          hub: HubOptions | None = None) -> tuple[Checkpoint, bool]:
-    """The checkpoint, and whether its files already are the quant asked for (named so)."""
-    resolved = resolve(source, quant=quant, hub=hub)
-    if isinstance(resolved, HubListing):
-        names = ", ".join(r.name for r in resolved.rows[:6])
-        raise UsageError(f"{resolved.description} holds {len(resolved.rows)} GGUF models ({names})",
-                         hint="pick one with --quant NAME or --file PATH")
+def _load(source: str | RepoView, quant: str | None, rules: RoleRules | str | None = None,
+          hub: HubOptions | None = None, *, model: str | None = None) -> tuple[Checkpoint, bool]:
+    """The checkpoint, and whether its files already are the quant asked for (named so).
+
+    SOURCE is opened once (`open_repo`), unless it is already a `RepoView`; `model` picks one of its `quants()`."""
+    repo = source if isinstance(source, RepoView) else open_repo(source, hub)
+    resolved = repo.select(quant, model=model)
     checkpoint = read_checkpoint(resolved)
     if resolved.notes:
         checkpoint = checkpoint.with_(warnings=checkpoint.warnings + resolved.notes)
@@ -150,7 +132,7 @@ def run_inspect(request: InspectRequest) -> Inspection:
                      budget=budget, train=train, advice=advice)
 
 
-def inspect(source: str | Checkpoint, *, runtime: str | None = None, placement_file: str | None = None,
+def inspect(source: str | Checkpoint | RepoView, *, runtime: str | None = None, placement_file: str | None = None,
             gpus: int | None = None, budgets: dict[str, int] | None = None, quant: str | QuantOptions | None = None,
             recipe: tuple[tuple[str, str], ...] | None = None, train: TrainOptions | None = None,
             hub: HubOptions | None = None, **options: Any) -> Inspection:
@@ -175,12 +157,17 @@ def inspect(source: str | Checkpoint, *, runtime: str | None = None, placement_f
     return run_inspect(request)
 
 
-def listing(source: str, *, hub: HubOptions | None = None) -> HubListing | None:
+def opened(request: InspectRequest) -> InspectRequest:
+    """The request with its SOURCE opened (a RepoView: a Hub repo is listed once for the whole command)."""
+    if isinstance(request.source, str):
+        return replace(request, source=open_repo(request.source, request.hub))
+    return request
+
+
+def listing(source: str | RepoView, *, hub: HubOptions | None = None) -> HubListing | None:
     """The quants of a Hub repo holding several GGUF models (from its file listing alone), else None."""
-    if Path(source).exists() or not is_hub_ref(source):
-        return None
-    resolved = resolve(source, hub=hub)
-    return resolved if isinstance(resolved, HubListing) else None
+    repo = source if isinstance(source, RepoView) else open_repo(source, hub)
+    return repo.listing()
 
 
 @dataclass(frozen=True)
@@ -266,15 +253,16 @@ def run_fit(request: FitRequest) -> FitReport:
     """
     runtime_name = request.check()
     options = get_runtime(runtime_name).options(request.runtime_values())
-    source, quant, hub = request.source, request.quant, request.hub
-    candidates = _quant_candidates(source, hub) if isinstance(source, str) and quant is None else {}
+    quant, hub = request.quant, request.hub
+    repo = open_repo(request.source, hub) if isinstance(request.source, str) else request.source  # listed once
+    candidates = _quant_candidates(repo) if isinstance(repo, RepoView) and quant is None else {}
     if len(candidates) > 1:
         best, rows = best_quant(candidates, request.budgets, runtime_name, options)
-        return FitReport(source, best.result if best else None, best.name if best else None, rows)
+        return FitReport(repo.source, best.result if best else None, best.name if best else None, rows)
     if quant is not None:
-        checkpoint = inspect(source, quant=quant, hub=hub).checkpoint
+        checkpoint = inspect(repo, quant=quant).checkpoint
     else:
-        checkpoint = source if isinstance(source, Checkpoint) else load(source, hub=hub)
+        checkpoint = repo if isinstance(repo, Checkpoint) else load(repo)
     name = quant if isinstance(quant, str) else quant.ftype if quant else None
     return FitReport(checkpoint.source, fit_plan(checkpoint, request.budgets, runtime_name, options), name)
 
@@ -285,22 +273,18 @@ def fit(source: str | Checkpoint, budgets: dict[str, int], *, runtime: str = "ll
     return run_fit(FitRequest(source, budgets, options, runtime, quant, hub))
 
 
-def _quant_candidates(source: str, hub: HubOptions | None) -> dict[str, Checkpoint]:
-    """Every GGUF model of a local folder or a Hub repo of quants, loaded (headers only), by name.
+def _quant_candidates(repo: RepoView) -> dict[str, Checkpoint]:
+    """Every GGUF model of a local folder or a Hub repo of quants, loaded (headers only), by name; the repo is not
+    listed again, each quant's headers are read once.
 
     They must be quants of one model (at least one architecture); a folder of different models is not a choice
     of quants.
     """
-    if Path(source).is_dir():
-        candidates = {m.name: load(str(m.paths[0])) for m in find_gguf_models(Path(source))}
-    else:
-        found = listing(source, hub=hub)
-        base = hub or HubOptions()
-        candidates = {row.name: load(source, hub=replace(base, file=row.files[0]))
-                      for row in (found.rows if found else ()) if row.complete}
+    rows = [row for row in repo.choices() if row.complete]
+    candidates = {row.name: _load(repo, None, model=row.name)[0] for row in rows} if len(rows) > 1 else {}
     models = {ck.architecture for ck in candidates.values()}
     if len(models) > 1:
-        raise UsageError(f"{source} holds different models, not quants of one ({', '.join(candidates)})",
+        raise UsageError(f"{repo.source} holds different models, not quants of one ({', '.join(candidates)})",
                          hint="pass one model's file or folder, or --quant NAME")
     return candidates
 

@@ -295,8 +295,8 @@ def build_cli() -> click.Group:
         After --, a runtime's own command line is read as that program would read it:
         `ckpt-size inspect -- llama-server -m model.gguf -ngl 99 -c 32768`.
         """
-        request = inspect_request(source, p, inspect_specs)
-        found = None if request.quant else api.listing(request.source, hub=request.hub)
+        request = api.opened(inspect_request(source, p, inspect_specs))  # SOURCE resolved (and listed) once
+        found = None if request.quant else api.listing(request.source)
         if found is not None:  # a Hub repo of several quants and no selection: its rows, from the listing alone
             _warn(found.notes)
             click.echo(report.render_listing(found, fmt=p["fmt"]), nl=False)

@@ -91,7 +91,7 @@ class InspectRequest:
     `quant` is llama-quantize's options when `--quant` (or an override) was given.
     """
 
-    source: str | Checkpoint
+    source: Any  # a SOURCE string, a sources.RepoView (opened once) or a Checkpoint
     values: Mapping[str, Any] = field(default_factory=dict)
     runtime: str | None = None
     placement_file: str | None = None
@@ -135,7 +135,7 @@ class InspectRequest:
 class FitRequest:
     """`fit`: the plan that keeps the most on GPUs within the budgets."""
 
-    source: str | Checkpoint
+    source: Any  # a SOURCE string, a sources.RepoView (opened once) or a Checkpoint
     budgets: Mapping[str, int]
     values: Mapping[str, Any] = field(default_factory=dict)
     runtime: str = "llamacpp"

@@ -16,10 +16,27 @@ Each repo is a folder (one per revision). The server speaks:
   token, 403 with a token that was not granted), and ``401`` + ``X-Error-Message: Invalid credentials in
   Authorization header`` for an unknown token.
 
+- ``GET /api/models/{owner}/{name}/revision/{rev}?expand=sha`` — only the fields asked for (the commit), which is
+  how a client pins a branch to the commit it points to.
+
 Options: ``latency`` (seconds added to every response, both origins), ``page_size`` (tree pagination),
 ``ignore_range`` (serve ``200`` with the whole body, as some servers do), ``fail_first`` + ``fail_status``
-(the first N GETs of ``/resolve`` answer 429 with ``Retry-After: 0``, or 503), ``redirect`` (send LFS files
-through the CDN origin).
+(the first N GETs of ``/resolve`` answer 429 with ``Retry-After: retry_after``, or 503), ``redirect`` (send LFS
+files through the CDN origin: True, False, or a predicate on the path in the repo).
+
+Fault modes (issue 17), each counted in the log like any answer:
+
+- ``truncate_first=N``: the first N file bodies (ranged or not, either origin) promise their full
+  ``Content-Length`` but stop halfway and close the connection.
+- ``bad_range_first=N``: the first N ranged answers carry a ``Content-Range`` one byte off from what was asked.
+- ``max_concurrent=N``: a ``/resolve`` or CDN request arriving while N others are being answered gets ``429``
+  with ``Retry-After: retry_after`` (a rate limit by concurrency, as CDNs do).
+- ``redirect_loop={paths}``: ``/resolve`` of these paths redirects to the CDN, which redirects back.
+- ``missing={paths}``: listed in the tree, but ``/resolve`` answers ``404 EntryNotFound`` (a shard the index
+  names and the upload lost).
+- ``change_after_page={repo_id: folder}``: once page 1 of that repo's listing at a branch is served, the branch
+  moves to a new commit holding `folder` (the old commit stays readable by its hash).
+- ``no_pin=True``: ``/api/models/{repo}/revision/{rev}`` answers 404 (a mirror without that API).
 
 Every request is logged (method, kind, path, Range, status, body bytes written) so tests can count requests
 and bytes. Bytes of a body the client stopped reading are counted as far as the socket accepted them.
@@ -33,7 +50,7 @@ import os
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -98,8 +115,16 @@ class FakeHub:
         ignore_range: bool = False,
         fail_first: int = 0,
         fail_status: int = 429,
-        redirect: bool = True,
+        redirect: bool | Callable[[str], bool] = True,
         tokens: Iterable[str] = ("hf_good",),
+        retry_after: str | None = "0",  # None: 429/503 answers without Retry-After
+        truncate_first: int = 0,
+        bad_range_first: int = 0,
+        max_concurrent: int | None = None,
+        redirect_loop: Iterable[str] = (),
+        missing: Iterable[str] = (),
+        change_after_page: dict[str, str | Path] | None = None,
+        no_pin: bool = False,
     ) -> None:
         self.latency = latency
         self.page_size = page_size
@@ -108,6 +133,17 @@ class FakeHub:
         self.fail_status = fail_status
         self.redirect = redirect
         self.tokens = set(tokens)
+        self.retry_after = retry_after
+        self.truncate_first = truncate_first
+        self.bad_range_first = bad_range_first
+        self.max_concurrent = max_concurrent
+        self.redirect_loop = set(redirect_loop)
+        self.missing = set(missing)
+        self.change_after_page = {k: Path(v) for k, v in (change_after_page or {}).items()}
+        self.no_pin = no_pin
+        self._budgets = {"truncate": 0, "bad_range": 0}
+        self._busy = 0  # /resolve and CDN requests being answered (for max_concurrent)
+        self.peak_busy = 0
         self.listing_sizes: dict[str, int] = {}  # path -> size the tree listing claims (to test size checks)
         self.granted: dict[str, set[str]] = {}  # gated repo -> tokens granted access
         self.repos: dict[str, FakeRepo] = {}
@@ -225,6 +261,40 @@ class FakeHub:
                 return True
             return False
 
+    def take(self, fault: str) -> bool:
+        """True for the first `truncate_first` / `bad_range_first` bodies."""
+        limit = {"truncate": self.truncate_first, "bad_range": self.bad_range_first}[fault]
+        with self._lock:
+            if self._budgets[fault] < limit:
+                self._budgets[fault] += 1
+                return True
+            return False
+
+    def enter_file_request(self) -> bool:
+        """Count a /resolve or CDN request in; False when it is over `max_concurrent` (answer 429)."""
+        with self._lock:
+            if self.max_concurrent is not None and self._busy >= self.max_concurrent:
+                return False
+            self._busy += 1
+            self.peak_busy = max(self.peak_busy, self._busy)
+            return True
+
+    def leave_file_request(self) -> None:
+        with self._lock:
+            self._busy -= 1
+
+    def redirects(self, rel: str) -> bool:
+        return self.redirect(rel) if callable(self.redirect) else bool(self.redirect)
+
+    def move_branch(self, repo: FakeRepo, revision: str, folder: Path) -> None:
+        """A new commit on `revision` holding `folder`; the old commit stays readable by its hash."""
+        with self._lock:
+            old_commit = repo.commits[revision]
+            repo.revisions[f"_old/{old_commit}"] = repo.revisions[revision]
+            repo.commits[f"_old/{old_commit}"] = old_commit
+            repo.revisions[revision] = folder
+            repo.commits[revision] = hashlib.sha1(f"{old_commit}+{folder}".encode()).hexdigest()
+
     # -- signing of CDN URLs -----------------------------------------------------------------------------------
     @staticmethod
     def sign(path: str) -> str:
@@ -253,8 +323,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("POST")
 
     def _dispatch(self, method: str) -> None:
-        if self.fake.latency:
-            time.sleep(self.fake.latency)
         self._method = method
         self._kind = "other"
         self._status = 0
@@ -269,7 +337,20 @@ class _Handler(BaseHTTPRequestHandler):
             self._control(raw_path)
             return
         self.fake.begin()
+        gated = self.origin == "cdn" or "/resolve/" in raw_path
+        entered = False
         try:
+            if gated and method == "GET":  # a rate limit by concurrency: answered at once, before any latency
+                entered = self.fake.enter_file_request()
+                if not entered:
+                    self._kind = "cdn" if self.origin == "cdn" else "resolve"
+                    headers = {"Content-Type": "text/plain"}
+                    if self.fake.retry_after is not None:
+                        headers["Retry-After"] = self.fake.retry_after
+                    self._send(429, headers, b"Too Many Requests")
+                    return
+            if self.fake.latency:
+                time.sleep(self.fake.latency)
             if self.origin == "cdn":
                 self._kind = "cdn"
                 self._cdn(raw_path, parts.query)
@@ -283,6 +364,8 @@ class _Handler(BaseHTTPRequestHandler):
         except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
         finally:
+            if entered:
+                self.fake.leave_file_request()
             self.fake.log(Record(method, self._kind, unquote(raw_path), self.headers.get("Range"),
                                  self._status, self._sent, "authorization" in {k.lower() for k in self.headers}))
 
@@ -363,13 +446,21 @@ class _Handler(BaseHTTPRequestHandler):
             repo = self._repo_access(repo_id, download=False)
             if repo is None:
                 return
-            found = self._revision(repo, unquote(tail[1]))
+            revision = unquote(tail[1])
+            found = self._revision(repo, revision)
             if found is None:
                 return
             self._tree(repo, found[1], unquote("/".join(tail[2:])), rest)
+            new_folder = self.fake.change_after_page.get(repo_id)
+            if new_folder is not None and revision in repo.revisions and "cursor" not in self._query:
+                del self.fake.change_after_page[repo_id]
+                self.fake.move_branch(repo, revision, new_folder)
             return
         if not tail or (tail[0] == "revision" and len(tail) == 2):
             self._kind = "info"
+            if self.fake.no_pin and tail:
+                self._error(404, None, "Not found")
+                return
             repo = self._repo_access(repo_id, download=False)
             if repo is None:
                 return
@@ -425,6 +516,13 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, headers, json.dumps(page).encode())
 
     def _info(self, repo: FakeRepo, commit: str, folder: Path) -> None:
+        expand = self._query.get("expand")
+        if expand:  # only the properties asked for (the Hub's `expand` parameter)
+            body: dict[str, Any] = {"_id": hashlib.sha1(repo.repo_id.encode()).hexdigest()[:24], "id": repo.repo_id}
+            if "sha" in expand:
+                body["sha"] = commit
+            self._send(200, {"Content-Type": "application/json"}, json.dumps(body).encode())
+            return
         blobs = self._query.get("blobs", ["false"])[0] == "true"
         siblings = []
         for e in self._entries(folder):
@@ -456,19 +554,25 @@ class _Handler(BaseHTTPRequestHandler):
             return
         commit, folder = found
         target = folder / rel
-        if not target.is_file() or ".." in Path(rel).parts:
+        if not target.is_file() or ".." in Path(rel).parts or rel in self.fake.missing:
             self._error(404, "EntryNotFound", f"{rel} does not exist on {revision}")
             return
         if self._method == "GET" and self.fake.take_failure():
             status = self.fake.fail_status
-            headers = {"Retry-After": "0", "Content-Type": "text/plain"}
+            headers = {"Content-Type": "text/plain"}
+            if self.fake.retry_after is not None:
+                headers["Retry-After"] = self.fake.retry_after
             body = b"Too Many Requests" if status == 429 else b"Service Unavailable"
             self._send(status, headers, body)
             return
         size = target.stat().st_size
         etag = f'"{hashlib.sha1(f"{rel}:{size}".encode()).hexdigest()}"'
         common = {"X-Repo-Commit": commit, "ETag": etag, "Accept-Ranges": "bytes"}
-        if rel.endswith(LFS_SUFFIXES) and self.fake.redirect:
+        if rel in self.fake.redirect_loop:  # to the CDN, which sends the client back here
+            back = quote(f"{self.fake.url}{raw_path}", safe="")
+            self._send(302, {**common, "Location": f"{self.fake.cdn_url}/loop?to={back}", "Content-Length": "0"})
+            return
+        if rel.endswith(LFS_SUFFIXES) and self.fake.redirects(rel):
             cdn_path = f"/{quote(repo_id)}/{commit}/{quote(rel)}"
             location = f"{self.fake.cdn_url}/blob{cdn_path}?sig={self.fake.sign(cdn_path)}"
             lfs_etag = f'"{hashlib.sha256(f"{rel}:{size}".encode()).hexdigest()}"'
@@ -478,6 +582,9 @@ class _Handler(BaseHTTPRequestHandler):
         self._serve_file(target, common)
 
     def _cdn(self, raw_path: str, query: str) -> None:
+        if raw_path == "/loop":
+            self._send(302, {"Location": unquote(parse_qs(query).get("to", [""])[0]), "Content-Length": "0"})
+            return
         sig = parse_qs(query).get("sig", [""])[0]
         cdn_path = raw_path[len("/blob"):] if raw_path.startswith("/blob/") else ""
         if not cdn_path or not hmac.compare_digest(sig, self.fake.sign(cdn_path)):
@@ -510,7 +617,8 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(416, {"Content-Range": f"bytes */{size}", "Content-Type": "text/plain"}, b"")
                 return
             status = 206
-            headers = {**headers, "Content-Range": f"bytes {start}-{end}/{size}"}
+            shown_start = start + 1 if self._method == "GET" and self.fake.take("bad_range") else start
+            headers = {**headers, "Content-Range": f"bytes {shown_start}-{end}/{size}"}
         length = end - start + 1
         self._status = status
         self.send_response(status)
@@ -519,9 +627,13 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         if self._method == "HEAD":
             return
+        # a truncated body: half of what Content-Length promised, then the connection closes
+        send = max(0, length // 2) if self.fake.take("truncate") else length
+        if send < length:
+            self.close_connection = True
         with open(path, "rb") as f:
             f.seek(start)
-            left = length
+            left = send
             while left > 0:
                 chunk = f.read(min(CHUNK, left))
                 if not chunk:

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Protocol
 
-from ..errors import SourceError
+from .paths import open_regular, os_error
 
 
 class ByteSource(Protocol):
@@ -34,10 +34,8 @@ class LocalFile:
 
     def _open(self) -> int:
         if self._fd is None:
-            try:
-                self._fd = os.open(self.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            except OSError as e:
-                raise SourceError(f"cannot open {self.path}: {e.strerror}") from e
+            # read-only; refuses FIFOs, devices and folders without blocking (paths.open_regular)
+            self._fd = open_regular(self.path)
         return self._fd
 
     def size(self) -> int:
@@ -48,7 +46,10 @@ class LocalFile:
     def read(self, offset: int, n: int) -> bytes:
         if n <= 0 or offset >= self.size():
             return b""
-        data = os.pread(self._open(), min(n, self.size() - offset), offset)
+        try:
+            data = os.pread(self._open(), min(n, self.size() - offset), offset)
+        except OSError as e:
+            raise os_error(self.path, e) from None
         self.requests += 1
         self.bytes_read += len(data)
         return data

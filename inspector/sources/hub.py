@@ -4,10 +4,12 @@ Accepted refs: ``owner/repo``, ``owner/repo@REV``, ``owner/repo/path/in/repo``, 
 ``hf://owner/repo[@REV][/path]`` and ``https://huggingface.co/owner/repo[/tree|blob|resolve/REV[/path]]``.
 REV is a branch, tag, commit or ``refs/pr/N`` (also percent-encoded, ``refs%2Fpr%2F1``).
 
-What one inspection costs (see docs/hub.md): one request per listing page (1,000 files), one for a
-safetensors index, at most one for ``config.json``, and one ranged GET per model file when its header fits the
-first block (one more, for the missing bytes only, when it does not). A repo holding several GGUF quants and no
-selection costs the listing alone and yields a `HubListing`.
+What one inspection costs (see docs/hub.md): one request per listing page (1,000 files; a listing of several
+pages is pinned to its commit first), one for a safetensors index, at most one for ``config.json``, and one
+ranged GET per model file when its header fits the first block (one more, for the missing bytes only, when it
+does not), each with its redirect hop to the CDN. A repo holding several GGUF quants and no selection costs the
+listing alone and yields a `HubListing`. `open_hub` lists once and returns a view (`HubRepoView`, or
+`CacheRepoView` offline) that any number of selections read from.
 
 The HTTP machinery (session, retries, errors, `HubFile`, prefetch) is in `hub_http.py`; huggingface_hub is
 imported lazily, so local inspections never pay for it.
@@ -18,16 +20,19 @@ import difflib
 import os
 import posixpath
 import re
+import threading
 import weakref
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit
 
 from ..errors import SourceError, UsageError
 from .base import LocalFile, ResolvedSource
-from .local import NOT_MODEL, SPLIT_GGUF, quant_matches, read_json
+from .local import NOT_MODEL, SPLIT_GGUF, quant_label, quant_matches, read_json
+from .paths import looks_like_path, read_regular
+from .repo import HubExtra, HubListing, HubOptions, HubQuant, RepoView
 
 # -- first-block sizes ----------------------------------------------------------------------------------------------
 # A request costs a round trip (50-300 ms to the Hub, twice that with the CDN redirect); 100 KB more body costs
@@ -38,29 +43,28 @@ from .local import NOT_MODEL, SPLIT_GGUF, quant_matches, read_json
 #   bytes within ~20 % of the header. A longer header costs one more request, for the missing tail only.
 # - a safetensors file without an index: 128 KiB (huggingface_hub reads 100 kB; 97 % of the top-1000 headers
 #   are smaller).
-# - GGUF: the parser's cursor starts with a read of the file's first block. Later shards of a split set hold
-#   tensor infos only (~70 bytes a tensor: 16 KiB covers ~230 tensors, more than gguf-split's default 128 a
-#   shard); the first file of a model holds the
+# - GGUF: the parser's cursor starts with a read of the file's first block. The first file of a model holds the
 #   KVs and the tokenizer (0.7 MB for a 32k SentencePiece vocabulary, 2-8 MB for 128k-262k BPE vocabularies):
 #   it gets 960 KiB = 15 x 64 KiB, the end of the cursor's fourth read, so a longer header continues with the
 #   cursor's own doubling reads (1 MiB, 2 MiB, 4 MiB: 2-3 more requests for the largest tokenizers).
+#   Later shards of a split set hold a few KVs and tensor infos only (70-100 bytes a tensor). However a model is
+#   split, its tensor infos add up to about the same: at most ~2,600 tensors x 96 bytes = 256 KiB for the largest
+#   models (DeepSeek-V3 has 1,025 GGUF tensors, GLM-4.5 1,761). So a later shard gets that budget divided by the
+#   number of shards, rounded up to 4 KiB, between 4 KiB and 128 KiB: 128 KiB for a 2-file set, 32 KiB for 9
+#   files (gguf-split's default 128 tensors a shard), 4 KiB for 1,087 one-tensor shards (~250-byte headers).
 ST_FIRST_BLOCK = 128 << 10
 ST_ENTRY_BYTES = 96
 ST_METADATA_BYTES = 2 << 10
 ST_MAX_HEADER = 100_000_000 + 8
 GGUF_FIRST_BLOCK = 960 << 10
-GGUF_SHARD_BLOCK = 16 << 10
+GGUF_SET_INFO_BYTES = 256 << 10
+GGUF_SHARD_BLOCK_MIN = 4 << 10
+GGUF_SHARD_BLOCK_MAX = 128 << 10
 MAX_CONFIG_BYTES = 16 << 20
 
 _NAME = r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?"
 _REPO_ID = re.compile(rf"^{_NAME}/{_NAME}$")
 _HUB_HOSTS = {"huggingface.co", "hf.co", "www.huggingface.co"}
-_MODEL_EXTENSIONS = (".gguf", ".safetensors", ".json")
-# Quant labels in GGUF file and folder names (llama.cpp ftype names, unsloth's UD- prefix, float types).
-_QUANT_LABEL = re.compile(
-    r"(?<![A-Za-z0-9])((?:UD-)?(?:I?Q[1-8](?:_[0-9A-Za-z]+)*|TQ[12]_0|BF16|F16|F32|MXFP4(?:_MOE)?))(?![A-Za-z0-9])",
-    re.IGNORECASE,
-)
 
 
 # ==================================================================================================================
@@ -74,26 +78,21 @@ class HubRef:
 
 
 def is_hub_ref(source: str) -> bool:
-    """True when `source` is not an existing path and looks like ``owner/repo[...]``, ``hf://…`` or a Hub URL.
-
-    A mistyped local path is not taken for a repo: ``dir/file.gguf`` (two parts naming a model file) and
-    ``a/b/c`` whose folder ``a/b`` exists locally stay local, so the user gets "no such file".
+    """True when `source` is not an existing path and is ``hf://…``, a Hub URL, or ``owner/repo[…]`` that does not
+    look like a local path (`paths.looks_like_path`: ``./x``, ``/abs``, ``dir/file.gguf``, or ``a/b`` when a
+    local ``a`` exists), so a mistyped local path says "no such file" instead of asking the Hub.
     """
-    if not source or os.path.exists(source):
+    if not source or os.path.lexists(source):
         return False
     if source.startswith("hf://"):
         return True
     if source.startswith(("http://", "https://")):
         return _url_ref(source) is not None
-    if source.startswith(("/", "./", "../", "~", ".\\")) or "\\" in source or re.match(r"^[A-Za-z]:", source):
+    if looks_like_path(source):
         return False
     try:
-        ref = _plain_ref(source)
+        _plain_ref(source)
     except UsageError:
-        return False
-    if ref.path is None and ref.revision is None and ref.repo_id.lower().endswith(_MODEL_EXTENSIONS):
-        return False
-    if ref.path is not None and os.path.isdir(os.path.dirname(source)):
         return False
     return True
 
@@ -175,61 +174,8 @@ def _url_ref(url: str) -> HubRef | None:
 
 
 # ==================================================================================================================
-# the listing's answer: one model, or a table of GGUF quants
+# the listing's answer: one model, or a table of GGUF quants (the row types live in repo.py)
 # ==================================================================================================================
-@dataclass(frozen=True)
-class HubQuant:
-    """One GGUF model in a repo: a single file or a split set, sized from the listing alone."""
-
-    name: str  # like local folders: "Q4_K_M/model-Q4_K_M" for a set, "model-Q8_0.gguf" for a single file
-    quant: str | None  # the quant label read from the name ("Q4_K_M", "UD-Q2_K_XL"), when there is one
-    files: tuple[str, ...]  # paths in the repo, shard 1 first
-    bytes: int  # sum of the listed file sizes (headers included)
-    missing: tuple[str, ...] = ()  # shards the set's names promise but the repo does not have
-
-    @property
-    def complete(self) -> bool:
-        return not self.missing
-
-
-@dataclass(frozen=True)
-class HubExtra:
-    """A file next to the models that is not part of one (multimodal projector, imatrix data)."""
-
-    path: str
-    bytes: int
-    kind: str  # "mmproj" | "imatrix"
-
-
-@dataclass(frozen=True)
-class HubListing:
-    """A repo with several GGUF models and no selection: one row per quant, from the listing alone."""
-
-    repo: str
-    revision: str
-    description: str  # hf://owner/repo@rev[/folder]
-    rows: tuple[HubQuant, ...]
-    extras: tuple[HubExtra, ...] = ()
-    notes: tuple[str, ...] = ()
-    fetch: Mapping[str, int] = field(default_factory=dict)
-
-    format = "gguf"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "source": self.description,
-            "repo": self.repo,
-            "revision": self.revision,
-            "format": self.format,
-            "quants": [{"name": r.name, "quant": r.quant, "files": list(r.files), "bytes": r.bytes,
-                        "complete": r.complete, **({"missing": list(r.missing)} if r.missing else {})}
-                       for r in self.rows],
-            "not_counted": [{"path": e.path, "bytes": e.bytes, "kind": e.kind} for e in self.extras],
-            "notes": list(self.notes),
-            "fetch": dict(self.fetch),
-        }
-
-
 @dataclass(frozen=True)
 class _Plan:
     """What to read: the model files (or the index that names them), their format and their folder."""
@@ -240,16 +186,6 @@ class _Plan:
     index_path: str | None = None
     label: str | None = None  # path shown in the description
     notes: tuple[str, ...] = ()
-
-
-def quant_label(name: str) -> str | None:
-    """The quant named in a GGUF file or folder name (last match in the file name, else in its folders)."""
-    for part in reversed(name.split("/")):
-        stem = re.sub(r"(-\d{5}-of-\d{5})?\.gguf$", "", part)
-        found = _QUANT_LABEL.findall(stem)
-        if found:
-            return found[-1].upper()
-    return None
 
 
 def group_gguf(listing: Mapping[str, int], scope: str = "") -> tuple[list[HubQuant], list[HubExtra]]:
@@ -420,13 +356,21 @@ def index_shards(index: Any, index_path: str, listing: Mapping[str, int], where:
     return shards, estimates
 
 
-def first_block(fmt: str, position: int, estimate: int | None) -> int:
-    """Bytes fetched ahead for the file at `position` of a model (see the constants above)."""
+def first_block(fmt: str, position: int, estimate: int | None, files: int = 1) -> int:
+    """Bytes fetched ahead for the file at `position` of a model of `files` files (see the constants above)."""
     if fmt == "safetensors":
         if estimate is None:
             return ST_FIRST_BLOCK
         return min(ST_MAX_HEADER, estimate)
-    return GGUF_FIRST_BLOCK if position == 0 else GGUF_SHARD_BLOCK
+    if position == 0:
+        return GGUF_FIRST_BLOCK
+    return gguf_shard_block(files)
+
+
+def gguf_shard_block(files: int) -> int:
+    """First block of a later shard of a `files`-file GGUF split set."""
+    share = -(-GGUF_SET_INFO_BYTES // max(1, files) // 4096) * 4096
+    return max(GGUF_SHARD_BLOCK_MIN, min(GGUF_SHARD_BLOCK_MAX, share))
 
 
 def _config_path(listing: Mapping[str, int], folder: str) -> str | None:
@@ -443,9 +387,263 @@ def _merge(what: str, from_ref: str | None, from_option: str | None, source: str
     return from_option or from_ref
 
 
+
+
 # ==================================================================================================================
-# resolve
+# views: one listing per command, then any number of selections from it
 # ==================================================================================================================
+class _ListedView(RepoView):
+    """What the Hub view and the offline-cache view share: a listing (path -> size) and the choice of a model."""
+
+    def __init__(self, source: str, repo_id: str, revision: str, path: str | None, listing: Mapping[str, int],
+                 where: str, missing_hint: str | None = None) -> None:
+        self.source = source
+        self.repo_id = repo_id
+        self.revision = revision
+        self.path = path.strip("/") if path else None
+        self.files = dict(listing)
+        self.where = where
+        self.description = where + (f"/{self.path}" if self.path else "")
+        self.missing_hint = missing_hint
+        self._plans: dict[str | None, _Plan | tuple[list[HubQuant], list[HubExtra], str]] = {}
+
+    # -- what is there --------------------------------------------------------------------------------------------
+    def _folder(self) -> str:
+        """The folder the view looks at: the ref's folder, the folder of the ref's file, or the repo's root."""
+        if not self.path:
+            return ""
+        if self.path in self.files:
+            folder = posixpath.dirname(self.path)
+            return folder + "/" if folder else ""
+        return self.path + "/"
+
+    def quants(self) -> tuple[HubQuant, ...]:
+        return tuple(group_gguf(self.files, self._folder())[0])
+
+    def _plan(self, quant: str | None) -> _Plan | tuple[list[HubQuant], list[HubExtra], str]:
+        if quant not in self._plans:
+            self._plans[quant] = plan_from_listing(self.files, path=self.path, quant=quant, where=self.where,
+                                                   missing_hint=self.missing_hint)
+        return self._plans[quant]
+
+    def listing(self) -> HubListing | None:
+        plan = self._plan(None)
+        if not isinstance(plan, tuple):
+            return None
+        quants, extras, scope = plan
+        return HubListing(self.repo_id, self.revision, self.where + (f"/{scope.rstrip('/')}" if scope else ""),
+                          tuple(quants), tuple(extras), notes=self._listing_notes(),
+                          fetch=self.fetch_stats() or {})
+
+    def _listing_notes(self) -> tuple[str, ...]:
+        return ()
+
+    # -- one model ------------------------------------------------------------------------------------------------
+    def select(self, quant: str | None = None, *, model: str | None = None) -> ResolvedSource:
+        if model is not None:
+            scope = self._folder()
+            rows = {q.name: q for q in self.quants()}
+            q = rows.get(model)
+            if q is None:
+                names = ", ".join(list(rows)[:6]) or "none"
+                raise SourceError(f"{self.where}: no GGUF model named {model!r}", hint=f"models here: {names}")
+            _require(self.files, q.files + q.missing, self.where, f"split set {q.name}", self.missing_hint)
+            plan = _plan_gguf_notes(_Plan("gguf", q.files, scope, label=scope + q.name), self.files, scope)
+        else:
+            found = self._plan(quant)
+            if isinstance(found, tuple):
+                quants, _, scope = found
+                names = ", ".join(q.name for q in quants[:6])
+                where = self.where + (f"/{scope.rstrip('/')}" if scope else "")
+                raise UsageError(f"{where} holds {len(quants)} GGUF models ({names})",
+                                 hint="pick one with --quant NAME or --file PATH")
+            plan = found
+        return self._resolve(plan, _is_selected(plan, quant))
+
+    def _resolve(self, plan: _Plan, selected: bool) -> ResolvedSource:
+        raise NotImplementedError
+
+
+class HubRepoView(_ListedView):
+    """A Hub repo at a revision, listed once when opened; each `select` reads only the chosen model's headers."""
+
+    kind = "hub"
+
+    def __init__(self, source: str, repo_id: str, revision: str, path: str | None, token: str | None,
+                 progress: Callable[[int, int, int], None] | None) -> None:
+        from .hub_http import FetchStats, HubClient
+
+        self.stats = FetchStats(progress=progress)
+        self.client = HubClient(repo_id, revision, token, self.stats)
+        listing = self.client.list_tree()
+        super().__init__(source, repo_id, revision, path, listing, self.client.display())
+        self._json_cache: dict[str, Any] = {}
+        self._json_lock = threading.Lock()
+
+    def fetch_stats(self) -> dict[str, int]:
+        return self.stats.snapshot()
+
+    def _side_json(self, path: str, cap: int | None = None) -> Any:
+        """A side file (index, config.json) read once per view, however many models are selected."""
+        with self._json_lock:
+            if path in self._json_cache:
+                return self._json_cache[path]
+        value = (self.client.get_json(path, self.files[path]) if cap is None
+                 else self.client.get_json(path, self.files[path], cap))
+        with self._json_lock:
+            self._json_cache[path] = value
+        return value
+
+    def _resolve(self, plan: _Plan, selected: bool) -> ResolvedSource:
+        from .hub_http import HubFile, Prefetcher, _Deferred
+
+        client, listing = self.client, self.files
+        index = None
+        paths: tuple[str, ...] = plan.paths
+        estimates: dict[str, int] = {}
+        if plan.index_path is not None:
+            index = self._side_json(plan.index_path)
+            paths, estimates = index_shards(index, plan.index_path, listing, self.where)
+        files = [HubFile(client, p, listing[p], first_block(plan.format, i, estimates.get(p), len(paths)), i)
+                 for i, p in enumerate(paths)]
+        self.stats.add_total(len(files))
+        config_path = _config_path(listing, plan.folder)
+        config_job = (_Deferred(lambda: self._side_json(config_path, MAX_CONFIG_BYTES)) if config_path else None)
+        prefetcher = Prefetcher(files)
+        notes = list(plan.notes)
+        config = None
+        if config_job is not None:
+            try:
+                config = config_job.result()
+            except SourceError as e:  # unreadable config.json: inspect without it, as for local folders
+                notes.append(f"config.json ignored: {e}")
+            except BaseException:
+                prefetcher.cancel()
+                raise
+            if config is not None and not isinstance(config, dict):
+                notes.append("config.json ignored: not a JSON object")
+                config = None
+        resolved = ResolvedSource(
+            description=client.display(plan.label),
+            format=plan.format,
+            files=tuple(files),
+            index=index,
+            config=config,
+            notes=tuple(notes),
+            fetch_stats=self.stats.snapshot,
+            quant_selected=selected,
+        )
+        weakref.finalize(resolved, prefetcher.cancel)
+        return resolved
+
+
+class CacheRepoView(_ListedView):
+    """HF_HUB_OFFLINE=1: the same decisions over the files of the cached snapshot, read as local files."""
+
+    kind = "cache"
+    OFFLINE_NOTE = "offline (HF_HUB_OFFLINE=1): read from the local Hugging Face cache"
+
+    def __init__(self, source: str, repo_id: str, rev: str, path: str | None) -> None:
+        from huggingface_hub import _CACHED_NO_EXIST, constants, try_to_load_from_cache
+        from huggingface_hub.file_download import repo_folder_name
+
+        from .hub_http import HubOfflineError
+
+        cache = Path(constants.HF_HUB_CACHE)
+        display_rev = quote(rev, safe="") if "/" in rev else rev
+        where = f"hf://{repo_id}@{display_rev}"
+        repo_dir = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
+        hint = f"unset HF_HUB_OFFLINE to read it from the Hub, or download it first (hf download {repo_id})"
+        if not repo_dir.is_dir():
+            raise HubOfflineError(f"{repo_id} is not in the local Hugging Face cache ({cache}) and HF_HUB_OFFLINE=1 "
+                                  "forbids the network", hint=hint)
+        commit = rev
+        ref_file = repo_dir / "refs" / rev
+        if ref_file.is_file():
+            commit = read_regular(ref_file, 4096).decode("utf-8", "replace").strip()
+        snapshot = repo_dir / "snapshots" / commit
+        if not snapshot.is_dir():
+            raise HubOfflineError(f"{repo_id}: revision {rev!r} is not in the local Hugging Face cache ({cache}) "
+                                  "and HF_HUB_OFFLINE=1 forbids the network", hint=hint)
+        listing: dict[str, int] = {}
+        for root, _dirs, names in os.walk(snapshot):
+            for name in names:
+                p = Path(root) / name
+                try:
+                    listing[p.relative_to(snapshot).as_posix()] = p.stat().st_size  # follows the blob symlink
+                except OSError:
+                    continue  # a dangling link (blob removed)
+        stripped = path.strip("/") if path else None
+        if stripped and stripped not in listing and not any(p.startswith(stripped + "/") for p in listing):
+            cached = try_to_load_from_cache(repo_id, stripped, revision=rev)
+            if cached is _CACHED_NO_EXIST:
+                raise SourceError(f"{where}: no file {path!r} in the repo (known from the cache)")
+            raise HubOfflineError(f"{where}/{path} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 "
+                                  "forbids the network", hint=hint)
+        missing_hint = "offline mode reads only the local cache: download the missing files or unset HF_HUB_OFFLINE"
+        super().__init__(source, repo_id, rev, path, listing, where, missing_hint)
+        self.snapshot = snapshot
+
+    def fetch_stats(self) -> dict[str, int]:
+        return {"requests": 0, "bytes": 0}
+
+    def _listing_notes(self) -> tuple[str, ...]:
+        return (self.OFFLINE_NOTE + "; only cached files are listed",)
+
+    def _resolve(self, plan: _Plan, selected: bool) -> ResolvedSource:
+        index = None
+        paths = plan.paths
+        if plan.index_path is not None:
+            index = read_json(self.snapshot / plan.index_path)
+            paths, _ = index_shards(index, plan.index_path, self.files, self.where, self.missing_hint)
+        files = []
+        for rel in paths:
+            f = LocalFile(self.snapshot / rel)
+            f.name = f"{self.where}/{rel}"  # the same names as online, so reports do not depend on the cache's place
+            files.append(f)
+        config = None
+        config_path = _config_path(self.files, plan.folder)
+        if config_path is not None:
+            try:
+                config = read_json(self.snapshot / config_path)
+            except SourceError:
+                config = None
+        return ResolvedSource(
+            description=self.where + (f"/{plan.label}" if plan.label else ""),
+            format=plan.format,
+            files=tuple(files),
+            index=index,
+            config=config,
+            notes=plan.notes + (self.OFFLINE_NOTE,),
+            quant_selected=selected,
+            fetch_stats=self.fetch_stats,
+        )
+
+
+def _is_selected(plan: _Plan, quant: str | None) -> bool:
+    """True when --quant picked GGUF files named with that quant (they are read, not predicted)."""
+    return quant is not None and plan.format == "gguf" and any(quant_matches(p, quant) for p in plan.paths)
+
+
+def open_hub(source: str, hub: HubOptions | None = None) -> _ListedView:
+    """Open a Hub ref: list the repo once (or, with HF_HUB_OFFLINE=1, its cached snapshot).
+
+    Raises:
+        UsageError: a bad ref, or options that contradict it.
+        SourceError: the path is not in the repo.
+        RemoteError: repo/revision not found, gated, unauthorized, network, offline without a cached copy.
+    """
+    from huggingface_hub import constants
+
+    hub = hub or HubOptions()
+    ref = parse_hub_ref(source)
+    rev = _merge("revision", ref.revision, hub.revision, source) or "main"
+    path = _merge("path", ref.path, hub.file, source)
+    if constants.is_offline_mode():
+        return CacheRepoView(source, ref.repo_id, rev, path)
+    return HubRepoView(source, ref.repo_id, rev, path, hub.token, hub.progress)
+
+
 def resolve_hub(
     source: str,
     *,
@@ -457,6 +655,8 @@ def resolve_hub(
 ) -> ResolvedSource | HubListing:
     """Resolve a Hub ref into the files of one model (headers prefetched concurrently), or a quant listing.
 
+    The one-call form of `open_hub(...)` then `listing()` / `select(quant)`; see `RepoView`.
+
     Args:
         source: the ref (see the module docstring).
         revision: branch, tag, commit or refs/pr/N (`--revision`); conflicts with a different `@REV` in the ref.
@@ -464,146 +664,10 @@ def resolve_hub(
         file: a path in the repo (`--file`): a model file (any shard of a split set), an index, or a folder.
         quant: pick the GGUF model named with this quant (`--quant`); ignored for a repo without GGUF files.
         progress: called as progress(files_done, files_total, bytes_read) from worker threads.
-
-    Raises:
-        UsageError: a bad ref, or options that contradict it.
-        SourceError: the path is not in the repo, a shard is missing, nothing inspectable is there.
-        RemoteError: repo/revision not found, gated, unauthorized, network, offline without a cached copy.
     """
-    from huggingface_hub import constants
-
-    from .hub_http import FetchStats, HubClient, HubFile, Prefetcher, _Deferred
-
-    ref = parse_hub_ref(source)
-    rev = _merge("revision", ref.revision, revision, source) or "main"
-    path = _merge("path", ref.path, file, source)
-    if constants.is_offline_mode():
-        return _resolve_offline(ref.repo_id, rev, path, quant)
-
-    stats = FetchStats(progress=progress)
-    client = HubClient(ref.repo_id, rev, token, stats)
-    where = client.display()
-    listing = client.list_tree()
-    plan = plan_from_listing(listing, path=path, quant=quant, where=where)
-    if isinstance(plan, tuple):
-        quants, extras, scope = plan
-        return HubListing(ref.repo_id, rev, client.display(scope.rstrip("/") or None), tuple(quants),
-                          tuple(extras), fetch=stats.snapshot())
-
-    index = None
-    paths: tuple[str, ...] = plan.paths
-    estimates: dict[str, int] = {}
-    if plan.index_path is not None:
-        index = client.get_json(plan.index_path, listing[plan.index_path])
-        paths, estimates = index_shards(index, plan.index_path, listing, where)
-    files = [HubFile(client, p, listing[p], first_block(plan.format, i, estimates.get(p)), i)
-             for i, p in enumerate(paths)]
-    stats.files_total = len(files)
-    config_path = _config_path(listing, plan.folder)
-    config_job = (_Deferred(lambda: client.get_json(config_path, listing[config_path], MAX_CONFIG_BYTES))
-                  if config_path else None)
-    prefetcher = Prefetcher(files)
-    notes = list(plan.notes)
-    config = None
-    if config_job is not None:
-        try:
-            config = config_job.result()
-        except SourceError as e:  # unreadable config.json: inspect without it, as for local folders
-            notes.append(f"config.json ignored: {e}")
-        except BaseException:
-            prefetcher.cancel()
-            raise
-        if config is not None and not isinstance(config, dict):
-            notes.append("config.json ignored: not a JSON object")
-            config = None
-    resolved = ResolvedSource(
-        description=client.display(plan.label),
-        format=plan.format,
-        files=tuple(files),
-        index=index,
-        config=config,
-        notes=tuple(notes),
-        fetch_stats=stats.snapshot,
-        quant_selected=_is_selected(plan, quant),
-    )
-    weakref.finalize(resolved, prefetcher.cancel)
-    return resolved
-
-
-def _is_selected(plan: _Plan, quant: str | None) -> bool:
-    """True when --quant picked GGUF files named with that quant (they are read, not predicted)."""
-    return quant is not None and plan.format == "gguf" and any(quant_matches(p, quant) for p in plan.paths)
-
-
-def _resolve_offline(repo_id: str, rev: str, path: str | None, quant: str | None) -> ResolvedSource | HubListing:
-    """HF_HUB_OFFLINE=1: the same decisions over the files of the cached snapshot, read as local files."""
-    from huggingface_hub import _CACHED_NO_EXIST, constants, try_to_load_from_cache
-    from huggingface_hub.file_download import repo_folder_name
-
-    from .hub_http import HubOfflineError
-
-    cache = Path(constants.HF_HUB_CACHE)
-    display_rev = quote(rev, safe="") if "/" in rev else rev
-    where = f"hf://{repo_id}@{display_rev}"
-    repo_dir = cache / repo_folder_name(repo_id=repo_id, repo_type="model")
-    hint = f"unset HF_HUB_OFFLINE to read it from the Hub, or download it first (hf download {repo_id})"
-    if not repo_dir.is_dir():
-        raise HubOfflineError(f"{repo_id} is not in the local Hugging Face cache ({cache}) and HF_HUB_OFFLINE=1 "
-                              "forbids the network", hint=hint)
-    commit = rev
-    ref_file = repo_dir / "refs" / rev
-    if ref_file.is_file():
-        commit = ref_file.read_text().strip()
-    snapshot = repo_dir / "snapshots" / commit
-    if not snapshot.is_dir():
-        raise HubOfflineError(f"{repo_id}: revision {rev!r} is not in the local Hugging Face cache ({cache}) and "
-                              "HF_HUB_OFFLINE=1 forbids the network", hint=hint)
-    listing: dict[str, int] = {}
-    for root, _dirs, names in os.walk(snapshot):
-        for name in names:
-            p = Path(root) / name
-            try:
-                listing[p.relative_to(snapshot).as_posix()] = p.stat().st_size  # follows the blob symlink
-            except OSError:
-                continue  # a dangling link (blob removed)
-    missing_hint = "offline mode reads only the local cache: download the missing files or unset HF_HUB_OFFLINE"
-    if path and path.strip("/") not in listing and not any(p.startswith(path.strip("/") + "/") for p in listing):
-        cached = try_to_load_from_cache(repo_id, path.strip("/"), revision=rev)
-        if cached is _CACHED_NO_EXIST:
-            raise SourceError(f"{where}: no file {path!r} in the repo (known from the cache)")
-        raise HubOfflineError(f"{where}/{path} is not in the local Hugging Face cache and HF_HUB_OFFLINE=1 forbids "
-                              "the network", hint=hint)
-    plan = plan_from_listing(listing, path=path, quant=quant, where=where, missing_hint=missing_hint)
-    offline_note = "offline (HF_HUB_OFFLINE=1): read from the local Hugging Face cache"
-    if isinstance(plan, tuple):
-        quants, extras, scope = plan
-        return HubListing(repo_id, rev, where + (f"/{scope.rstrip('/')}" if scope else ""), tuple(quants),
-                          tuple(extras), notes=(offline_note + "; only cached files are listed",),
-                          fetch={"requests": 0, "bytes": 0})
-    index = None
-    paths = plan.paths
-    if plan.index_path is not None:
-        index = read_json(snapshot / plan.index_path)
-        paths, _ = index_shards(index, plan.index_path, listing, where, missing_hint)
-    files = []
-    for rel in paths:
-        f = LocalFile(snapshot / rel)
-        f.name = f"{where}/{rel}"  # the same names as online, so reports do not depend on the cache's location
-        files.append(f)
-    config = None
-    config_path = _config_path(listing, plan.folder)
-    if config_path is not None:
-        try:
-            config = read_json(snapshot / config_path)
-        except SourceError:
-            config = None
-    return ResolvedSource(
-        description=where + (f"/{plan.label}" if plan.label else ""),
-        format=plan.format,
-        files=tuple(files),
-        index=index,
-        config=config,
-        notes=plan.notes + (offline_note,),
-        quant_selected=_is_selected(plan, quant),
-        fetch_stats=lambda: {"requests": 0, "bytes": 0},
-    )
+    view = open_hub(source, HubOptions(revision, token, file, progress))
+    if quant is None:
+        found = view.listing()
+        if found is not None:
+            return found
+    return view.select(quant)

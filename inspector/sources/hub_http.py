@@ -5,12 +5,19 @@ factory apply, `HF_HUB_OFFLINE` is enforced by its request hook), `build_hf_head
 `--token`, `HF_TOKEN`, the stored login) and `hf_raise_for_status()` (the Hub's `X-Error-Code` headers become
 typed errors, which we turn into one-line `RemoteError`s here).
 
-Costs are counted in `FetchStats`: one *request* per GET we send (a retry is a new request; the redirect hop
-from `/resolve` to the CDN belongs to its request) and the *bytes* of every response body we received.
+Costs are counted in `FetchStats`: one *request* per HTTP exchange we send (a retry is a new request, and so is
+each redirect hop: `/resolve` and the CDN it redirects to are two), so the count is what the server sees; and
+the *bytes* of every response body we received. Redirects are followed here, not by the HTTP client, so each hop
+is counted, a loop is caught at once, and the token never leaves the Hub's origin.
+
+Concurrency is bounded by a `Throttle` per repo: `WORKERS` requests in flight at most; a 429 (or a 503 with
+`Retry-After`) halves that limit once per round and pauses every sender until the time the server asked for;
+successes add the slots back one at a time.
 """
 from __future__ import annotations
 
 import atexit
+import contextvars
 import email.utils
 import functools
 import json
@@ -48,9 +55,10 @@ RETRY_BASE_WAIT = 0.5  # seconds; doubles per attempt, with jitter
 RETRY_MAX_WAIT = 8.0
 RETRY_AFTER_CAP = 60.0  # longest `Retry-After` we honour before giving up waiting
 RETRY_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
+MAX_REDIRECTS = 5  # the Hub needs 1 (/resolve -> CDN), 2 for a renamed repo; more is a loop or a broken proxy
 MAX_JSON_BYTES = 64 << 20  # index / config side files (DeepSeek-R1's index is 8.9 MB)
 MAX_LISTING_PAGES = 10_000
-READ_CHUNK = 64 << 10
 PROGRESS_INTERVAL = 0.1  # seconds between progress calls that only report bytes
 
 
@@ -112,9 +120,92 @@ class FetchStats:
             except Exception:  # a broken progress display must not break the inspection
                 self.progress = None
 
+    def add_total(self, files: int) -> None:
+        """More files to read (each `select` of a view adds its model's files)."""
+        with self._lock:
+            self.files_total += files
+
     def snapshot(self) -> dict[str, int]:
         with self._lock:
             return {"requests": self.requests, "bytes": self.bytes}
+
+
+class Throttle:
+    """At most `limit` requests in flight, adapting to rate limits (additive increase, multiplicative decrease).
+
+    A throttled answer (429, or 503 with `Retry-After`/`RateLimit` reset) halves the limit, at most once per
+    round: answers to requests sent before the last decrease do not decrease it again (the burst of 429s from one
+    round costs one halving, not five). It also pauses every sender until the time the server asked for. Each
+    `limit` successful answers in a row add one slot back, up to the starting limit.
+    """
+
+    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max = self.limit = max(1, limit)
+        self.in_flight = 0
+        self.resume_at = 0.0
+        self.epoch = 0  # bumped at each decrease; requests carry the epoch they started in
+        self.decreases = 0
+        self._successes = 0
+        self._clock = clock
+        self._cond = threading.Condition()
+
+    def acquire(self) -> int:
+        """Wait for a slot (and for any pause to end); returns the ticket to give back to `release`."""
+        with self._cond:
+            while True:
+                pause = self.resume_at - self._clock()
+                if pause > 0:
+                    self._cond.wait(pause)
+                elif self.in_flight < self.limit:
+                    self.in_flight += 1
+                    return self.epoch
+                else:
+                    self._cond.wait()
+
+    def release(self, ticket: int, *, throttled: bool = False, wait: float | None = None) -> None:
+        with self._cond:
+            self.in_flight -= 1
+            if throttled:
+                if ticket == self.epoch:
+                    self.limit = max(1, self.limit // 2)
+                    self.epoch += 1
+                    self.decreases += 1
+                self._successes = 0
+                if wait:
+                    self.resume_at = max(self.resume_at, self._clock() + wait)
+            else:
+                self._successes += 1
+                if self.limit < self.max and self._successes >= self.limit:
+                    self.limit += 1
+                    self._successes = 0
+            self._cond.notify_all()
+
+
+# Requests huggingface_hub sends on our behalf (building the headers may fetch its agent registry or refresh an
+# OAuth token) are counted by a request hook on its session, active only while this variable holds our stats:
+# the hook is a no-op for everybody else's requests on the shared session.
+_COUNTING: contextvars.ContextVar[FetchStats | None] = contextvars.ContextVar("ckpt_size_counting", default=None)
+
+
+def _count_hook(request: Any) -> None:
+    stats = _COUNTING.get()
+    if stats is not None:
+        stats.add(requests=1)
+
+
+def _count_response_hook(response: Any) -> None:
+    stats = _COUNTING.get()
+    length = response.headers.get("content-length", "")
+    if stats is not None and length.isdigit():
+        stats.add(nbytes=int(length))
+
+
+def _install_count_hooks(session: Any) -> None:
+    hooks = getattr(session, "event_hooks", None)
+    if not isinstance(hooks, dict) or _count_hook in hooks.get("request", []):
+        return
+    session.event_hooks = {**hooks, "request": [*hooks.get("request", []), _count_hook],
+                           "response": [*hooks.get("response", []), _count_response_hook]}
 
 
 def _hf() -> Any:
@@ -156,12 +247,29 @@ def _short_url(url: str) -> str:
 
 
 class _Retry(Exception):
-    """A retryable failure: a status in RETRY_STATUS or a transport error."""
+    """A retryable failure: a status in RETRY_STATUS, a transport error, or an answer that broke the protocol
+    (a body cut short, a wrong Content-Range)."""
 
-    def __init__(self, reason: str, wait: float | None = None, connect: bool = False) -> None:
+    def __init__(self, reason: str, wait: float | None = None, connect: bool = False, status: int | None = None,
+                 protocol: bool = False) -> None:
         super().__init__(reason)
         self.wait = wait
         self.connect = connect
+        self.status = status
+        self.protocol = protocol
+
+    @property
+    def throttled(self) -> bool:
+        """The server asked us to slow down: 429, or 503 naming a wait (Retry-After / RateLimit)."""
+        return self.status == 429 or (self.status == 503 and self.wait is not None)
+
+
+class _ListingChanged(Exception):
+    """Pages of one listing disagree (an entry seen twice): the repo changed while it was listed."""
+
+
+def is_commit(revision: str) -> bool:
+    return re.fullmatch(r"[0-9a-f]{40}", revision) is not None
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -202,27 +310,40 @@ class HubClient:
         self.stats = stats
         self.endpoint = endpoint()
         self.timeout = float(constants.HF_HUB_DOWNLOAD_TIMEOUT)
+        from huggingface_hub.utils import get_session
+
+        _install_count_hooks(get_session())
+        counting = _COUNTING.set(stats)
         try:
             self.headers = build_hf_headers(token=token, library_name="ckpt-size", library_version=__version__)
         except Exception as e:  # e.g. an unreadable token file
             raise HubUnauthorized(f"cannot build Hub request headers: {e}") from e
+        finally:
+            _COUNTING.reset(counting)
         self.has_token = any(k.lower() == "authorization" for k in self.headers)
-        # Redirect targets are not Hub origins: the token never goes there (httpx drops it on the hop, and we
-        # do not add it when we go to a cached CDN URL directly).
+        # Redirect targets are not Hub origins: the token never goes there (we follow redirects ourselves and
+        # send it to the endpoint's origin only, also when we go to a cached CDN URL directly).
         self.public_headers = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
         self._http = _http_module()
+        self.throttle = Throttle(WORKERS)
+        # The revision files are read at: the user's, or the commit it pointed to when a listing of several pages
+        # was pinned (so every page and every file is of one commit).
+        self.read_revision = revision
+        self.commit: str | None = None  # X-Repo-Commit of the first /resolve answer; later ones must agree
+        self._commit_lock = threading.Lock()
 
     # -- URLs ----------------------------------------------------------------------------------------------------
     def resolve_url(self, path: str) -> str:
         from huggingface_hub import hf_hub_url
 
-        url = hf_hub_url(self.repo_id, path, revision=self.revision, endpoint=self.endpoint)
+        url = hf_hub_url(self.repo_id, path, revision=self.read_revision, endpoint=self.endpoint)
         if not url.startswith(self.endpoint):  # hf_hub_url's template is fixed at import; keep HF_ENDPOINT's host
-            url = f"{self.endpoint}/{self.repo_id}/resolve/{quote(self.revision, safe='')}/{quote(path)}"
+            url = f"{self.endpoint}/{self.repo_id}/resolve/{quote(self.read_revision, safe='')}/{quote(path)}"
         return url
 
-    def tree_url(self) -> str:
-        return f"{self.endpoint}/api/models/{self.repo_id}/tree/{quote(self.revision, safe='')}"
+    def tree_url(self, revision: str | None = None) -> str:
+        rev = quote(revision or self.revision, safe="")
+        return f"{self.endpoint}/api/models/{self.repo_id}/tree/{rev}?recursive=true&expand=false"
 
     def display(self, path: str | None = None) -> str:
         rev = quote(self.revision, safe="") if "/" in self.revision else self.revision
@@ -241,54 +362,108 @@ class HubClient:
         path: str | None = None,
         headers: dict[str, str] | None = None,
     ) -> Any:
-        """GET `url` (redirects followed) and return `consume(response)` for a 2xx answer.
+        """GET `url` (redirects followed, each hop counted) and return `consume(response)` for a 2xx answer.
 
         `consume` reads the streamed body (counting bytes with `count_body`) and may raise `_Retry`. Failures are
-        retried on 408/429/5xx, timeouts and dropped connections with exponential backoff (honouring `Retry-After`
-        and `RateLimit`); the last failure becomes a one-line HubError.
+        retried on 408/429/5xx, timeouts, dropped connections and broken answers with exponential backoff; a rate
+        limit (429, or 503 naming a wait) also narrows the throttle and pauses every sender. The last failure
+        becomes a one-line HubError.
         """
-        from huggingface_hub.utils import get_session
-
         h = self._http
         transport_errors = (h.TimeoutException, h.NetworkError, h.RemoteProtocolError, h.ProxyError)
-        send_headers = {**self.headers_for(url), **(headers or {}), "Accept-Encoding": "identity"}
         attempt = 0
         while True:
             attempt += 1
+            ticket = self.throttle.acquire()
             try:
-                self.stats.add(requests=1)
-                with get_session().stream("GET", url, headers=send_headers, timeout=self.timeout,
-                                          follow_redirects=True) as response:
-                    status = response.status_code
-                    if status in RETRY_STATUS:
-                        self._drain(response, 4096)
-                        raise _Retry(f"HTTP {status}", _retry_after(response.headers))
-                    if status >= 400:
-                        self._drain(response, 1 << 20)
-                        self.raise_for(response, what=what, path=path)
-                    return consume(response)
+                result = self._exchange(url, consume, what=what, path=path, headers=headers)
             except _Retry as r:
-                failure: _Retry | BaseException = r
+                failure = r
             except transport_errors as e:
                 failure = _Retry(f"{type(e).__name__}: {e}".rstrip(": "), connect=isinstance(e, h.ConnectError))
-            except _hf().errors.OfflineModeIsEnabled as e:
-                raise HubOfflineError(f"{what}: HF_HUB_OFFLINE=1 forbids network access",
-                                      hint="unset HF_HUB_OFFLINE, or download the files first") from e
-            except h.RequestError as e:  # not worth retrying: bad URL scheme, too many redirects, …
-                raise HubNetworkError(f"{what}: request to {urlsplit(url).netloc} failed "
-                                      f"({type(e).__name__}: {e})".replace(": )", ")"),
-                                      hint="check HF_ENDPOINT and the proxy settings") from None
-            assert isinstance(failure, _Retry)
-            limit = MAX_CONNECT_TRIES if failure.connect else MAX_TRIES
-            if attempt >= limit:
-                raise self._give_up(failure, what, attempt, url) from None
+            except BaseException as e:
+                self.throttle.release(ticket)
+                if isinstance(e, _hf().errors.OfflineModeIsEnabled):
+                    raise HubOfflineError(f"{what}: HF_HUB_OFFLINE=1 forbids network access",
+                                          hint="unset HF_HUB_OFFLINE, or download the files first") from e
+                if isinstance(e, h.RequestError):  # not worth retrying: bad URL scheme, invalid URL, …
+                    raise HubNetworkError(f"{what}: request to {urlsplit(url).netloc} failed "
+                                          f"({type(e).__name__}: {e})".replace(": )", ")"),
+                                          hint="check HF_ENDPOINT and the proxy settings") from None
+                raise
+            else:
+                self.throttle.release(ticket)
+                return result
+            # the server's wait when it named one, else exponential backoff with jitter
             wait = failure.wait
             if wait is None:
                 wait = min(RETRY_MAX_WAIT, RETRY_BASE_WAIT * 2 ** (attempt - 1)) * (0.5 + random.random() / 2)
-            elif wait > RETRY_AFTER_CAP:
+            # a rate limit pauses every sender (a wait beyond the cap ends the inspection below, and must not
+            # hold the others meanwhile); other failures wait on this thread alone
+            self.throttle.release(ticket, throttled=failure.throttled,
+                                  wait=wait if failure.throttled and wait <= RETRY_AFTER_CAP else None)
+            if wait > RETRY_AFTER_CAP:
                 raise HubNetworkError(f"{what}: the Hub asks to wait {wait:.0f} s before retrying ({failure})",
                                       hint="rate limited; try again later (a token raises the limits)")
-            time.sleep(wait)
+            limit = MAX_CONNECT_TRIES if failure.connect else MAX_TRIES
+            if attempt >= limit:
+                raise self._give_up(failure, what, attempt, url) from None
+            if not failure.throttled:
+                time.sleep(wait)
+
+    def _exchange(self, url: str, consume: Callable[[Any], Any], *, what: str, path: str | None,
+                  headers: dict[str, str] | None) -> Any:
+        """One attempt: GET `url`, following up to MAX_REDIRECTS redirects by hand (each hop is one request)."""
+        from huggingface_hub.utils import get_session
+
+        session = get_session()
+        seen = {url}
+        current = url
+        for _hop in range(MAX_REDIRECTS + 1):
+            send_headers = {**self.headers_for(current), **(headers or {}), "Accept-Encoding": "identity"}
+            self.stats.add(requests=1)
+            with session.stream("GET", current, headers=send_headers, timeout=self.timeout,
+                                follow_redirects=False) as response:
+                status = response.status_code
+                self._check_commit(response, what)
+                location = response.headers.get("location")
+                if status in REDIRECT_STATUS and location:
+                    self._drain(response, 64 << 10)
+                    target = urljoin(current, location)
+                    if target in seen:
+                        raise HubNetworkError(f"{what}: redirect loop at {_short_url(target)} "
+                                              f"({len(seen)} hops)", hint="the Hub, mirror or proxy is misconfigured; "
+                                              "check HF_ENDPOINT and the proxy settings")
+                    seen.add(target)
+                    current = target
+                    continue
+                if status in RETRY_STATUS:
+                    self._drain(response, 4096)
+                    raise _Retry(f"HTTP {status}", _retry_after(response.headers), status=status)
+                if status >= 400:
+                    self._drain(response, 1 << 20)
+                    self.raise_for(response, what=what, path=path)
+                if not 200 <= status < 300:
+                    self._drain(response, 4096)
+                    raise HubNetworkError(f"{what}: unexpected HTTP {status} from {urlsplit(current).netloc}")
+                return consume(response)
+        raise HubNetworkError(f"{what}: more than {MAX_REDIRECTS} redirects (last to {_short_url(current)})",
+                              hint="the Hub, mirror or proxy is misconfigured; check HF_ENDPOINT and the proxy")
+
+    def _check_commit(self, response: Any, what: str) -> None:
+        """Every Hub answer naming a commit (X-Repo-Commit) must name the same one: files of one revision."""
+        commit = response.headers.get("x-repo-commit")
+        if not commit:
+            return
+        with self._commit_lock:
+            if self.commit is None:
+                self.commit = commit
+                return
+            first = self.commit
+        if commit != first:
+            response.close()
+            raise HubError(f"{what}: revision {self.revision!r} moved while it was read (commit {first[:12]} "
+                           f"then {commit[:12]})", hint=f"pin the commit: --revision {first}")
 
     def _give_up(self, failure: _Retry, what: str, attempts: int, url: str) -> HubError:
         reason = str(failure)
@@ -299,6 +474,10 @@ class HubClient:
         if reason.startswith("HTTP "):
             return HubNetworkError(f"{what}: {host} kept failing ({reason}) after {attempts} tries",
                                    hint="the Hub or mirror is having trouble; retry later")
+        if failure.protocol:
+            return HubNetworkError(f"{what}: {host} kept sending broken answers ({reason}) after {attempts} tries",
+                                   hint="the Hub, mirror or proxy in between is misbehaving; retry later or check "
+                                        "HF_ENDPOINT and the proxy")
         if failure.connect:
             return HubNetworkError(f"cannot reach {host} ({reason}) after {attempts} tries",
                                    hint="check the network, proxy or HF_ENDPOINT; with the files in the local "
@@ -323,6 +502,9 @@ class HubClient:
 
         repo, rev = self.repo_id, self.revision
         page = f"{self.endpoint}/{repo}"
+        if response.status_code == 416:
+            raise HubError(f"{what}: the server says the file is shorter than the listing does (HTTP 416)",
+                           hint="the revision changed while reading; pin a commit with --revision")
         try:
             hf_raise_for_status(response)
         except errors.GatedRepoError as e:
@@ -367,7 +549,9 @@ class HubClient:
         exactly at `limit` would leave the response unfinished and cost a new connection per request.
         """
         got = 0
-        for chunk in response.iter_raw(READ_CHUNK):
+        # iter_raw() without a chunk size yields each network read as it arrives: a body cut short is counted up
+        # to its last byte (a chunker would hold back the tail it had not filled when the connection dropped)
+        for chunk in response.iter_raw():
             if not chunk:
                 continue
             self.stats.add(nbytes=len(chunk))
@@ -387,8 +571,6 @@ class HubClient:
             data = b"".join(self.count_body(response, cap))
             if len(data) > cap:
                 raise SourceError(f"{what}: larger than the {cap:,}-byte cap for a side file")
-            if response.status_code == 206:  # never asked for a range; take the body as it is
-                pass
             return data
 
         raw = self.call(self.resolve_url(path), consume, what=what, path=path)
@@ -398,37 +580,96 @@ class HubClient:
             raise SourceError(f"{what}: not valid JSON ({e})") from None
 
     def list_tree(self) -> dict[str, int]:
-        """Every file of the repo at the revision with its exact size (LFS/Xet size for large files), all pages."""
-        url: str | None = self.tree_url() + "?recursive=true&expand=false"
-        files: dict[str, int] = {}
-        pages = 0
-        while url:
-            pages += 1
-            if pages > MAX_LISTING_PAGES:
+        """Every file of the repo at the revision with its exact size (LFS/Xet size for large files), all pages.
+
+        One page is one answer of one state. A listing of several pages is pinned first: the revision's commit is
+        asked for (one small request) and the pages are read at that commit, as are the files afterwards, so a
+        commit landing between two pages cannot mix two states. When the endpoint cannot tell the commit, an entry
+        seen twice means the repo changed meanwhile: the listing is read once more, and an error says so if it
+        changes again.
+        """
+        first = self._tree_page(self.tree_url())
+        if first[1] is None:
+            return self._collect([first[0]])
+        commit = None if is_commit(self.revision) else self._pin()
+        try:
+            if commit is not None:
+                self.read_revision = commit
+                return self._list_pages(self.tree_url(commit), None)
+            return self._list_pages(None, first)
+        except _ListingChanged as e:
+            if commit is not None or is_commit(self.revision):
+                raise HubError(f"listing {self.display()}: the server listed {e} twice at one commit") from None
+        try:
+            return self._list_pages(self.tree_url(), None)
+        except _ListingChanged as e:
+            raise HubError(f"listing {self.display()}: the repo changed while it was listed ({e} listed twice)",
+                           hint="pin a commit with --revision, or retry once the upload is done") from None
+
+    def _list_pages(self, url: str | None, first: tuple[list[Any], str | None] | None) -> dict[str, int]:
+        pages: list[list[Any]] = []
+        seen: set[str] = set()
+        page = first if first is not None else self._tree_page(url or "")
+        while True:
+            entries, link = page
+            for entry in entries:
+                if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+                    if entry["path"] in seen:
+                        raise _ListingChanged(repr(entry["path"]))
+                    seen.add(entry["path"])
+            pages.append(entries)
+            if link is None:
+                return self._collect(pages)
+            if len(pages) >= MAX_LISTING_PAGES:
                 raise HubError(f"{self.display()}: listing has more than {MAX_LISTING_PAGES} pages")
+            page = self._tree_page(link)
 
-            def consume(response: Any) -> tuple[bytes, str | None]:
-                data = b"".join(self.count_body(response, MAX_JSON_BYTES))
-                if len(data) > MAX_JSON_BYTES:
-                    raise HubError(f"listing {self.display()}: a page is larger than {MAX_JSON_BYTES:,} bytes")
-                link = response.links.get("next", {}).get("url")
-                return data, link
+    def _tree_page(self, url: str) -> tuple[list[Any], str | None]:
+        """One page of the tree listing and the absolute URL of the next one."""
 
-            raw, link = self.call(url, consume, what=f"listing {self.display()}")
-            try:
-                entries = json.loads(raw)
-            except (UnicodeDecodeError, json.JSONDecodeError) as e:
-                raise HubError(f"listing {self.display()}: the Hub sent invalid JSON ({e})") from None
-            if not isinstance(entries, list):
-                raise HubError(f"listing {self.display()}: expected a JSON list of files")
+        def consume(response: Any) -> tuple[bytes, str | None]:
+            data = b"".join(self.count_body(response, MAX_JSON_BYTES))
+            if len(data) > MAX_JSON_BYTES:
+                raise HubError(f"listing {self.display()}: a page is larger than {MAX_JSON_BYTES:,} bytes")
+            return data, response.links.get("next", {}).get("url")
+
+        raw, link = self.call(url, consume, what=f"listing {self.display()}")
+        try:
+            entries = json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise HubError(f"listing {self.display()}: the Hub sent invalid JSON ({e})") from None
+        if not isinstance(entries, list):
+            raise HubError(f"listing {self.display()}: expected a JSON list of files")
+        return entries, urljoin(url, link) if link else None
+
+    @staticmethod
+    def _collect(pages: list[list[Any]]) -> dict[str, int]:
+        files: dict[str, int] = {}
+        for entries in pages:
             for entry in entries:
                 if isinstance(entry, dict) and entry.get("type") == "file" and isinstance(entry.get("path"), str):
                     lfs = entry.get("lfs")
                     size = lfs.get("size", entry.get("size")) if isinstance(lfs, dict) else entry.get("size")
-                    if isinstance(size, int) and size >= 0:
+                    if isinstance(size, int) and not isinstance(size, bool) and size >= 0:
                         files[entry["path"]] = size
-            url = urljoin(url, link) if link else None
         return files
+
+    def _pin(self) -> str | None:
+        """The commit the revision points to now (`/api/models/{repo}/revision/{rev}?expand=sha`), or None when the
+        endpoint does not say (a mirror without that API)."""
+        url = f"{self.endpoint}/api/models/{self.repo_id}/revision/{quote(self.revision, safe='')}?expand=sha"
+
+        def consume(response: Any) -> bytes:
+            return b"".join(self.count_body(response, 1 << 20))
+
+        try:
+            raw = self.call(url, consume, what=f"commit of {self.display()}")
+            sha = json.loads(raw).get("sha")
+        except (HubRepoNotFound, HubRevisionNotFound, HubGatedRepo, HubUnauthorized, HubOfflineError):
+            raise
+        except (HubError, SourceError, ValueError, AttributeError):
+            return None
+        return sha if isinstance(sha, str) and is_commit(sha) else None
 
 
 class HubFile:
@@ -552,10 +793,14 @@ class HubFile:
 
         def consume(response: Any) -> bytes:
             if response.status_code == 206:
-                self._check_content_range(response.headers.get("content-range"), start, end)
+                # the body first (at most `want` bytes and a little): what came is counted, the connection reused
                 body = b"".join(client.count_body(response, want))
-                if len(body) > want:
-                    raise HubError(f"{what}: the server sent more bytes than its Content-Range says")
+                first, last = self._check_content_range(response.headers.get("content-range"), start, end)
+                span = last - first + 1
+                if len(body) > span:
+                    raise _Retry(f"the body is longer than its Content-Range bytes {first}-{last}", protocol=True)
+                if len(body) < span:
+                    raise _Retry(f"the body was cut short: {len(body):,} of {span:,} bytes", protocol=True)
                 return body
             if response.status_code == 200:  # Range ignored: read the stream only as far as needed, then close
                 self.range_ignored = True
@@ -582,15 +827,19 @@ class HubFile:
             self._cdn_url = final_url
         return body
 
-    def _check_content_range(self, value: str | None, start: int, end: int) -> None:
+    def _check_content_range(self, value: str | None, start: int, end: int) -> tuple[int, int]:
+        """(first, last) of a 206 answer that covers the start of what was asked; a total other than the listed
+        size means the file changed (an error); a range that does not start where asked is a broken answer
+        (retried: a CDN edge may serve it right the next time)."""
         m = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", value or "")
         if not m:
-            raise HubError(f"{self.name}: 206 answer without a valid Content-Range ({value!r})")
+            raise _Retry(f"a 206 answer without a valid Content-Range ({(value or '')[:60]!r})", protocol=True)
         first, last, total = int(m[1]), int(m[2]), m[3]
         if total != "*" and int(total) != self._size:
             raise self._size_changed(int(total))
         if first != start or last < first or last >= end:
-            raise HubError(f"{self.name}: asked for bytes {start}-{end - 1}, the server sent {first}-{last}")
+            raise _Retry(f"asked for bytes {start}-{end - 1}, the server sent {first}-{last}", protocol=True)
+        return first, last
 
     def _size_changed(self, served: int) -> HubError:
         return HubError(f"{self.name}: the listing says {self._size:,} bytes but the server serves {served:,}",
