@@ -14,7 +14,7 @@ _EXPORTS = {
     "run_inspect": ".api", "run_fit": ".api", "HubOptions": ".api", "QuantRow": ".api",
     "InspectRequest": ".requests", "FitRequest": ".requests",
     "Inspection": ".summary", "Group": ".summary", "QuantInfo": ".summary",
-    "FitReport": ".fit", "FitResult": ".fit", "QuantChoice": ".fit",
+    "FitReport": ".planner", "FitResult": ".planner", "QuantChoice": ".planner",
     "ValidationResult": ".placement", "Finding": ".placement",
     "Checkpoint": ".model", "FileInfo": ".model", "TensorInfo": ".model", "ROLES": ".model",
     "CkptSizeError": ".errors", "UsageError": ".errors", "CheckFailed": ".errors", "FormatError": ".errors",

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckFailed, UsageError
-from .fit import FitReport, best_quant
-from .fit import fit as fit_plan
-from .fit.advice import fit_advice, inspect_advice, over_lines
+from .planner import FitReport, best_quant
+from .planner import fit as fit_plan
+from .planner.advice import fit_advice, inspect_advice, over_lines
 from .formats import read_checkpoint
 from .memory.train import TrainOptions, train_memory
 from .model import Checkpoint

@@ -76,6 +76,23 @@ class GroupedCommand(click.Command):
                 formatter.write_dl(records)
 
 
+# --- shell completion (docs/cli.md): light, so completing never loads the library ----------------------------
+def complete_files(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[Any]:
+    """SOURCE and FILE arguments: let the shell complete paths."""
+    return [click.shell_completion.CompletionItem(incomplete, type="file")]
+
+
+def complete_quants(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from .quant.ftypes import FTYPES  # only when completing --quant
+
+    return [name for name in FTYPES if name.lower().startswith(incomplete.lower())]
+
+
+def complete_budgets(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    devices = ["cpu=", *(f"cuda:{i}=" for i in range(8))]
+    return [d for d in devices if d.startswith(incomplete)]
+
+
 def opt(group: str, *args: Any, **kwargs: Any) -> Any:
     """click.option in a help section."""
     return click.option(*args, cls=GroupedOption, group=group, **kwargs)
@@ -153,7 +170,7 @@ def quant_options(f: Any) -> Any:
     """`--quant NAME` and llama-quantize's own overrides (docs/quantization.md)."""
     q = "Quantization (llama-quantize)"
     options = [
-        opt(q, "--quant", "quant", metavar="NAME",
+        opt(q, "--quant", "quant", metavar="NAME", shell_complete=complete_quants,
                      help="This model at NAME (Q4_K_M, IQ4_XS …): the files of that quant when SOURCE holds them, "
                           "else llama-quantize's prediction."),
         opt(q, "--quant-list", "quant_list", is_flag=True,
@@ -188,7 +205,7 @@ def hub_options(f: Any) -> Any:
 
 
 def budget_option(f: Any) -> Any:
-    return opt("Budgets", "--budget", "budget", multiple=True, metavar="DEV=SIZE",
+    return opt("Budgets", "--budget", "budget", multiple=True, metavar="DEV=SIZE", shell_complete=complete_budgets,
                help="Memory of a device (cuda:0=24GiB, cpu=512G); exit 3 when something does not fit.")(f)
 
 
@@ -267,7 +284,8 @@ def build_cli() -> click.Group:
         """How many bytes of a model land on each device, read from tensor headers only."""
 
     @cli.command(cls=GroupedCommand)
-    @click.argument("source", nargs=-1, type=click.UNPROCESSED, metavar="SOURCE | -- COMMAND...")
+    @click.argument("source", nargs=-1, type=click.UNPROCESSED, metavar="SOURCE | -- COMMAND...",
+                    shell_complete=complete_files)
     @common_output_options
     @opt(PLAN, "--runtime", type=click.Choice(names), help="Whose placement and memory to model (default: the "
                                                           "runtime whose options are given, else literal).")
@@ -313,7 +331,7 @@ def build_cli() -> click.Group:
 
     @cli.command(cls=GroupedCommand)
     @click.argument("placement_file", type=click.Path(dir_okay=False))
-    @click.argument("source")
+    @click.argument("source", shell_complete=complete_files)
     @opt(PLAN, "--gpus", type=click.IntRange(min=0), metavar="N", help="Devices beyond cuda:N-1 are errors.")
     @format_option
     @debug_option
@@ -328,7 +346,8 @@ def build_cli() -> click.Group:
         api.check_findings(result, placement_file)
 
     @cli.command(cls=GroupedCommand)
-    @click.argument("source", nargs=-1, type=click.UNPROCESSED, metavar="SOURCE | -- COMMAND...")
+    @click.argument("source", nargs=-1, type=click.UNPROCESSED, metavar="SOURCE | -- COMMAND...",
+                    shell_complete=complete_files)
     @format_option
     @debug_option
     @opt(PLAN, "--runtime", type=click.Choice(fit_names), default="llamacpp", show_default=True,
@@ -337,7 +356,7 @@ def build_cli() -> click.Group:
          help="Write the KTransformers rule file of the plan (implies --runtime ktransformers).")
     @budget_option
     @runtime_options(fit_specs)
-    @opt("Quantization (llama-quantize)", "--quant", metavar="NAME",
+    @opt("Quantization (llama-quantize)", "--quant", metavar="NAME", shell_complete=complete_quants,
          help="Fit this quant (selected or predicted, as with inspect).")
     @hub_options
     def fit(source: tuple[str, ...], **p: Any) -> None:

@@ -12,9 +12,9 @@ from fixtures.generate import write_gguf
 from inspector import load
 from inspector.errors import UsageError
 from inspector.memory import MemoryOptions, memory_plan, parse_budget
-from inspector.fit import best_quant as plan_best_quant
-from inspector.fit import fit as plan_fit
-from inspector.fit import FitResult
+from inspector.planner import best_quant as plan_best_quant
+from inspector.planner import fit as plan_fit
+from inspector.planner import FitResult
 from inspector.runtimes import get_runtime
 from inspector.model import Checkpoint
 from inspector.runtimes.llamacpp.place import LlamaCppFlags, place_llamacpp

@@ -53,6 +53,7 @@ def runtime_specs() -> tuple["RuntimeSpec", ...]:
 
 
 def runtime_names() -> tuple[str, ...]:
+    """The names `--runtime` takes, in registry order ("literal", "llamacpp", "ktransformers", …)."""
     return tuple(s.name for s in runtime_specs())
 
 

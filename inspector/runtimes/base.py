@@ -11,7 +11,7 @@ for it). The implementation satisfies `Runtime`:
     search(checkpoint, budgets, options)     -> SearchOutcome: the plan `fit` proposes (a Placement and its command)
     command(placement, options)              -> str: the runtime's own flags that reproduce the plan
 
-The runtime-neutral planner (`inspector.fit`) and the api call only these. No runtime package imports another.
+The runtime-neutral planner (`inspector.planner`) and the api call only these. No runtime package imports another.
 """
 from __future__ import annotations
 

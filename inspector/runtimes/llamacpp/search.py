@@ -12,7 +12,7 @@ A layer's cost on a GPU is its weights (as `inspector.placement.llamacpp` places
 each GPU also reserves its estimated compute buffer, and `--overhead` scales every budget down. The final flags
 are re-checked with the real placement and memory plan; the verdict printed is that re-check.
 
-Limits (inspector/fit): `max_ctx` / `max_parallel` keep the chosen flags and raise only -c or -np; the re-planned
+Limits (inspector/planner): `max_ctx` / `max_parallel` keep the chosen flags and raise only -c or -np; the re-planned
 limits re-run this search for each value and accept it when every layer slot stays on the GPUs (`replanned`).
 """
 from __future__ import annotations
