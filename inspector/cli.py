@@ -206,7 +206,8 @@ def hub_options(f: Any) -> Any:
 
 def budget_option(f: Any) -> Any:
     return opt("Budgets", "--budget", "budget", multiple=True, metavar="DEV=SIZE", shell_complete=complete_budgets,
-               help="Memory of a device (cuda:0=24GiB, cpu=512G); exit 3 when something does not fit.")(f)
+               help="Memory of a device (cuda:0=24GiB, cpu=512G; gpu, gpuN, cudaN and llama.cpp's CUDAN mean "
+                    "cuda:N); exit 3 when something does not fit.")(f)
 
 
 def hub_settings(revision: str | None, token: str | None, file: str | None) -> Any:
