@@ -175,39 +175,76 @@ def _group_int(m: re.Match[str], group: str) -> int | None:
     return int(value) if value is not None else None
 
 
-class _Classifier:
-    """Classifies names, caching the winning rule per digit-free template.
+@dataclass(frozen=True)
+class _Template:
+    """What every name of one digit-free template gets: the role, and which of the name's digit runs are the
+    layer and expert indices. `exact` is False when a name of the template must be matched on its own (a
+    digit-sensitive rule could decide differently, or a group is not a whole digit run)."""
 
-    Names of one template differ only in their digit runs, so a rule without digit-sensitive syntax matches all
-    of them or none; the few digit-sensitive rules before the cached winner are re-checked per name, which keeps
+    role: str
+    layer_run: int | None
+    expert_run: int | None
+    exact: bool
+
+
+class _Classifier:
+    """Classifies names with one regex split per name.
+
+    Names of one template differ only in their digit runs, so a rule without digit-sensitive syntax matches all of
+    them or none, and its `layer` / `expert` groups are the same digit runs in each: the first name of a template
+    is matched against the rules (first match wins) and teaches which role and which runs; the others reuse it.
+    Templates where a digit-sensitive rule comes before (or is) the winner are matched name by name, which keeps
     "first matching rule wins" exact.
     """
 
     def __init__(self, rules: RoleRules) -> None:
         self.rules = rules
-        self._by_template: dict[str, int | None] = {}
+        self._templates: dict[str, _Template] = {}
         self._sensitive = [i for i, r in enumerate(rules.rules) if r.digit_sensitive]
 
     def classify(self, name: str) -> tuple[str, int | None, int | None]:
-        template = _DIGITS.sub("#", name)
+        parts = _DIGITS.split(name)  # text, digits, text, digits, …, text
+        template = "#".join(parts[0::2])
+        learned = self._templates.get(template)
+        if learned is None:
+            learned = self._templates[template] = self._learn(name)
+        if not learned.exact:
+            return self._match(name)
+        runs = parts[1::2]
+        layer = int(runs[learned.layer_run]) if learned.layer_run is not None else None
+        expert = int(runs[learned.expert_run]) if learned.expert_run is not None else None
+        return learned.role, layer, expert
+
+    def _match(self, name: str) -> tuple[str, int | None, int | None]:
+        """The first matching rule for this very name (the slow, always-exact path)."""
         stem = self.rules.strip.sub("", name, count=1)
-        if template not in self._by_template:
-            self._by_template[template] = self._first_match(stem, range(len(self.rules.rules)))
-        winner = self._by_template[template]
-        end = len(self.rules.rules) if winner is None else winner
-        earlier = self._first_match(stem, [i for i in self._sensitive if i < end])
-        index = earlier if earlier is not None else winner
+        index = self._first_match(stem, range(len(self.rules.rules)))
         if index is None:
             return "other", None, None
-        rule = self.rules.rules[index]
-        m = rule.pattern.fullmatch(stem)
-        if m is None:  # the cached winner is itself digit-sensitive and does not match this name
-            index = self._first_match(stem, range(len(self.rules.rules)))
-            if index is None:
-                return "other", None, None
-            rule = self.rules.rules[index]
-            m = rule.pattern.fullmatch(stem)
-        return rule.role, _group_int(m, "layer"), _group_int(m, "expert")
+        m = self.rules.rules[index].pattern.fullmatch(stem)
+        assert m is not None
+        return self.rules.rules[index].role, _group_int(m, "layer"), _group_int(m, "expert")
+
+    def _learn(self, name: str) -> _Template:
+        stem = self.rules.strip.sub("", name, count=1)
+        index = self._first_match(stem, range(len(self.rules.rules)))
+        end = len(self.rules.rules) if index is None else index + 1
+        exact = not any(i < end for i in self._sensitive)
+        if index is None:
+            return _Template("other", None, None, exact)
+        m = self.rules.rules[index].pattern.fullmatch(stem)
+        assert m is not None
+        spans = [r.span() for r in _DIGITS.finditer(stem)]
+        runs = {}
+        for group in ("layer", "expert"):
+            if m.groupdict().get(group) is None:
+                runs[group] = None
+            elif m.span(group) in spans:
+                runs[group] = spans.index(m.span(group))
+            else:  # the group is not one whole digit run: match every name of this template
+                exact = False
+                runs[group] = None
+        return _Template(self.rules.rules[index].role, runs["layer"], runs["expert"], exact)
 
     def _first_match(self, stem: str, indices: Iterable[int]) -> int | None:
         return next((i for i in indices if self.rules.rules[i].pattern.fullmatch(stem)), None)
