@@ -9,12 +9,16 @@ from tabulate import tabulate
 from ..model import TensorInfo
 from ..summary import Group, Inspection
 from .base import csv_text, human_bytes, human_count, memory_table, safe
+from .picture import PICTURE_FORMATS, render_picture
 
 VIEWS = ("role", "layer", "dtype", "device", "tensor")
-FORMATS = ("table", "json", "csv", "markdown")
+TEXT_FORMATS = ("table", "json", "csv", "markdown")
+FORMATS = TEXT_FORMATS + PICTURE_FORMATS
 
 
 def render(result: Inspection, *, view: str = "role", fmt: str = "table") -> str:
+    if fmt in PICTURE_FORMATS:  # a picture of the bytes per device; --by does not change it
+        return render_picture(result, fmt)
     if fmt == "json":
         return json.dumps(to_json(result, view=view), indent=2) + "\n"
     if fmt == "csv":
