@@ -180,6 +180,15 @@ def test_the_documented_case_has_what_the_docs_say(capsys: pytest.CaptureFixture
     assert 'data-kind="estimate"' in svg and 'fill="url(#ckpt-estimate)"' in svg  # and hatched
 
 
+def test_the_docs_example_is_current(capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/pictures.md shows docs/images/deepseek-24g.svg: it is what the command draws today."""
+    _, svg, _ = cli(["inspect", *INSPECT_CASES["deepseek-24g"], "--format", "svg"], capsys)
+    svg = svg.replace(str(ROOT) + "/", "")  # the docs ran the command from the checkout with a relative path
+    assert (ROOT / "docs" / "images" / "deepseek-24g.svg").read_text(encoding="utf-8") == svg, (
+        "regenerate: ckpt-size inspect fixtures/models/deepseek-v3.1-q4_k_m.gguf -ngl 99 --cpu-moe --ctx 32768 "
+        "--budget cuda:0=24GiB --format svg > docs/images/deepseek-24g.svg")
+
+
 def test_over_budget_is_drawn_as_such(capsys: pytest.CaptureFixture[str]) -> None:
     code, svg, _ = cli(["inspect", *INSPECT_CASES["llama-over"], "--format", "svg"], capsys)
     assert code == 3
