@@ -13,8 +13,8 @@ from . import api
 from .errors import exit_code_of
 from .memory.budget import parse_budget
 from .options import OptionSpec
-from .report import (FORMATS, TEXT_FORMATS, VIEWS, render, render_fit, render_listing, render_quant_list, render_validation,
-                     safe)
+from .report import (FORMATS, TEXT_FORMATS, VIEWS, render, render_fit, render_listing, render_quant_list,
+                     render_validation, safe)
 from .requests import QUANT_KEYS, CommandLine, FitRequest, InspectRequest, command_line, merge_values, quant_request
 from .runtimes import runtime_specs
 
