@@ -13,7 +13,7 @@ import click
 from .errors import exit_code_of
 from .memory.budget import parse_budget
 from .options import OptionSpec
-from .report import FORMATS, VIEWS
+from .report import FORMATS, TEXT_FORMATS, VIEWS
 from .runtimes import runtime_specs
 
 
@@ -150,9 +150,16 @@ def runtime_options(specs: list[tuple[OptionSpec, str]]) -> Any:
 OUTPUT = "Output"
 
 
-def format_option(f: Any) -> Any:
-    return opt(OUTPUT, "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True,
-               help="Output format; json and csv carry exact byte counts.")(f)
+def format_option(f: Any, formats: tuple[str, ...] = FORMATS) -> Any:
+    pictures = ("; html (one self-contained page) and svg draw the bytes per device (docs/pictures.md)"
+                if "svg" in formats else "")
+    return opt(OUTPUT, "--format", "fmt", type=click.Choice(formats), default="table", show_default=True,
+               help=f"Output format; json and csv carry exact byte counts{pictures}.")(f)
+
+
+def text_format_option(f: Any) -> Any:
+    """`validate` answers with findings, not a plan to draw: no html or svg."""
+    return format_option(f, TEXT_FORMATS)
 
 
 def debug_option(f: Any) -> Any:
@@ -334,7 +341,7 @@ def build_cli() -> click.Group:
     @click.argument("placement_file", type=click.Path(dir_okay=False))
     @click.argument("source", shell_complete=complete_files)
     @opt(PLAN, "--gpus", type=click.IntRange(min=0), metavar="N", help="Devices beyond cuda:N-1 are errors.")
-    @format_option
+    @text_format_option
     @debug_option
     @hub_options
     def validate(placement_file: str, source: str, gpus: int | None, fmt: str, debug: bool, revision: str | None,

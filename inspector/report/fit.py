@@ -7,6 +7,8 @@ from typing import Any
 from tabulate import tabulate
 
 from .base import csv_text, human_bytes, memory_csv, memory_table, safe
+from .picture import PICTURE_FORMATS, render_picture
+
 
 def _sequences(n: int) -> str:
     return f"{n:,} sequence" + ("" if n == 1 else "s")
@@ -61,6 +63,8 @@ def _csv(report: Any) -> str:
 def render_fit(report: Any, *, fmt: str = "table") -> str:
     """`fit`: the verdict, the flags to paste, the limits, the memory per device; the quants compared."""
     r = report.result
+    if fmt in PICTURE_FORMATS:  # the chosen plan, or every quant's plan side by side
+        return render_picture(report, fmt)
     if fmt == "json":
         doc = {"source": report.source, "quant": report.quant, "fits": bool(r and r.fits),
                "plan": r.as_dict() if r else None,

@@ -9,11 +9,14 @@ from tabulate import tabulate
 from ..model import TensorInfo
 from ..summary import Group, Inspection
 from .base import csv_text, human_bytes, human_count, memory_csv, memory_rows, memory_table, safe
+from .picture import PICTURE_FORMATS, render_picture
 
-from . import FORMATS, VIEWS  # noqa: F401 - the vocabulary of the command line, kept with the package
+from . import FORMATS, TEXT_FORMATS, VIEWS  # noqa: F401 - the command line's vocabulary, kept with the package
 
 
 def render(result: Inspection, *, view: str = "role", fmt: str = "table") -> str:
+    if fmt in PICTURE_FORMATS:  # a picture of the bytes per device; --by does not change it
+        return render_picture(result, fmt)
     if fmt == "json":
         return json.dumps(to_json(result, view=view), indent=2) + "\n"
     if fmt == "csv":

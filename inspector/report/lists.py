@@ -10,9 +10,11 @@ from ..devices import device_sort_key
 from ..model import Checkpoint
 from .base import csv_text, human_bytes, safe
 from .inspection import device_rows, group_json
+from .picture import refuse_picture
 
 def render_listing(found: Any, *, fmt: str = "table") -> str:
     """A Hub repo of several GGUF quants: one row per quant from the listing (sizes include headers)."""
+    refuse_picture(fmt, "a listing of quants (pick one with --quant NAME)")
     if fmt == "json":
         return json.dumps(found.to_dict(), indent=2) + "\n"
     rows = [[safe(r.name), r.quant or "-", len(r.files), r.bytes if fmt == "csv" else human_bytes(r.bytes),
@@ -29,6 +31,7 @@ def render_listing(found: Any, *, fmt: str = "table") -> str:
 
 def render_quant_list(checkpoint: Checkpoint, rows: Sequence[Any], *, fmt: str = "table") -> str:
     """`--quant-list`: one row per file type, file size and bytes per device."""
+    refuse_picture(fmt, "--quant-list")
     devices = sorted({d for r in rows for d in r.devices}, key=device_sort_key)
     if fmt == "json":
         doc = {"source": checkpoint.source, "quants": [
