@@ -21,7 +21,7 @@ from .placement import (
     validate_placement,
 )
 from .quant import COMMON_FTYPES, Prediction, QuantOptions, predict, resolve_ftype
-from .quant.convert import to_gguf_view
+from .convert import to_gguf_view
 from .quant.recipe import apply_recipe
 from .roles import RoleRules, assign_roles, load_rules
 from .sources import HubListing, ResolvedSource, is_hub_ref, resolve_hub, resolve_local
@@ -112,8 +112,10 @@ def is_selection(checkpoint: Checkpoint, options: QuantOptions, *, named: bool) 
 
 def predict_quant(checkpoint: Checkpoint, options: QuantOptions) -> Prediction:
     """What llama-quantize would write; safetensors go through the converter's GGUF view first."""
-    view = to_gguf_view(checkpoint) if checkpoint.format == "safetensors" else checkpoint
-    return predict(view, options)
+    if checkpoint.format == "safetensors":
+        view = to_gguf_view(checkpoint)
+        return predict(view.checkpoint, options, header_estimate=view.header_estimate)
+    return predict(checkpoint, options)
 
 
 def quant_summary(prediction: Prediction) -> dict[str, Any]:
@@ -232,7 +234,7 @@ def inspect(
         if options is not None:
             raise UsageError("--quant predicts llama-quantize (its --tensor-type overrides included); a recipe alone "
                              "is applied literally", hint="give either --quant or the recipe")
-        view = to_gguf_view(checkpoint) if checkpoint.format == "safetensors" else checkpoint
+        view = to_gguf_view(checkpoint).checkpoint if checkpoint.format == "safetensors" else checkpoint
         checkpoint = apply_recipe(view, recipe)
         extras["recipe"] = {"lines": len(recipe)}
     if train is not None:

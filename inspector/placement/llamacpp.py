@@ -160,9 +160,9 @@ def place_llamacpp(checkpoint: Checkpoint, flags: LlamaCppFlags) -> LlamaCppPlan
 def _gguf_view(checkpoint: Checkpoint) -> Checkpoint:
     if checkpoint.format == "gguf":
         return checkpoint
-    from ..quant.convert import to_gguf_view  # lazy: the converter tables load only for safetensors inputs
+    from ..convert import to_gguf_view  # lazy: the converter tables load only for safetensors inputs
 
-    return to_gguf_view(checkpoint)
+    return to_gguf_view(checkpoint).checkpoint
 
 
 def _int_meta(ckpt: Checkpoint, key: str) -> int | None:
