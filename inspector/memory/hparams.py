@@ -2,13 +2,10 @@
 
 The view follows llama.cpp's `llama_hparams` (src/llama-hparams.{h,cpp}, src/llama-model.cpp `load_hparams`,
 src/models/<arch>.cpp `load_arch_hparams`): per-layer head counts, K/V head widths for full and sliding-window
-layers, which layers are SWA, recurrent, MLA, or nextn (MTP). A config.json is first turned into the GGUF KVs
-llama.cpp's converter (convert_hf_to_gguf.py, conversion/*.py) would write from it — `inspector.convert`, over
-rules/hf_architectures.yaml, the one config -> hyperparameter mapping — and then read by the same code as a GGUF's
-own metadata, so both sources give the same numbers.
-
-Every count read from metadata is checked (a whole number, not NaN or infinite, within a sane cap), so a damaged
-or hostile file ends in one FormatError naming the key instead of a crash in the arithmetic that follows.
+layers, which layers are SWA, recurrent, MLA, or nextn (MTP). A config.json first becomes the GGUF KVs llama.cpp's
+converter would write from it (`inspector.convert` over rules/hf_architectures.yaml, the one config ->
+hyperparameter mapping), read by the same code as a GGUF's own metadata: both sources give the same numbers.
+Every count read is checked (whole, finite, within a sane cap): bad metadata is one FormatError naming the key.
 """
 from __future__ import annotations
 
@@ -22,7 +19,7 @@ from ..formats.gguf import LazyArray
 from ..model import Checkpoint
 from . import archs
 
-MAX_LAYERS = 1 << 16  # {arch}.block_count: far beyond any real model (the largest have a few hundred blocks)
+MAX_LAYERS = 1 << 16  # {arch}.block_count: far beyond any real model (the largest have a few hundred)
 MAX_COUNT = 1 << 24  # any other per-layer or per-model count or width (heads, lengths, sizes, experts, windows)
 MAX_CONTEXT = 1 << 40  # context_length (a few models claim ~10M tokens)
 BROKEN_HINT = "the file's metadata is damaged or was not written by llama.cpp's tools; re-download or re-convert it"
@@ -207,11 +204,8 @@ class _Meta:
         return self.count(name, value, cap)
 
     def count(self, name: str, value: Any, cap: int = MAX_COUNT) -> int:
-        """A whole number from 0 to cap, from an integer or an integral float (writers store some counts as f32).
-
-        Raises:
-            FormatError: NaN, infinite, fractional, negative, over the cap, or not a number at all.
-        """
+        """A whole number from 0 to cap (an integral float too). FormatError: NaN, infinite, fractional, negative,
+        over the cap, or not a number."""
         if isinstance(value, bool):
             return int(value)
         if isinstance(value, float) and math.isfinite(value) and value.is_integer():
@@ -483,17 +477,23 @@ def from_config(config: Mapping[str, Any], *, source: str = "config.json") -> HP
     try:
         written = config_metadata(config, source=source)
     except ConversionError as e:
-        raise FormatError(source, f"{str(e).removeprefix(source + ': ')}, needed to size the KV cache") from None
+        raise FormatError(source, f"{e.args[0].removeprefix(source + ': ')} (needed to size the KV cache)",
+                          hint=e.hint) from None
+    if written.skipped:  # the converter itself would fail on these values (GGUFWriter refuses them)
+        raise FormatError(source, f"config.json value the converter cannot write: {written.skipped[0]}",
+                          hint="check config.json; llama.cpp's converter would stop on it too")
     if f"{written.arch}.embedding_length" not in written.kvs:
         raise FormatError(source, "config.json lacks hidden_size (or the width its converter class reads), needed to "
                                   "size the KV cache")
-    hp = from_gguf(written.metadata, source=source)
+    try:
+        hp = from_gguf(written.metadata, source=source)
+    except FormatError as e:  # a count out of range: name config.json, not a file to re-download
+        message = e.args[0].removeprefix(f"{source}: ")
+        raise FormatError(source, f"from config.json, {message.split('; ')[0]}", hint="check config.json") from None
     notes = list(hp.notes)
     if written.spec is None:
         notes.append(f"config.json architecture {written.hf_name!r} is not in rules/hf_architectures.yaml: sized "
                      "from the keys every converter class writes (layers, heads, KV heads, head_dim) as plain "
                      "full attention; its own layer kinds (sliding window, MLA, recurrent) are not known")
-    if written.skipped:
-        notes.append(f"config.json values the converter could not write: {'; '.join(written.skipped[:3])}")
     n_vocab = hp.n_vocab if hp.n_vocab is not None else _config_vocab(config)
     return replace(hp, source="config.json", n_vocab=n_vocab, notes=tuple(notes))
