@@ -489,7 +489,7 @@ def from_config(config: Mapping[str, Any], *, source: str = "config.json") -> HP
         hp = from_gguf(written.metadata, source=source)
     except FormatError as e:  # a count out of range: name config.json, not a file to re-download
         message = e.args[0].removeprefix(f"{source}: ")
-        raise FormatError(source, f"from config.json, {message.split('; ')[0]}", hint="check config.json") from None
+        raise FormatError(source, f"from config.json, {message}", hint="check config.json") from None
     notes = list(hp.notes)
     if written.spec is None:
         notes.append(f"config.json architecture {written.hf_name!r} is not in rules/hf_architectures.yaml: sized "
