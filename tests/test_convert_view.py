@@ -728,3 +728,16 @@ def test_gemma3_270m_from_hf_safetensors_predicts_the_real_q4_k_m_data_bytes() -
     assert {t.name: t.dtype for t in prediction.checkpoint.tensors} == {t.name: t.gtype.name for t in real.tensors}
     assert sum(t.nbytes for t in prediction.checkpoint.tensors) == 253_113_024 - 6_525_120
     assert prediction.header_exact is False
+
+
+def test_the_header_estimate_is_handed_to_predict_as_a_value() -> None:
+    """predict(view.checkpoint, ..., header_estimate=) is the converter view's handover: the predicted header
+    follows the estimate byte for byte (32 more bytes in, 32 more bytes padded out) and is flagged as estimated."""
+    from inspector.quant import QuantOptions, predict
+
+    view = to_gguf_view(checkpoint(TINY, dense_llama(TINY)))
+    base = predict(view.checkpoint, QuantOptions("Q8_0"), header_estimate=view.header_estimate)
+    more = predict(view.checkpoint, QuantOptions("Q8_0"), header_estimate=view.header_estimate + 32)
+    assert (base.header_exact, more.header_exact) == (False, False)
+    assert more.header_bytes - base.header_bytes == 32
+    assert not any(k.startswith("ckpt_size.") for k in view.checkpoint.metadata)
