@@ -15,8 +15,8 @@ from .model import Checkpoint
 from .placement import ValidationResult, detect_placement_kind, read_placement, require_placement
 from .placement.findings import PlacedPlan
 from .quant import COMMON_FTYPES, Prediction, QuantOptions, predict, resolve_ftype
+from .convert import to_gguf_view
 from .quant.ftypes import guess_file_type, most_common_type
-from .quant.convert import to_gguf_view
 from .quant.recipe import apply_recipe
 from .requests import FitRequest, InspectRequest, placement_file_runtime
 from .roles import RoleRules, assign_roles, load_rules
@@ -77,8 +77,10 @@ def is_selection(checkpoint: Checkpoint, options: QuantOptions, *, named: bool) 
 
 def predict_quant(checkpoint: Checkpoint, options: QuantOptions) -> Prediction:
     """What llama-quantize would write; safetensors go through the converter's GGUF view first."""
-    view = to_gguf_view(checkpoint) if checkpoint.format == "safetensors" else checkpoint
-    return predict(view, options)
+    if checkpoint.format == "safetensors":
+        view = to_gguf_view(checkpoint)
+        return predict(view.checkpoint, options, header_estimate=view.header_estimate)
+    return predict(checkpoint, options)
 
 
 def quant_info(prediction: Prediction) -> QuantInfo:
@@ -100,7 +102,7 @@ def _apply_quant(checkpoint: Checkpoint, request: InspectRequest, selected: bool
         prediction = predict_quant(checkpoint, options)
         return prediction.checkpoint, quant_info(prediction), tuple(prediction.notes)
     if request.recipe:
-        view = to_gguf_view(checkpoint) if checkpoint.format == "safetensors" else checkpoint
+        view = to_gguf_view(checkpoint).checkpoint if checkpoint.format == "safetensors" else checkpoint
         return apply_recipe(view, request.recipe), None, ()
     return checkpoint, None, ()
 

@@ -362,9 +362,9 @@ def test_vocab_falls_back_to_text_config_then_to_matrix_rows_and_says_when_unkno
     assert rows.n_vocab == 201_088
     assert any("lm_head.weight" in n and "201,088" in n for n in rows.notes)
     # the same through the GGUF view llama.cpp places (output.weight, ne = [2,880, 201,088])
-    from inspector.quant.convert import to_gguf_view
+    from inspector.convert import to_gguf_view
 
-    view = to_gguf_view(ck.with_(config=config))
+    view = to_gguf_view(ck.with_(config=config)).checkpoint
     assert hparams_of(view).n_vocab == 201_088
     # nothing to go by: unknown, and a note says the output buffer and logits are counted as 0
     bare = config_checkpoint({"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 64,

@@ -516,10 +516,9 @@ def test_header_of_a_split_input_drops_the_split_keys(tmp_dir) -> None:
 
 def test_header_of_a_converter_view_is_an_estimate() -> None:
     checkpoint = dense(1)
-    view = checkpoint.with_(format="safetensors", metadata={**checkpoint.metadata, "ckpt_size.header_estimate": 5000,
-                                                            "general.file_type": 1,
+    view = checkpoint.with_(format="safetensors", metadata={**checkpoint.metadata, "general.file_type": 1,
                                                             "general.quantization_version": 2})
-    prediction = predict(view, QuantOptions("Q4_K_M"))
+    prediction = predict(view, QuantOptions("Q4_K_M"), header_estimate=5000)
     # no KV changes, no trailing-1 dims: 5000 -> padded 5024
     assert (prediction.header_bytes, prediction.header_exact) == (5024, False)
     assert any("estimated" in n for n in prediction.notes)

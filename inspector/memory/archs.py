@@ -1,5 +1,6 @@
 """What llama.cpp does per architecture for its runtime memory: which archs cache nothing, which are recurrent or
-hybrid, where sliding-window layers are and how wide their window is.
+hybrid, where sliding-window layers are and how wide their window is. Keyed by GGUF `general.architecture` only:
+how a Hugging Face config.json becomes those names and KVs is rules/hf_architectures.yaml (inspector.convert).
 
 Every entry was read in llama.cpp's source (commit 0c1e5709, 2026-10-01, as vendored by llama-cpp-python 0.3.36):
 `src/llama-arch.cpp` (`llm_arch_is_recurrent`, `llm_arch_is_hybrid`, arch names), `src/llama-model.cpp`
@@ -114,37 +115,3 @@ LFM2_SWA_ARCHS = frozenset({"lfm2"})
 # gemma3n: fixed 20 (gemma3n.cpp); gemma4: n_layer_all - attention.shared_kv_layers (gemma4.cpp).
 KV_FROM_START_FIXED = {"gemma3n": 20}
 KV_SHARED_LAYERS_KEY_ARCHS = frozenset({"gemma4"})
-
-# Hugging Face config.json → the GGUF arch llama.cpp's converter writes (convert_hf_to_gguf.py and conversion/*.py
-# `@ModelBase.register` classes). Keyed by `architectures[0]` first, then by `model_type`.
-HF_ARCHITECTURES = {
-    "LlamaForCausalLM": "llama", "MistralForCausalLM": "llama", "MixtralForCausalLM": "llama",
-    "Qwen2ForCausalLM": "qwen2", "Qwen2MoeForCausalLM": "qwen2moe",
-    "Qwen3ForCausalLM": "qwen3", "Qwen3MoeForCausalLM": "qwen3moe", "Qwen3NextForCausalLM": "qwen3next",
-    "Qwen3_5ForConditionalGeneration": "qwen35", "Qwen3_5ForCausalLM": "qwen35",
-    "Qwen3_5MoeForConditionalGeneration": "qwen35moe", "Qwen3_5MoeForCausalLM": "qwen35moe",
-    "GemmaForCausalLM": "gemma", "Gemma2ForCausalLM": "gemma2",
-    "Gemma3ForCausalLM": "gemma3", "Gemma3ForConditionalGeneration": "gemma3",
-    "GptOssForCausalLM": "gpt-oss",
-    "DeepseekV2ForCausalLM": "deepseek2", "DeepseekV3ForCausalLM": "deepseek2",
-    "KimiK25ForConditionalGeneration": "deepseek2", "KimiVLForConditionalGeneration": "deepseek2",
-    "Glm4MoeLiteForCausalLM": "deepseek2", "DeepseekV32ForCausalLM": "deepseek32",
-    "Glm4MoeForCausalLM": "glm4moe", "Phi3ForCausalLM": "phi3", "PhiMoEForCausalLM": "phimoe",
-    "Lfm2ForCausalLM": "lfm2", "MambaForCausalLM": "mamba", "Mamba2ForCausalLM": "mamba2",
-    "FalconH1ForCausalLM": "falcon-h1", "GraniteMoeHybridForCausalLM": "granitehybrid",
-    "NemotronHForCausalLM": "nemotron_h", "JambaForCausalLM": "jamba", "Cohere2ForCausalLM": "cohere2",
-    "Llama4ForConditionalGeneration": "llama4", "Llama4ForCausalLM": "llama4", "Olmo2ForCausalLM": "olmo2",
-    "Exaone4ForCausalLM": "exaone4", "GraniteForCausalLM": "granite", "GraniteMoeForCausalLM": "granitemoe",
-}
-HF_MODEL_TYPES = {
-    "llama": "llama", "mistral": "llama", "mixtral": "llama", "qwen2": "qwen2", "qwen2_moe": "qwen2moe",
-    "qwen3": "qwen3", "qwen3_moe": "qwen3moe", "qwen3_next": "qwen3next", "qwen3_5": "qwen35",
-    "qwen3_5_text": "qwen35", "qwen3_5_moe": "qwen35moe", "qwen3_5_moe_text": "qwen35moe", "gemma": "gemma",
-    "gemma2": "gemma2", "gemma3": "gemma3", "gemma3_text": "gemma3", "gpt_oss": "gpt-oss",
-    "deepseek_v2": "deepseek2", "deepseek_v3": "deepseek2", "kimi_k2": "deepseek2", "glm4_moe_lite": "deepseek2",
-    "deepseek_v32": "deepseek32", "glm4_moe": "glm4moe", "phi3": "phi3", "phimoe": "phimoe", "lfm2": "lfm2",
-    "mamba": "mamba", "mamba2": "mamba2", "falcon_h1": "falcon-h1", "granitemoehybrid": "granitehybrid",
-    "nemotron_h": "nemotron_h", "jamba": "jamba", "cohere2": "cohere2", "llama4": "llama4",
-    "llama4_text": "llama4", "olmo2": "olmo2", "exaone4": "exaone4", "granite": "granite",
-    "granitemoe": "granitemoe",
-}

@@ -2,17 +2,27 @@
 
 The view follows llama.cpp's `llama_hparams` (src/llama-hparams.{h,cpp}, src/llama-model.cpp `load_hparams`,
 src/models/<arch>.cpp `load_arch_hparams`): per-layer head counts, K/V head widths for full and sliding-window
-layers, which layers are SWA, recurrent, MLA, or nextn (MTP). A config.json is read as llama.cpp's converter
-(convert_hf_to_gguf.py, conversion/*.py) would write it to GGUF, so both sources give the same numbers.
+layers, which layers are SWA, recurrent, MLA, or nextn (MTP). A config.json first becomes the GGUF KVs llama.cpp's
+converter would write from it (`inspector.convert` over rules/hf_architectures.yaml, the one config ->
+hyperparameter mapping), read by the same code as a GGUF's own metadata: both sources give the same numbers.
+Every count read is checked (whole, finite, within a sane cap): bad metadata is one FormatError naming the key.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
+from ..convert import ConversionError, config_metadata
 from ..errors import FormatError
+from ..formats.gguf import LazyArray
 from ..model import Checkpoint
 from . import archs
+
+MAX_LAYERS = 1 << 16  # {arch}.block_count: far beyond any real model (the largest have a few hundred)
+MAX_COUNT = 1 << 24  # any other per-layer or per-model count or width (heads, lengths, sizes, experts, windows)
+MAX_CONTEXT = 1 << 40  # context_length (a few models claim ~10M tokens)
+BROKEN_HINT = "the file's metadata is damaged or was not written by llama.cpp's tools; re-download or re-convert it"
 
 
 @dataclass(frozen=True)
@@ -120,11 +130,8 @@ def hparams_of(checkpoint: Checkpoint) -> HParams:
     elif checkpoint.config:
         hp = from_config(checkpoint.config, source=checkpoint.source)
     else:
-        raise FormatError(
-            checkpoint.source,
-            "no hyperparameters to size the KV cache (no GGUF metadata and no config.json)",
-            hint="put the model's config.json next to its safetensors files",
-        )
+        raise FormatError(checkpoint.source, "no hyperparameters to size the KV cache (no GGUF metadata and no "
+                          "config.json)", hint="put the model's config.json next to its safetensors files")
     if hp.n_vocab is None:
         hp = _with_vocab_fallback(hp, checkpoint)
     return hp
@@ -183,27 +190,44 @@ class _Meta:
     def key(self, name: str) -> str:
         return f"{self.arch}.{name}"
 
-    def has(self, name: str) -> bool:
-        return self.key(name) in self.m
-
-    def int(self, name: str, default: int | None = None) -> int:
-        value = self.m.get(self.key(name), default)
+    def int(self, name: str, default: int | None = None, cap: int = MAX_COUNT) -> int:
+        """One count (default when absent). Raises FormatError: absent without a default, an array, or not a
+        whole number from 0 to `cap`."""
+        value = self.m.get(self.key(name))
         if value is None:
-            raise FormatError(self.source, f"GGUF metadata lacks {self.key(name)!r}, needed to size the KV cache")
-        if isinstance(value, (list, tuple)):
-            raise FormatError(self.source, f"{self.key(name)!r} is an array where llama.cpp expects one number")
-        return int(value)
+            if default is None:
+                raise FormatError(self.source, f"GGUF metadata lacks {self.key(name)!r}, needed to size the KV cache")
+            return default
+        if isinstance(value, (list, tuple, LazyArray)):
+            raise FormatError(self.source, f"{self.key(name)!r} is an array where llama.cpp expects one number",
+                              hint=BROKEN_HINT)
+        return self.count(name, value, cap)
+
+    def count(self, name: str, value: Any, cap: int = MAX_COUNT) -> int:
+        """A whole number from 0 to cap (an integral float too). FormatError: NaN, infinite, fractional, negative,
+        over the cap, or not a number."""
+        if isinstance(value, bool):
+            return int(value)
+        if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or not 0 <= value <= cap:
+            shown = repr(value) if isinstance(value, (int, float)) else f"a {type(value).__name__}"
+            raise FormatError(self.source, f"{self.key(name)!r} is {shown}; llama.cpp expects a whole number from 0 "
+                                           f"to {cap:,} there", hint=BROKEN_HINT)
+        return value
 
     def per_layer(self, name: str, n: int, default: Sequence[int] | int) -> tuple[int, ...]:
         """llama_model_loader::get_key_or_arr: a scalar for every layer, or an array of exactly n items."""
         value = self.m.get(self.key(name))
         if value is None:
             return tuple(default) if isinstance(default, Sequence) else (int(default),) * n
-        if isinstance(value, (list, tuple)):
-            if len(value) != n:
-                raise FormatError(self.source, f"{self.key(name)!r} has {len(value)} items for {n} layers")
-            return tuple(int(v) for v in value)
-        return (int(value),) * n
+        if isinstance(value, (list, tuple, LazyArray)):
+            items = value.count if isinstance(value, LazyArray) else len(value)
+            if items != n:
+                raise FormatError(self.source, f"{self.key(name)!r} has {items:,} items for {n:,} layers",
+                                  hint=BROKEN_HINT)
+            return tuple(self.count(name, v) for v in value)
+        return (self.count(name, value),) * n
 
     def bools(self, name: str) -> list[bool] | None:
         value = self.m.get(self.key(name))
@@ -218,14 +242,36 @@ def _vocab_from_gguf(metadata: Mapping[str, Any], arch: str) -> int | None:
     if isinstance(count, int) and not isinstance(tokens, str):
         return count  # llama_vocab::n_tokens(): the tokenizer list, what sizes llama.cpp's logits
     value = metadata.get(f"{arch}.vocab_size")
-    return int(value) if isinstance(value, int) else None
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_COUNT else None
+
+
+def _layer_counts(m: _Meta) -> tuple[int, int]:
+    """(block_count, nextn_predict_layers), checked: at least one block, no more NextN blocks than blocks.
+
+    Raises:
+        FormatError: naming the key and what to do.
+    """
+    n_all = m.int("block_count", cap=MAX_LAYERS)
+    if n_all == 0:
+        raise FormatError(m.source, f"{m.key('block_count')!r} is 0: a model needs at least one block to size its "
+                                    "KV cache, and llama.cpp would not load it",
+                          hint="inspect without --ctx/fit to see its tensors; the file's metadata needs fixing")
+    n_nextn = m.int("nextn_predict_layers", 0, cap=MAX_LAYERS)
+    if n_nextn > n_all:
+        raise FormatError(m.source, f"{m.key('nextn_predict_layers')!r} is {n_nextn:,}, more than the "
+                                    f"{n_all:,} blocks of {m.key('block_count')!r}", hint=BROKEN_HINT)
+    return n_all, n_nextn
 
 
 def from_gguf(metadata: Mapping[str, Any], *, source: str = "<gguf>") -> HParams:
+    """The hyperparameters llama.cpp's load_hparams reads from these GGUF KVs.
+
+    Raises:
+        FormatError: a key the memory model needs is absent, or a count is not a sane whole number.
+    """
     arch = str(metadata.get("general.architecture"))
     m = _Meta(metadata, arch, source)
-    n_all = m.int("block_count")
-    n_nextn = m.int("nextn_predict_layers", 0)
+    n_all, n_nextn = _layer_counts(m)
     n_embd = m.int("embedding_length", 0)
     n_head = m.per_layer("attention.head_count", n_all, 0)
     n_head_kv = m.per_layer("attention.head_count_kv", n_all, n_head)  # defaults to n_head (load_hparams)
@@ -249,15 +295,7 @@ def from_gguf(metadata: Mapping[str, Any], *, source: str = "<gguf>") -> HParams
     attn_kv = _attention_layers(arch, memory, n_all, n_nextn, recr, n_head_kv, n_ff, kv_from_start)
     expert_used = m.per_layer("expert_used_count", n_all, 0)
     indexer = m.int("attention.indexer.key_length", 0) if arch in archs.DSA_ARCHS else 0
-    indexer_layers: tuple[bool, ...] = ()
-    if indexer:
-        types = m.bools("attention.indexer.types")
-        if arch == "glm-dsa" and types is None:
-            notes.append("glm-dsa without attention.indexer.types: indexer cache counted on every layer")
-        indexer_layers = tuple(
-            attn_kv[il] and (arch != "glm-dsa" or types is None or (il < len(types) and types[il]))
-            for il in range(n_all)
-        )
+    indexer_layers = _indexer_layers(m, arch, attn_kv, notes) if indexer else ()
     if arch in archs.UNMODELLED_ARCHS:
         notes.append(f"{archs.UNMODELLED_ARCHS[arch]} is not modelled; its KV is sized as a plain cache")
     return HParams(
@@ -267,7 +305,7 @@ def from_gguf(metadata: Mapping[str, Any], *, source: str = "<gguf>") -> HParams
         n_layer_nextn=n_nextn,
         n_embd=n_embd,
         n_vocab=_vocab_from_gguf(metadata, arch),
-        n_ctx_train=m.int("context_length", 0) or None,
+        n_ctx_train=m.int("context_length", 0, cap=MAX_CONTEXT) or None,
         n_head=n_head,
         n_head_kv=n_head_kv,
         head_k_full=head_k,
@@ -300,6 +338,15 @@ def from_gguf(metadata: Mapping[str, Any], *, source: str = "<gguf>") -> HParams
         indexer_layers=indexer_layers,
         notes=tuple(notes),
     )
+
+
+def _indexer_layers(m: _Meta, arch: str, attn_kv: tuple[bool, ...], notes: list[str]) -> tuple[bool, ...]:
+    """DSA: the layers with an indexer key cache (glm-dsa: where attention.indexer.types says "full")."""
+    types = m.bools("attention.indexer.types")
+    if arch == "glm-dsa" and types is None:
+        notes.append("glm-dsa without attention.indexer.types: indexer cache counted on every layer")
+    return tuple(kv and (arch != "glm-dsa" or types is None or (il < len(types) and types[il]))
+                 for il, kv in enumerate(attn_kv))
 
 
 def _swa_pattern(n_all: int, n_layer: int, n_pattern: int, dense_first: bool) -> tuple[bool, ...]:
@@ -416,184 +463,37 @@ def _attention_layers(arch: str, memory: str, n_all: int, n_nextn: int, recr: tu
 # ----------------------------------------------------------------------------------------------------------
 # Hugging Face config.json
 # ----------------------------------------------------------------------------------------------------------
-def _flat_config(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Multimodal configs keep the language model under text_config (Gemma 3, Qwen3.5, Llama 4)."""
-    flat = dict(config)
-    text = config.get("text_config")
-    if isinstance(text, Mapping):
-        flat.update(text)
-    return flat
-
-
-def _arch_from_config(c: Mapping[str, Any]) -> tuple[str, bool]:
-    for name in c.get("architectures") or []:
-        if name in archs.HF_ARCHITECTURES:
-            return archs.HF_ARCHITECTURES[name], True
-    model_type = str(c.get("model_type") or "")
-    if model_type in archs.HF_MODEL_TYPES:
-        return archs.HF_MODEL_TYPES[model_type], True
-    return model_type or "unknown", False
-
-
-def _first(c: Mapping[str, Any], *names: str, default: Any = None) -> Any:
-    for name in names:
-        if c.get(name) is not None:
-            return c[name]
-    return default
-
-
 def from_config(config: Mapping[str, Any], *, source: str = "config.json") -> HParams:
-    c = _flat_config(config)
-    arch, known = _arch_from_config(c)
-    notes: list[str] = []
-    if not known:
-        notes.append(f"config.json model_type {arch!r} is not in our table: sized as standard attention")
-    n_layer = _first(c, "num_hidden_layers", "n_layer", "n_layers", "num_layers")
-    n_embd = _first(c, "hidden_size", "d_model", "n_embd")
-    if n_layer is None or n_embd is None:
-        raise FormatError(source, "config.json lacks num_hidden_layers or hidden_size, needed to size the KV cache")
-    n_layer, n_embd = int(n_layer), int(n_embd)
-    heads = _first(c, "num_attention_heads", "n_head", default=0) or 0
-    kv = _first(c, "num_key_value_heads", "n_head_kv", default=heads)
-    n_head_kv = tuple(int(x) for x in kv) if isinstance(kv, list) else (int(kv if kv is not None else heads),) * n_layer
-    n_head = (int(heads),) * n_layer
-    head_dim = _first(c, "head_dim", default=(n_embd // heads) if heads else 0)
-    head_k = head_v = int(head_dim)
-    is_mla = False
-    memory = _memory_kind(arch)
-    layer_types = [str(t) for t in c.get("layer_types") or []]
-    if len(layer_types) not in (0, n_layer):
-        notes.append(f"layer_types has {len(layer_types)} entries for {n_layer} layers: ignored")
-        layer_types = []
+    """The hyperparameters of a config.json: the GGUF KVs convert_hf_to_gguf.py would write from it
+    (`inspector.convert.config_metadata`, rules/hf_architectures.yaml), read by `from_gguf`, so a model gives the
+    same HParams from its config.json as from its GGUF. `n_vocab` falls back to config's vocab_size.
 
-    # MLA (DeepSeek-V2/V3, Kimi-K2, GLM-4.7-Flash): the converter writes MQA with one head of
-    # kv_lora_rank + qk_rope_head_dim and key/value_length_mla (conversion/deepseek.py); llama.cpp then caches
-    # that K only (has_v = !is_mla, src/llama-kv-cache.cpp)
-    if c.get("kv_lora_rank") and arch in ("deepseek2", "deepseek32"):
-        is_mla = True
-        head_k = int(c["kv_lora_rank"]) + int(c.get("qk_rope_head_dim", 64))
-        head_v = int(c["kv_lora_rank"])
-        n_head_kv = (1,) * n_layer
+    An architecture the table does not have is read from the keys every converter class writes (layers, width,
+    heads, KV heads, head_dim: TextModel) as plain full attention, and a note says so and names it.
 
-    recr = [False] * n_layer
-    ssm = dict(d_conv=0, d_inner=0, d_state=0, n_group=0)
-    shortconv = 0
-    if memory == "recurrent":
-        recr = [True] * n_layer
-        ssm = _mamba_ssm(c, arch, n_embd)
-    elif arch in ("qwen3next", "qwen35", "qwen35moe"):
-        # conversion/qwen.py Qwen3NextModel: recurrent_layers from layer_types, else full_attention_interval
-        if layer_types:
-            recr = [t == "linear_attention" for t in layer_types]
-        else:
-            interval = int(c.get("full_attention_interval", 4))
-            recr = [(il + 1) % interval != 0 for il in range(n_layer)]
-        ssm = dict(d_conv=int(c["linear_conv_kernel_dim"]), d_state=int(c["linear_key_head_dim"]),
-                   n_group=int(c["linear_num_key_heads"]),
-                   d_inner=int(c["linear_value_head_dim"]) * int(c["linear_num_value_heads"]))
-    elif arch == "lfm2":
-        # conversion/lfm2.py: num_key_value_heads = 0 on "conv" layers; shortconv.l_cache = conv_L_cache
-        recr = [t == "conv" for t in layer_types] if layer_types else [
-            il not in set(c.get("full_attn_idxs") or []) for il in range(n_layer)]
-        n_head_kv = tuple(0 if r else n_head_kv[il] for il, r in enumerate(recr))
-        shortconv = int(c.get("conv_L_cache", 3))
-    elif arch == "falcon-h1":
-        recr = [True] * n_layer
-        ssm = _mamba_ssm(c, "mamba2", n_embd)
-    elif arch in ("granitehybrid", "jamba", "nemotron_h"):
-        recr = _hybrid_layers_from_config(c, arch, n_layer, layer_types)
-        ssm = _mamba_ssm(c, "mamba2" if arch != "jamba" else "mamba", n_embd)
-        n_head_kv = tuple(0 if r else n_head_kv[il] for il, r in enumerate(recr))
-    elif memory == "hybrid":
-        notes.append(f"{arch} from config.json: recurrent layers not derived; sized as attention only")
-
-    is_swa, n_swa, swa_type = _swa_from_config(c, arch, n_layer, layer_types)
-    nextn = int(_first(c, "num_nextn_predict_layers", "mtp_num_hidden_layers", default=0) or 0)
-    if nextn:
-        notes.append(f"{nextn} MTP/nextn layer(s) in config.json: no main-context KV (llama.cpp filters them)")
-    attn_kv = tuple(not recr[il] or arch == "falcon-h1" for il in range(n_layer))
-    if memory in ("none", "recurrent"):
-        attn_kv = (False,) * n_layer
-    n_expert = int(_first(c, "num_local_experts", "n_routed_experts", "num_experts", default=0) or 0)
-    return HParams(
-        arch=arch,
-        source="config.json",
-        n_layer_all=n_layer,
-        n_layer_nextn=0,
-        n_embd=n_embd,
-        n_vocab=_config_vocab(c),
-        n_ctx_train=int(c["max_position_embeddings"]) if c.get("max_position_embeddings") else None,
-        n_head=n_head,
-        n_head_kv=n_head_kv,
-        head_k_full=head_k,
-        head_v_full=head_v,
-        head_k_swa=head_k,
-        head_v_swa=head_v,
-        is_swa=is_swa,
-        n_swa=n_swa,
-        swa_type=swa_type,
-        is_mla=is_mla,
-        attn_kv=attn_kv,
-        recr=tuple(recr),
-        memory=memory,
-        n_ff=(int(c.get("intermediate_size") or 0),) * n_layer,
-        n_expert=n_expert,
-        n_expert_used=int(_first(c, "num_experts_per_tok", "experts_per_token", default=0) or 0),
-        n_ff_exp=int(_first(c, "moe_intermediate_size", "intermediate_size", default=0) or 0) if n_expert else 0,
-        ssm_d_conv=ssm["d_conv"],
-        ssm_d_inner=ssm["d_inner"],
-        ssm_d_state=ssm["d_state"],
-        ssm_n_group=ssm["n_group"],
-        shortconv_l_cache=shortconv,
-        notes=tuple(notes),
-    )
-
-
-def _mamba_ssm(c: Mapping[str, Any], arch: str, n_embd: int) -> dict[str, int]:
-    """conversion/mamba.py: Mamba d_inner = intermediate_size (2·d_model), n_group 0; Mamba2 d_inner =
-    expand·d_model, n_group = n_groups; d_conv 4 and d_state 16 (Mamba) / 128 (Mamba2) by default."""
-    d_conv = int(_first(c, "conv_kernel", "d_conv", "mamba_d_conv", default=4))
-    if arch == "mamba":
-        d_inner = int(_first(c, "intermediate_size", "d_inner", "mamba_expand", default=2 * n_embd))
-        if "mamba_expand" in c and "intermediate_size" not in c:
-            d_inner = int(c["mamba_expand"]) * n_embd
-        d_state = int(_first(c, "state_size", "d_state", "mamba_d_state", default=16))
-        return dict(d_conv=d_conv, d_inner=d_inner, d_state=d_state, n_group=0)
-    expand = _first(c, "expand", "mamba_expand", default=2)
-    d_inner = int(_first(c, "mamba_d_ssm", "d_inner", default=int(expand) * n_embd))
-    if c.get("mamba_n_heads") and c.get("mamba_d_head"):
-        d_inner = int(c["mamba_n_heads"]) * int(c["mamba_d_head"])
-    d_state = int(_first(c, "state_size", "d_state", "ssm_state_size", "mamba_d_state", default=128))
-    n_group = int(_first(c, "n_groups", "mamba_n_groups", default=1))
-    return dict(d_conv=d_conv, d_inner=d_inner, d_state=d_state, n_group=n_group)
-
-
-def _hybrid_layers_from_config(c: Mapping[str, Any], arch: str, n_layer: int, layer_types: list[str]) -> list[bool]:
-    if layer_types:
-        return [t == "mamba" for t in layer_types]
-    if arch == "nemotron_h" and isinstance(c.get("hybrid_override_pattern"), str):
-        return [ch == "M" for ch in c["hybrid_override_pattern"][:n_layer]]
-    if arch == "jamba":
-        period, offset = int(c.get("attn_layer_period", 8)), int(c.get("attn_layer_offset", 4))
-        return [il % period != offset for il in range(n_layer)]
-    return [False] * n_layer
-
-
-def _swa_from_config(c: Mapping[str, Any], arch: str, n_layer: int,
-                     layer_types: list[str]) -> tuple[tuple[bool, ...], int, str]:
-    none = ((False,) * n_layer, 0, "none")
-    rule = archs.SWA_RULES.get(arch)
-    window = c.get("sliding_window")
-    if rule is None or (rule.only_if_layers is not None and n_layer != rule.only_if_layers):
-        return none  # e.g. Mistral's sliding_window: llama.cpp's llama arch keeps a full cache
-    if window in (None, 0) and rule.requires_window:
-        return none
-    window = rule.forced_window or window or rule.default_window or 0
-    if window <= 0:
-        return none
-    if layer_types:
-        is_swa = tuple(t in ("sliding_attention", "chunked_attention") for t in layer_types)
-    else:
-        n_pattern = int(c.get("sliding_window_pattern") or rule.pattern or 1)
-        is_swa = _swa_pattern(n_layer, n_layer, n_pattern, rule.dense_first)
-    return is_swa, int(window), rule.swa_type
+    Raises:
+        FormatError: no usable layer count or hidden size, or a value out of range.
+    """
+    try:
+        written = config_metadata(config, source=source)
+    except ConversionError as e:
+        raise FormatError(source, f"{e.args[0].removeprefix(source + ': ')} (needed to size the KV cache)",
+                          hint=e.hint) from None
+    if written.skipped:  # the converter itself would fail on these values (GGUFWriter refuses them)
+        raise FormatError(source, f"config.json value the converter cannot write: {written.skipped[0]}",
+                          hint="check config.json; llama.cpp's converter would stop on it too")
+    if f"{written.arch}.embedding_length" not in written.kvs:
+        raise FormatError(source, "config.json lacks hidden_size (or the width its converter class reads), needed to "
+                                  "size the KV cache")
+    try:
+        hp = from_gguf(written.metadata, source=source)
+    except FormatError as e:  # a count out of range: name config.json, not a file to re-download
+        message = e.args[0].removeprefix(f"{source}: ")
+        raise FormatError(source, f"from config.json, {message}", hint="check config.json") from None
+    notes = list(hp.notes)
+    if written.spec is None:
+        notes.append(f"config.json architecture {written.hf_name!r} is not in rules/hf_architectures.yaml: sized "
+                     "from the keys every converter class writes (layers, heads, KV heads, head_dim) as plain "
+                     "full attention; its own layer kinds (sliding window, MLA, recurrent) are not known")
+    n_vocab = hp.n_vocab if hp.n_vocab is not None else _config_vocab(config)
+    return replace(hp, source="config.json", n_vocab=n_vocab, notes=tuple(notes))

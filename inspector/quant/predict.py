@@ -2,7 +2,7 @@
 
 Input: a Checkpoint whose tensors carry GGUF names, GGUF `ne` shapes and ggml type names, and whose metadata
 holds the GGUF KVs — a GGUF file (what llama-quantize reads) or the converter's view of a safetensors repo
-(`convert.py`, which marks its header estimate in `metadata["ckpt_size.header_estimate"]`).
+(`inspector.convert.to_gguf_view`), whose header size is an estimate handed over as `header_estimate=`.
 
 What llama-quantize does with the file (ggml-org/llama.cpp src/llama-quant.cpp `llama_model_quantize_impl`,
 007dbbf3; facts only): tensors are visited in the loader's order (`weight_name_comparer`: non-block tensors
@@ -35,7 +35,8 @@ from .overrides import compile_patterns
 from .rules import Choice, ModelFacts, QuantizeError, TypeChooser
 from .tables import ATTN_V_COUNTED, block_index, ggml_n_dims, loader_sort_key
 
-HEADER_ESTIMATE_KEY = "ckpt_size.header_estimate"
+# Legacy handover of a converter view's header estimate through metadata (before `header_estimate=`); still read
+# when no estimate is passed, so checkpoints built that way keep working.
 GGML_QNT_VERSION = 2  # ggml.h
 GUESSED_FTYPE = 1024  # LLAMA_FTYPE_GUESSED
 # What --imatrix adds (quantize.cpp): the file name (≤127 bytes), the dataset name when the imatrix records one,
@@ -84,8 +85,12 @@ class Prediction:
     choices: Mapping[str, Choice] = field(default_factory=dict)  # tensor name -> how its type was chosen
 
 
-def predict(checkpoint: Checkpoint, options: QuantOptions) -> Prediction:
+def predict(checkpoint: Checkpoint, options: QuantOptions, *, header_estimate: int | None = None) -> Prediction:
     """Emulate `llama-quantize` on a GGUF (or the converter's GGUF view of safetensors).
+
+    `header_estimate`: for a converter view (`inspector.convert.ConvertedView`), its `header_estimate` — the
+    unpadded bytes of the header convert_hf_to_gguf.py would write; the predicted header is then an estimate.
+    For a real GGUF leave it None: the header is computed from the input's KVs and checked against the file.
 
     Raises:
         UsageError: unknown file type, type name or rule set; invalid --tensor-type regex; an input without GGUF
@@ -98,7 +103,7 @@ def predict(checkpoint: Checkpoint, options: QuantOptions) -> Prediction:
     patterns = compile_patterns(options.tensor_types)
     output_type = options.output_tensor_type and resolve_type(options.output_tensor_type, "--output-tensor-type")
     embd_type = options.token_embedding_type and resolve_type(options.token_embedding_type, "--token-embedding-type")
-    estimate = checkpoint.metadata.get(HEADER_ESTIMATE_KEY)
+    estimate = header_estimate
     if checkpoint.format != "gguf" and estimate is None:
         raise UsageError(f"{checkpoint.source}: predicting a llama.cpp quantization needs GGUF tensor names; "
                          "this is a raw safetensors checkpoint", hint="use the converter view of the repository")
@@ -149,9 +154,11 @@ def predict(checkpoint: Checkpoint, options: QuantOptions) -> Prediction:
     )
 
 
-def predict_many(checkpoint: Checkpoint, options: QuantOptions, ftypes: tuple[str, ...]) -> dict[str, Prediction]:
+def predict_many(checkpoint: Checkpoint, options: QuantOptions, ftypes: tuple[str, ...], *,
+                 header_estimate: int | None = None) -> dict[str, Prediction]:
     """One prediction per file type with otherwise equal options (for --quant-list); skips none, raises on errors."""
-    return {name: predict(checkpoint, _with_ftype(options, name)) for name in ftypes}
+    return {name: predict(checkpoint, _with_ftype(options, name), header_estimate=header_estimate)
+            for name in ftypes}
 
 
 def _with_ftype(options: QuantOptions, name: str) -> QuantOptions:

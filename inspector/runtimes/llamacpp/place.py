@@ -60,7 +60,7 @@ class LlamaCppPlan:
 def place_llamacpp(checkpoint: Checkpoint, flags: LlamaCppFlags) -> LlamaCppPlan:
     """Place every tensor as llama.cpp would with these flags.
 
-    Safetensors checkpoints are first mapped to GGUF names (`inspector.quant.convert.to_gguf_view`).
+    Safetensors checkpoints are first mapped to GGUF names (`inspector.convert.to_gguf_view`).
 
     Raises:
         UsageError: bad flag values, or a checkpoint llama.cpp cannot place (no layer count).
@@ -124,9 +124,9 @@ def place_llamacpp(checkpoint: Checkpoint, flags: LlamaCppFlags) -> LlamaCppPlan
 def _gguf_view(checkpoint: Checkpoint) -> Checkpoint:
     if checkpoint.format == "gguf":
         return checkpoint
-    from ...quant.convert import to_gguf_view  # lazy: the converter tables load only for safetensors inputs
+    from ...convert import to_gguf_view  # lazy: the converter tables load only for safetensors inputs
 
-    return to_gguf_view(checkpoint)
+    return to_gguf_view(checkpoint).checkpoint
 
 
 def _int_meta(ckpt: Checkpoint, key: str) -> int | None:

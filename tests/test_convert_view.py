@@ -1,4 +1,4 @@
-"""The converter view (`inspector.quant.convert.to_gguf_view`): HF safetensors -> what convert_hf_to_gguf.py writes.
+"""The converter view (`inspector.convert.to_gguf_view`): HF safetensors -> what convert_hf_to_gguf.py writes.
 
 HF tensor lists are built here by hand from config.json values following the transformers modeling code (and
 checked against real `model.safetensors.index.json` names where ../shared has them); expected GGUF names, `ne`
@@ -16,9 +16,7 @@ import pytest
 
 from inspector.errors import RulesError
 from inspector.model import Checkpoint, TensorInfo
-from inspector.quant.convert import (
-    HEADER_ESTIMATE_KEY,
-    NOTES_KEY,
+from inspector.convert import (
     ConversionError,
     load_table,
     parse_table,
@@ -156,7 +154,7 @@ LLAMA32_3B = {  # meta-llama/Llama-3.2-3B-Instruct config.json (copy in ../share
 
 
 def test_llama32_tied_adds_rope_freqs_and_has_no_output() -> None:
-    view = to_gguf_view(checkpoint(LLAMA32_3B, dense_llama(LLAMA32_3B), roles=True))
+    view = to_gguf_view(checkpoint(LLAMA32_3B, dense_llama(LLAMA32_3B), roles=True)).checkpoint
     t = by_name(view)
     parts = ["attn_norm.weight", "attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight",
              "ffn_norm.weight", "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"]
@@ -184,7 +182,7 @@ def test_llama32_builder_matches_the_real_index() -> None:
     folder = "Gusiion__meta-llama-Llama-3.2-3B-Instruct"
     cfg = real_config(folder)
     assert {n for n, _s, _d in dense_llama(cfg)} == real_index_names(folder)
-    view = to_gguf_view(checkpoint(cfg, dense_llama(cfg)))
+    view = to_gguf_view(checkpoint(cfg, dense_llama(cfg))).checkpoint
     assert len(view.tensors) == 1 + 1 + 28 * 9 + 1 and not any("no GGUF name" in w for w in view.warnings)
 
 
@@ -192,7 +190,7 @@ def test_llama32_builder_matches_the_real_index() -> None:
 def test_fp32_llama_converts_to_f16_and_keeps_output() -> None:
     """--outtype auto: no BF16/F16 tensor of >= 2 dims -> F16 (Reflection-Llama-3.1-70B ships F32)."""
     cfg = real_config("MiMiGame-1__Reflection-Llama-3.1-70B")
-    view = to_gguf_view(checkpoint(cfg, dense_llama(cfg, dtype="F32")))
+    view = to_gguf_view(checkpoint(cfg, dense_llama(cfg, dtype="F32"))).checkpoint
     t = by_name(view)
     assert (t["output.weight"].shape, t["output.weight"].dtype) == ((8192, 128262), "F16")
     assert t["output.weight"].nbytes == 8192 * 128262 * 2
@@ -208,7 +206,7 @@ def test_mistral_v03_spm_vocab() -> None:
     cfg = real_config(folder)
     specs = dense_llama(cfg)
     assert {n for n, _s, _d in specs} == real_index_names(folder)
-    view = to_gguf_view(checkpoint(cfg, specs))
+    view = to_gguf_view(checkpoint(cfg, specs)).checkpoint
     t = by_name(view)
     assert view.architecture == "llama" and len(view.tensors) == 291
     assert t["output.weight"].shape == (4096, 32768) and t["blk.31.attn_v.weight"].shape == (4096, 1024)
@@ -222,7 +220,7 @@ def test_mixtral_stacks_experts() -> None:
     cfg = real_config(folder)
     specs = dense_llama(cfg)
     assert {n for n, _s, _d in specs} == real_index_names(folder)
-    view = to_gguf_view(checkpoint(cfg, specs))
+    view = to_gguf_view(checkpoint(cfg, specs)).checkpoint
     t = by_name(view)
     # torch.stack of 8 experts [14336, 4096] -> [8, 14336, 4096] -> ne (4096, 14336, 8)
     gate = t["blk.0.ffn_gate_exps.weight"]
@@ -245,7 +243,7 @@ def test_qwen2_keeps_biases_in_f32() -> None:
     cfg = real_config(folder)
     specs = dense_llama(cfg, bias=True)
     assert {n for n, _s, _d in specs} == real_index_names(folder)
-    view = to_gguf_view(checkpoint(cfg, specs))
+    view = to_gguf_view(checkpoint(cfg, specs)).checkpoint
     t = by_name(view)
     assert view.architecture == "qwen2" and len(view.tensors) == 963
     qb = t["blk.0.attn_q.bias"]
@@ -265,7 +263,7 @@ QWEN3_4B_2507 = {  # Qwen/Qwen3-4B-Instruct-2507 config.json (published values)
 @needs_shared
 def test_qwen3_matches_the_real_gguf_map() -> None:
     """Names, ne, types and bytes equal the real bf16 GGUF of Qwen3-4B-Instruct-2507 (398 tensors, tied)."""
-    view = to_gguf_view(checkpoint(QWEN3_4B_2507, dense_llama(QWEN3_4B_2507, qk_norm=True)))
+    view = to_gguf_view(checkpoint(QWEN3_4B_2507, dense_llama(QWEN3_4B_2507, qk_norm=True))).checkpoint
     real = read_thireus_map("Qwen3-4B-Instruct-2507")
     mine = {t.name: (t.shape, t.dtype, t.nbytes) for t in view.tensors}
     assert len(real) == 398 and mine == real
@@ -277,7 +275,7 @@ def test_qwen3_moe_from_header_only_files(tmp_path: Path) -> None:
     from inspector.api import load
 
     write_safetensors(tmp_path, "qwen3-moe", n_layers=2, shards=2)
-    view = to_gguf_view(load(str(tmp_path)))
+    view = to_gguf_view(load(str(tmp_path))).checkpoint
     t = by_name(view)
     gate = t["blk.1.ffn_gate_exps.weight"]
     assert (gate.shape, gate.dtype, gate.nbytes) == ((2048, 768, 128), "BF16", 2048 * 768 * 128 * 2)
@@ -347,7 +345,7 @@ def test_deepseek_v3_matches_the_real_bf16_map() -> None:
     The map has no MTP layer, and neither does the view: DeepseekV2Model drops it (skip_mtp)."""
     cfg = {k: v for k, v in real_config("itounagi0116__DeepSeek-R1").items() if k != "quantization_config"}
     ckpt = checkpoint(cfg, deepseek_v3(cfg))
-    view = to_gguf_view(ckpt)
+    view = to_gguf_view(ckpt).checkpoint
     real = read_thireus_map("DeepSeek-V3.1-Terminus")
     mine = {t.name: (t.shape, t.dtype, t.nbytes) for t in view.tensors}
     assert len(real) == 1086 and set(mine) == set(real)
@@ -389,9 +387,10 @@ def test_deepseek_r1_fp8_is_dequantized_like_the_bf16_release() -> None:
     """quant_method fp8: weight_scale_inv tensors disappear, weights become the outtype (BF16: the embedding is
     the first BF16 2-D tensor). Same tensors as the BF16 checkpoint; 5 blocks (3 dense, 2 MoE) + MTP."""
     cfg = dict(real_config("itounagi0116__DeepSeek-R1"), num_hidden_layers=5)
-    fp8_view = to_gguf_view(checkpoint(cfg, deepseek_v3(cfg, fp8=True)))
+    fp8 = to_gguf_view(checkpoint(cfg, deepseek_v3(cfg, fp8=True)))
+    fp8_view = fp8.checkpoint
     bf16_cfg = {k: v for k, v in cfg.items() if k != "quantization_config"}
-    bf16_view = to_gguf_view(checkpoint(bf16_cfg, deepseek_v3(bf16_cfg)))
+    bf16_view = to_gguf_view(checkpoint(bf16_cfg, deepseek_v3(bf16_cfg))).checkpoint
     assert [(t.name, t.shape, t.dtype, t.nbytes) for t in fp8_view.tensors] == \
         [(t.name, t.shape, t.dtype, t.nbytes) for t in bf16_view.tensors]
     t = by_name(fp8_view)
@@ -400,7 +399,7 @@ def test_deepseek_r1_fp8_is_dequantized_like_the_bf16_release() -> None:
     assert not any("scale" in name for name in t)
     # dequant_model runs before the MTP layer is skipped, so the MTP layer's scales count as scales
     n_scales = 3 * (5 + 3) + 2 * (5 + 256 * 3 + 3) + (5 + 256 * 3 + 3)
-    assert any(f"dropped {n_scales} tensors" in n and "fp8 scale tensors" in n for n in fp8_view.metadata[NOTES_KEY])
+    assert any(f"dropped {n_scales} tensors" in n and "fp8 scale tensors" in n for n in fp8.notes)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -415,7 +414,7 @@ def test_gpt_oss_keeps_mxfp4_experts() -> None:
     desc = load_arch("gpt-oss-20b")
     specs = [(s.name, s.shape, s.dtype or "BF16") for s in desc.hf_tensors()]
     assert {n for n, _s, _d in specs} == real_index_names(folder)
-    view = to_gguf_view(checkpoint(cfg, specs))
+    view = to_gguf_view(checkpoint(cfg, specs)).checkpoint
     t = by_name(view)
     # blocks [32, 5760, 90, 16] (gate/up interleaved rows) -> two MXFP4 [32, 2880, 2880]; 17 bytes per 32 values
     for name in ("blk.0.ffn_gate_exps.weight", "blk.0.ffn_up_exps.weight", "blk.23.ffn_down_exps.weight"):
@@ -437,7 +436,7 @@ def test_gpt_oss_bf16_experts_are_transposed_and_split() -> None:
            "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 32}
     specs = [("model.layers.0.mlp.experts.gate_up_proj", (4, 64, 64), "BF16"),
              ("model.layers.0.mlp.experts.down_proj", (4, 32, 64), "BF16")]
-    t = by_name(to_gguf_view(checkpoint(cfg, specs)))
+    t = by_name(to_gguf_view(checkpoint(cfg, specs)).checkpoint)
     assert t["blk.0.ffn_gate_exps.weight"].shape == (64, 32, 4)  # torch [4, 32, 64]
     assert t["blk.0.ffn_up_exps.weight"].shape == (64, 32, 4)
     assert t["blk.0.ffn_down_exps.weight"].shape == (32, 64, 4)  # torch [4, 64, 32]
@@ -476,7 +475,8 @@ def test_gemma2_drops_lm_head_and_writes_softcapping() -> None:
         "vocab_size": 256000, "max_position_embeddings": 8192, "rms_norm_eps": 1e-06, "sliding_window": 4096,
         "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0, "rope_theta": 10000.0}
     specs = gemma_layers(cfg) + [("lm_head.weight", (256000, 3584), "BF16")]  # as some re-uploads carry it
-    view = to_gguf_view(checkpoint(cfg, specs))
+    converted = to_gguf_view(checkpoint(cfg, specs))
+    view = converted.checkpoint
     t = by_name(view)
     assert "output.weight" not in t and len(view.tensors) == 1 + 42 * 11 + 1
     assert t["blk.0.post_attention_norm.weight"].dtype == "F32"
@@ -485,7 +485,7 @@ def test_gemma2_drops_lm_head_and_writes_softcapping() -> None:
     md = view.metadata
     assert md["gemma2.attn_logit_softcapping"] == 50.0 and md["gemma2.final_logit_softcapping"] == 30.0
     assert md["gemma2.attention.sliding_window"] == 4096 and md["gemma2.attention.key_length"] == 256
-    assert any("lm_head" in n for n in md[NOTES_KEY])
+    assert any("lm_head" in n for n in converted.notes)
 
 
 @needs_shared
@@ -499,7 +499,7 @@ def test_gemma3_conditional_generation_text_part() -> None:
     specs = gemma_layers(dict(text, vocab_size=262208), prefix="language_model.model.", qk_norm=True)
     assert {n for n, _s, _d in specs} == {n for n in index if n.startswith("language_model.")}
     vision = sorted(n for n in index if not n.startswith("language_model."))
-    view = to_gguf_view(checkpoint(cfg, specs + [(n, (8, 8), "BF16") for n in vision]))
+    view = to_gguf_view(checkpoint(cfg, specs + [(n, (8, 8), "BF16") for n in vision])).checkpoint
     t = by_name(view)
     assert view.architecture == "gemma3" and len(view.tensors) == 1 + 62 * 13 + 1
     assert t["token_embd.weight"].shape == (5376, 262144)
@@ -534,10 +534,10 @@ def test_gemma3_270m_matches_the_real_gguf_and_its_header_size() -> None:
     and a header estimate within 0.5% of its real metadata size (6,525,112 bytes, quant-spec.md 5.1). The table's
     SentencePiece token length was measured on this file, so this checks the rest of the header arithmetic."""
     header = _gemma3_270m_header()
-    view = to_gguf_view(checkpoint(GEMMA3_270M, gemma_layers(GEMMA3_270M, qk_norm=True)))
-    assert {t.name: t.shape for t in view.tensors} == {t.name: t.ne for t in header.tensors}
+    converted = to_gguf_view(checkpoint(GEMMA3_270M, gemma_layers(GEMMA3_270M, qk_norm=True)))
+    assert {t.name: t.shape for t in converted.checkpoint.tensors} == {t.name: t.ne for t in header.tensors}
     meta = header.data_offset - 8  # data_offset 6,525,120 = meta 6,525,112 padded to 32
-    assert abs(view.metadata[HEADER_ESTIMATE_KEY] - meta) < 0.005 * meta
+    assert abs(converted.header_estimate - meta) < 0.005 * meta
 
 
 @needs_shared
@@ -548,9 +548,10 @@ def test_gemma_2b_elements_and_header_account_for_the_real_f32_gguf() -> None:
     cfg = real_config(folder)
     specs = gemma_layers(cfg, post_norms=False)
     assert {n for n, _s, _d in specs} == real_index_names(folder)
-    view = to_gguf_view(checkpoint(cfg, specs))
+    converted = to_gguf_view(checkpoint(cfg, specs))
+    view = converted.checkpoint
     assert view.architecture == "gemma" and len(view.tensors) == 164
-    header = -(-view.metadata[HEADER_ESTIMATE_KEY] // 32) * 32
+    header = -(-converted.header_estimate // 32) * 32
     assert abs(header + 4 * view.params - 10_031_780_704) < 2048
 
 
@@ -576,7 +577,7 @@ def test_phi3_mini_128k_longrope_factors_and_fused_tensors() -> None:
     folder = "ChuDinhKlopp__phi-3-mini-keyformer"
     cfg = real_config(folder)
     assert {n for n, _s, _d in phi3(cfg)} == real_index_names(folder)
-    view = to_gguf_view(checkpoint(cfg, phi3(cfg)))
+    view = to_gguf_view(checkpoint(cfg, phi3(cfg))).checkpoint
     t = by_name(view)
     # rope dims = 3072 / 32 = 96 -> 48 factors each, F32
     for name in ("rope_factors_long.weight", "rope_factors_short.weight"):
@@ -593,7 +594,7 @@ def test_phi3_mini_128k_longrope_factors_and_fused_tensors() -> None:
 def test_phi4_has_no_rope_factors_and_sliding_window_zero() -> None:
     folder = "pryzmatpl__prizm-phi4"
     cfg = real_config(folder)
-    view = to_gguf_view(checkpoint(cfg, phi3(cfg)))
+    view = to_gguf_view(checkpoint(cfg, phi3(cfg))).checkpoint
     t = by_name(view)
     assert "rope_factors_long.weight" not in t and len(view.tensors) == 1 + 40 * 6 + 2
     assert t["blk.0.attn_qkv.weight"].shape == (5120, (40 + 2 * 10) * 128)
@@ -631,7 +632,7 @@ def test_granitemoe_splits_input_linear() -> None:
     # the builder accounts for the real single-file checkpoint: 2,669,283,096 bytes = data + its JSON header
     data = sum(math.prod(s) * 2 for _n, s, _d in specs)
     assert 0 < 2_669_283_096 - data < 64_000
-    view = to_gguf_view(checkpoint(cfg, specs))
+    view = to_gguf_view(checkpoint(cfg, specs)).checkpoint
     t = by_name(view)
     for name in ("blk.0.ffn_gate_exps.weight", "blk.23.ffn_up_exps.weight"):
         assert (t[name].shape, t[name].nbytes) == ((1024, 512, 32), 1024 * 512 * 32 * 2)
@@ -655,12 +656,13 @@ TINY = {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_si
 def test_unmapped_tensors_are_named_in_a_warning_and_kept() -> None:
     specs = dense_llama(TINY) + [("model.layers.0.mystery.weight", (64, 64), "BF16"),
                                  ("model.layers.0.self_attn.rotary_emb.inv_freq", (8,), "F32")]
-    view = to_gguf_view(checkpoint(TINY, specs))
+    converted = to_gguf_view(checkpoint(TINY, specs))
+    view = converted.checkpoint
     t = by_name(view)
     assert "model.layers.0.mystery.weight" in t and t["model.layers.0.mystery.weight"].dtype == "BF16"
     assert any("'model.layers.0.mystery.weight'" in w and "Can not map" in w for w in view.warnings)
     assert not any("inv_freq" in n for n in t)
-    assert any("dropped 1 tensor " in n and "inv_freq" in n for n in view.metadata[NOTES_KEY])
+    assert any("dropped 1 tensor " in n and "inv_freq" in n for n in converted.notes)
 
 
 def test_header_estimate_counts_tensor_infos_exactly() -> None:
@@ -669,8 +671,8 @@ def test_header_estimate_counts_tensor_infos_exactly() -> None:
     untied = dict(TINY, tie_word_embeddings=False)
     more = to_gguf_view(checkpoint(untied, dense_llama(untied)))
     info = 8 + len("output.weight") + 4 + 8 * 2 + 4 + 8
-    assert more.metadata[HEADER_ESTIMATE_KEY] - base.metadata[HEADER_ESTIMATE_KEY] == info
-    assert "estimate" in base.metadata["ckpt_size.header_estimate_basis"]
+    assert more.header_estimate - base.header_estimate == info
+    assert "estimate" in base.header_basis
 
 
 def test_unknown_architecture_and_unsupported_quantization_are_errors() -> None:
@@ -691,15 +693,16 @@ def test_gptq_weights_are_unpacked_to_their_float_shape() -> None:
     specs = [s for s in dense_llama(TINY, dtype="F16") if not s[0].startswith(p)] + [
         (p + ".qweight", (64 // 8, 64), "I32"), (p + ".qzeros", (2, 64 // 8), "I32"),
         (p + ".scales", (2, 64), "F16"), (p + ".g_idx", (64,), "I32")]
-    view = to_gguf_view(checkpoint(cfg, specs))
+    view = to_gguf_view(checkpoint(cfg, specs)).checkpoint
     t = by_name(view)
     assert (t["blk.0.attn_q.weight"].shape, t["blk.0.attn_q.weight"].dtype) == ((64, 64), "F16")
     assert len(view.tensors) == 1 + 2 * 9 + 1 and not view.warnings
 
 
-def test_a_gguf_checkpoint_is_returned_unchanged() -> None:
+def test_a_gguf_checkpoint_needs_no_conversion() -> None:
     gguf_ckpt = checkpoint(TINY, []).with_(format="gguf")
-    assert to_gguf_view(gguf_ckpt) is gguf_ckpt
+    with pytest.raises(ConversionError, match="GGUF already"):
+        to_gguf_view(gguf_ckpt)
 
 
 def test_load_table_reads_the_packaged_file() -> None:
@@ -720,3 +723,16 @@ def test_gemma3_270m_from_hf_safetensors_predicts_the_real_q4_k_m_data_bytes() -
     assert {t.name: t.dtype for t in prediction.checkpoint.tensors} == {t.name: t.gtype.name for t in real.tensors}
     assert sum(t.nbytes for t in prediction.checkpoint.tensors) == 253_113_024 - 6_525_120
     assert prediction.header_exact is False
+
+
+def test_the_header_estimate_is_handed_to_predict_as_a_value() -> None:
+    """predict(view.checkpoint, ..., header_estimate=) is the converter view's handover: the predicted header
+    follows the estimate byte for byte (32 more bytes in, 32 more bytes padded out) and is flagged as estimated."""
+    from inspector.quant import QuantOptions, predict
+
+    view = to_gguf_view(checkpoint(TINY, dense_llama(TINY)))
+    base = predict(view.checkpoint, QuantOptions("Q8_0"), header_estimate=view.header_estimate)
+    more = predict(view.checkpoint, QuantOptions("Q8_0"), header_estimate=view.header_estimate + 32)
+    assert (base.header_exact, more.header_exact) == (False, False)
+    assert more.header_bytes - base.header_bytes == 32
+    assert not any(k.startswith("ckpt_size.") for k in view.checkpoint.metadata)
