@@ -38,22 +38,35 @@ def _tensor(name: str, shape: tuple[int, ...], ggml_type: int) -> tuple[str, tup
     return name, shape, ggml_type, n // block * size
 
 
-def model_tensors(n_layer: int, n_embd: int, n_ff: int, rank: int, n_vocab: int, gate: bool = True,
-                  wtype: int = F16) -> list[tuple[str, tuple[int, ...], int, int]]:
-    """(name, torch-order shape, ggml type, bytes) in the converter's order."""
+def model_tensors(n_layer: int, n_embd: int, n_ff: int, rank: int, n_vocab: int, *, arch: str = "llama",
+                  sparse: bool = True, wtype: int = F16, n_embd_gqa: int | None = None
+                  ) -> list[tuple[str, tuple[int, ...], int, int]]:
+    """(name, torch-order shape, ggml type, bytes) in the converter's order. `arch` "falcon": fused QKV, no gate,
+    no ffn_norm, norm biases (ReluFalcon); `sparse=False`: a dense GGUF (ffn_down, no predictor)."""
+    gqa = n_embd if n_embd_gqa is None else n_embd_gqa
     out = [_tensor("token_embd.weight", (n_vocab, n_embd), wtype)]
     for il in range(n_layer):
         b = f"blk.{il}."
         out += [_tensor(b + "attn_norm.weight", (n_embd,), F32)]
-        out += [_tensor(b + f"attn_{x}.weight", (n_embd, n_embd), wtype) for x in ("q", "k", "v", "output")]
-        out += [_tensor(b + "ffn_norm.weight", (n_embd,), F32)]
-        if gate:
-            out += [_tensor(b + "ffn_gate.weight", (n_ff, n_embd), wtype)]
-        out += [_tensor(b + "ffn_up.weight", (n_ff, n_embd), wtype),
-                _tensor(b + "ffn_down_t.weight", (n_ff, n_embd), wtype),  # down, transposed
-                _tensor(b + "fc1.weight", (rank, n_embd), wtype),
-                _tensor(b + "fc2.weight", (n_ff, rank), wtype)]
-    out += [_tensor("output_norm.weight", (n_embd,), F32), _tensor("output.weight", (n_vocab, n_embd), wtype)]
+        if arch == "falcon":
+            out += [_tensor(b + "attn_norm.bias", (n_embd,), F32),
+                    _tensor(b + "attn_qkv.weight", (n_embd + 2 * gqa, n_embd), wtype),
+                    _tensor(b + "attn_output.weight", (n_embd, n_embd), wtype)]
+        else:
+            out += [_tensor(b + f"attn_{x}.weight", (rows, n_embd), wtype)
+                    for x, rows in (("q", n_embd), ("k", gqa), ("v", gqa), ("output", n_embd))]
+            out += [_tensor(b + "ffn_norm.weight", (n_embd,), F32), _tensor(b + "ffn_gate.weight", (n_ff, n_embd), wtype)]
+        out += [_tensor(b + "ffn_up.weight", (n_ff, n_embd), wtype)]
+        if sparse:
+            out += [_tensor(b + "ffn_down_t.weight", (n_ff, n_embd), wtype),  # down, transposed
+                    _tensor(b + "fc1.weight", (rank, n_embd), wtype),
+                    _tensor(b + "fc2.weight", (n_ff, rank), wtype)]
+        else:
+            out += [_tensor(b + "ffn_down.weight", (n_embd, n_ff), wtype)]
+    out += [_tensor("output_norm.weight", (n_embd,), F32)]
+    if arch == "falcon":
+        out += [_tensor("output_norm.bias", (n_embd,), F32)]
+    out += [_tensor("output.weight", (n_vocab, n_embd), wtype)]
     return out
 
 
@@ -65,27 +78,34 @@ def _set_magic(path: Path) -> None:
 
 def write_powerinfer_model(path: str | Path, *, n_layer: int = TINY["n_layer"], n_embd: int = TINY["n_embd"],
                            n_head: int = TINY["n_head"], n_head_kv: int = TINY["n_head_kv"], n_ff: int = TINY["n_ff"],
-                           rank: int = TINY["rank"], n_vocab: int = TINY["n_vocab"], gate: bool = True,
-                           wtype: int = F16, magic: bool = True) -> Path:
+                           rank: int = TINY["rank"], n_vocab: int = TINY["n_vocab"], arch: str = "llama",
+                           wtype: int = F16, sparse: bool = True) -> Path:
+    """`sparse=False` writes a dense GGUF (GGUF magic, ffn_down, no predictor) of the same model."""
     path = Path(path)
     V = gguf.GGUFValueType
     kvs = {
-        "general.name": (V.STRING, "ReluLLaMA tiny (PowerInfer layout)"),
-        "llama.context_length": (V.UINT32, TINY["n_ctx_train"]),
-        "llama.embedding_length": (V.UINT32, n_embd),
-        "llama.block_count": (V.UINT32, n_layer),
-        "llama.feed_forward_length": (V.UINT32, n_ff),
-        "llama.rope.dimension_count": (V.UINT32, n_embd // n_head),
-        "llama.attention.head_count": (V.UINT32, n_head),
-        "llama.attention.head_count_kv": (V.UINT32, n_head_kv),
-        "llama.attention.layer_norm_rms_epsilon": (V.FLOAT32, 1e-6),
+        "general.name": (V.STRING, f"Relu{arch} tiny (PowerInfer layout)"),
+        f"{arch}.context_length": (V.UINT32, TINY["n_ctx_train"]),
+        f"{arch}.embedding_length": (V.UINT32, n_embd),
+        f"{arch}.block_count": (V.UINT32, n_layer),
+        f"{arch}.feed_forward_length": (V.UINT32, n_ff),
+        f"{arch}.attention.head_count": (V.UINT32, n_head),
+        f"{arch}.attention.head_count_kv": (V.UINT32, n_head_kv),
         "general.file_type": (V.UINT32, 1),  # MOSTLY_F16
-        "powerinfer.sparse_threshold": (V.FLOAT32, 0.0),
         "tokenizer.ggml.model": (V.STRING, "llama"),
         "tokenizer.ggml.tokens": (V.ARRAY, [f"t{i}" for i in range(n_vocab)]),
     }
-    _write_gguf_file(path, "llama", kvs, model_tensors(n_layer, n_embd, n_ff, rank, n_vocab, gate, wtype), "header")
-    if magic:
+    if arch == "llama":
+        kvs[f"{arch}.rope.dimension_count"] = (V.UINT32, n_embd // n_head)
+        kvs[f"{arch}.attention.layer_norm_rms_epsilon"] = (V.FLOAT32, 1e-6)
+    else:
+        kvs[f"{arch}.attention.layer_norm_epsilon"] = (V.FLOAT32, 1e-5)
+    if sparse:
+        kvs["powerinfer.sparse_threshold"] = (V.FLOAT32, 0.0)
+    tensors = model_tensors(n_layer, n_embd, n_ff, rank, n_vocab, arch=arch, sparse=sparse, wtype=wtype,
+                            n_embd_gqa=n_head_kv * (n_embd // n_head))
+    _write_gguf_file(path, arch, kvs, tensors, "header")
+    if sparse:
         _set_magic(path)
     return path
 

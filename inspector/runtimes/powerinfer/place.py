@@ -119,14 +119,16 @@ def _apply_split(layout: SparseLayout, split: FfnSplit, n_ff: int, tensors: list
                  ) -> tuple[list[TensorInfo], dict[str, Fraction], int]:
     """Move or copy the hot rows; add the split's own tensors. Returns (added tensors, read fractions of the CPU
     FFN matrices, GPU FFN bytes)."""
-    if split.source == "solver":
+    every = split.source == "solver" and split.total == layout.n_layer * n_ff
+    if split.source == "solver" and not every:
         return _solver_rows(layout, split, n_ff, tensors)
+    neurons = (n_ff,) * layout.n_layer if every else split.neurons
     extra: list[TensorInfo] = []
     fractions: dict[str, Fraction] = {}
     ffn_gpu = 0
     position = {t.name: i for i, t in enumerate(tensors)}
     for il in range(layout.n_layer):
-        k = split.neurons[il] if split.neurons else 0
+        k = neurons[il] if neurons else 0
         for t in layout.ffn_matrices(il):
             if k == n_ff:  # the whole matrix moves to the GPU (create_striped_mat_to_gpu with no bucket)
                 tensors[position[t.name]] = tensors[position[t.name]].with_(device=GPU)
@@ -141,6 +143,9 @@ def _apply_split(layout: SparseLayout, split: FfnSplit, n_ff: int, tensors: list
             k = split.neurons[t.layer] if split.neurons else 0
             hybrid = t.name.endswith("gpu_bucket") and 0 < k < n_ff
             extra.append(t.with_(device=GPU) if hybrid else t)
+    elif every:  # the split file the solver run writes: every layer whole on the GPU, no bucket moved
+        extra += [TensorInfo(f"blk.{il}.{name} [solver]", (n_ff,), "I32", 4 * n_ff, -1, 0, 0, role="predictor",
+                             layer=il, device="cpu") for il in range(layout.n_layer) for name in ("gpu_idx", "gpu_bucket")]
     else:  # offload_ffn_split: a zero mask per layer in the augmentation context (host memory)
         extra += [TensorInfo(f"blk.{il}.gpu_idx [zeros]", (n_ff,), "I32", 4 * n_ff, -1, 0, 0, role="predictor",
                              layer=il, device="cpu") for il in range(layout.n_layer)]
