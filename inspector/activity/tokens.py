@@ -73,9 +73,12 @@ class TokenActivity:
         }
 
 
+INDEX_DTYPES = {"I8", "I16", "I32", "I64"}  # integer tensors are indices (PowerInfer's gpu_idx), not parameters
+
+
 def elements(t: TensorInfo) -> int:
     """A tensor's parameters; a runtime's copy (params 0 in the file totals) counts the elements it holds."""
-    if t.params:
+    if t.params or t.dtype.upper() in INDEX_DTYPES:
         return t.params
     n = 1
     for d in t.shape:
