@@ -8,6 +8,7 @@ from .devices import device_sort_key
 from .model import ROLES, Checkpoint, TensorInfo
 
 if TYPE_CHECKING:
+    from .activity import ActivityReport
     from .memory.budget import BudgetVerdict
     from .memory.train import TrainMemory
     from .runtimes.base import MemoryReport
@@ -65,6 +66,7 @@ class Inspection:
     memory: "MemoryReport | None" = None
     budget: "BudgetVerdict | None" = None
     train: "TrainMemory | None" = None
+    activity: "ActivityReport | None" = None  # --activity, --bandwidth, --rules-of-thumb (docs/speed.md)
 
     @property
     def tensor_count(self) -> int:

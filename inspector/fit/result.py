@@ -29,6 +29,7 @@ class FitResult:
     details: Mapping[str, Any] = field(default_factory=dict)
     steps: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    activity: Any = None  # an ActivityReport when asked (--bandwidth): per-token bytes and the speed bound
 
     @property
     def summary(self) -> str:
@@ -52,6 +53,7 @@ class FitResult:
             "replanned_max_parallel_flags": lim.replanned_max_parallel_command, "limits_note": lim.note,
             **dict(self.details), "verdict": self.verdict.as_dict(),
             "memory": self.memory.as_dict(), "steps": list(self.steps), "notes": list(self.notes),
+            **({"activity": self.activity.as_dict()} if self.activity is not None else {}),
         }
 
 
