@@ -11,8 +11,7 @@ One token of single-stream decode reads (docs/speed.md):
   tensors the runtime did not load.
 A runtime may say that a tensor is read only in part (`Placement.detail.read_fractions`, name -> fraction):
 PowerInfer's CPU FFN matrices are read for their cold rows only, the hot ones from their GPU copies.
-Parameters are logical parameters; a runtime's copies carry no parameters of their own in the file totals, so here
-a copy counts the elements it holds (its share of the weight it copies).
+Parameters are logical parameters (integer index tensors hold none); `counted` says what a runtime's copy counts.
 
 Three published conventions of "active parameters" (docs/speed.md compares them with DeepSeek's and Mistral's):
 `excluding_embeddings` (no embedding, no head), `read_per_token` (+ one embedding row + the head: what is read),
@@ -77,13 +76,20 @@ INDEX_DTYPES = {"I8", "I16", "I32", "I64"}  # integer tensors are indices (Power
 
 
 def elements(t: TensorInfo) -> int:
-    """A tensor's parameters; a runtime's copy (params 0 in the file totals) counts the elements it holds."""
-    if t.params or t.dtype.upper() in INDEX_DTYPES:
-        return t.params
     n = 1
     for d in t.shape:
         n *= d
     return n
+
+
+def counted(t: TensorInfo, split_parts: Mapping[str, Fraction]) -> int:
+    """The parameters a tensor stands for. A runtime's copy has none in the file totals; it counts its elements
+    when it is the output head (llama.cpp's GPU copy of tied embeddings) or part of a weight split across devices
+    (named in the runtime's read fractions: PowerInfer's hot rows), and none when it duplicates a tensor counted
+    elsewhere (llama.cpp's per-block rope_freqs). Integer index tensors hold no parameters."""
+    if t.params or t.dtype.upper() in INDEX_DTYPES:
+        return t.params
+    return elements(t) if t.role == "output" or t.name in split_parts else 0
 
 
 def _rows(t: TensorInfo, gguf: bool) -> int:
@@ -118,14 +124,14 @@ def token_activity(tensors: Iterable[TensorInfo], *, n_expert: int, n_expert_use
             rows = _rows(t, gguf)
             share = Fraction(1, rows)
             embed_full += t.params
-            embed_row += elements(t) // rows
+            embed_row += counted(t, fractions) // rows
         elif role == "routed_experts":
             share *= experts
         if role == "output":
-            head_read += elements(t)
+            head_read += counted(t, fractions)
             head_params += t.params  # a runtime's copy of the tied matrix adds no parameter to the model
         slot = acc.setdefault((t.device or "", role), [Fraction(0), Fraction(0), Fraction(0)])
-        slot[0] += elements(t) * share
+        slot[0] += counted(t, fractions) * share
         slot[1] += t.nbytes * share
         slot[2] += t.nbytes
     rows = tuple(ActivityRow(dev, role, round(v[0]), round(v[1]), int(v[2]))

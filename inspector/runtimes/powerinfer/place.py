@@ -138,6 +138,7 @@ def _apply_split(layout: SparseLayout, split: FfnSplit, n_ff: int, tensors: list
                 extra.append(rows)
                 ffn_gpu += rows.nbytes
                 fractions[t.name] = Fraction(n_ff - k, n_ff)
+                fractions[rows.name] = Fraction(1)  # the other part of the same weight
     if split.source == "index" and split.index is not None:
         for t in index_tensors(split.index, file_index):
             k = split.neurons[t.layer] if split.neurons else 0
@@ -184,6 +185,7 @@ def _solver_rows(layout: SparseLayout, split: FfnSplit, n_ff: int, tensors: list
             ffn_gpu += nbytes
     fractions = {t.name: Fraction(layout.n_layer * n_ff - total, layout.n_layer * n_ff)
                  for mats in kinds.values() for t in mats} if total else {}
+    fractions.update({t.name: Fraction(1) for t in extra})  # the GPU part of the same weights
     extra += [TensorInfo(f"blk.{il}.gpu_idx [solver]", (n_ff,), "I32", 4 * n_ff, -1, 0, 0, role="predictor",
                          layer=il, device="cpu") for il in range(layout.n_layer)]
     if total:
