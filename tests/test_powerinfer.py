@@ -269,3 +269,26 @@ def test_fit_picks_the_largest_budget_that_fits(model, capsys, gib):
     if chosen + 1 <= budget["cuda:0"] * 100 // 2**30:
         over = inspector.inspect(str(model), runtime="powerinfer", vram_budget=(chosen + 1) / 100, budgets=budget)
         assert not over.budget.fits
+
+
+def test_powerinfer_md_examples_are_real_output(tmp_path, capsys, monkeypatch):
+    """docs/powerinfer.md's outputs, from the fixture written as the page says (models/ with activation/)."""
+    import re
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "powerinfer.md").read_text()
+    monkeypatch.chdir(tmp_path)
+    write_powerinfer_model(tmp_path / "models" / "relu-llama-tiny.powerinfer.gguf")
+    (tmp_path / "models" / "activation").mkdir()
+    blocks = re.findall(r"```\n\$ ckpt-size (.*?)\n(.*?)```", doc, re.S)
+    assert len(blocks) == 3
+    for i, (command, body) in enumerate(blocks):
+        split = tmp_path / "models" / "relu-llama-tiny.powerinfer.gguf.generated.gpuidx"
+        if i == 1:  # the page's second example has a split file beside the model
+            write_gpu_index(split, [1536, 1024, 512, 0], 1536, 16_000_000)
+        elif split.exists():
+            split.unlink()
+        code, out, _ = run(shlex.split(command), capsys)
+        assert code == 0
+        for line in (x for x in body.split("\n") if x.strip() and x != "…"):
+            assert line in out.splitlines(), line

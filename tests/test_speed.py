@@ -88,7 +88,7 @@ def test_rules_of_thumb_rows(mixtral):
     536,870,912 bytes, which is what llama.cpp allocates here (flat GQA, no sliding window). Substratus:
     (weights + that KV) x 1.2, weights = 2 x 46,702,792,704 params + 2 more bytes for each of the 1,314,816 F32
     ones (norms 32 x 8,192 + 4,096, routers 32 x 32,768). Capacity with 200 GiB of GPU: floor((214,748,364,800 -
-    weights) / 536,870,912) users."""
+    weights on the GPU) / 536,870,912) users; -ngl 99 puts all but token_embd (32000 x 4096 BF16) there."""
     weights = 2 * 46_702_792_704 + 2 * (32 * 8192 + 4096 + 32 * 32768)
     r = inspector.inspect(mixtral, ngl="99", ctx=4096, budgets={"cuda:0": 200 * 2**30},
                           activity=ActivityOptions(rules_of_thumb=True)).activity
@@ -96,7 +96,7 @@ def test_rules_of_thumb_rows(mixtral):
     assert rows["NVIDIA KV formula"].shortcut == rows["NVIDIA KV formula"].exact == 536_870_912
     assert rows["Substratus 1.2x"].shortcut == (weights + 536_870_912) * 6 // 5
     capacity = rows["KV capacity"]
-    assert capacity.shortcut == (200 * 2**30 - weights) // 536_870_912 == 226
+    assert capacity.shortcut == (200 * 2**30 - (weights - 32000 * 4096 * 2)) // 536_870_912 == 226
     fits = inspector.inspect(mixtral, ngl="99", ctx=4096, parallel=capacity.exact, budgets={"cuda:0": 200 * 2**30})
     more = inspector.inspect(mixtral, ngl="99", ctx=4096, parallel=capacity.exact + 1,
                              budgets={"cuda:0": 200 * 2**30})
@@ -132,3 +132,37 @@ def test_fit_reports_the_bound_and_ranks_needs_bandwidth(mixtral, capsys):
     assert code == 0 and plan["activity"]["speed_bound"][0]["tokens_per_s_max"] > 0
     code, _, err = run(["fit", mixtral, "--budget", "cuda:0=24GiB", "--rank", "speed"], capsys)
     assert code == 2 and "--bandwidth" in err
+
+
+# --- docs/speed.md shows real output -----------------------------------------------------------------------------
+DOCS = __import__("pathlib").Path(__file__).resolve().parents[1] / "docs"
+
+
+def doc_blocks(name: str) -> list[tuple[list[str], list[str]]]:
+    """(command argv, output lines) of every ```-block in a doc that starts with `$ ckpt-size`."""
+    import re
+    import shlex
+
+    out = []
+    for block in re.findall(r"```\n(\$ ckpt-size .*?)```", (DOCS / name).read_text(), re.S):
+        first, *lines = block.rstrip("\n").split("\n")
+        out.append((shlex.split(first[len("$ ckpt-size "):]), [x for x in lines if x.strip() and x != "…"]))
+    return out
+
+
+def test_speed_md_examples_are_real_output(capsys, monkeypatch):
+    monkeypatch.chdir(DOCS.parent)
+    blocks = doc_blocks("speed.md")
+    assert len(blocks) == 2
+    for argv, lines in blocks:
+        code, out, _ = run(argv, capsys)
+        assert code == 0
+        for line in lines:
+            assert line in out.splitlines(), line
+
+
+def test_speed_md_lists_the_whole_bandwidth_table():
+    text = (DOCS / "speed.md").read_text()
+    for entry in bandwidth_table():
+        assert f"| {entry.name} |" in text
+        assert f"{entry.bytes_per_s / 1e9:,.1f}".removesuffix(".0") in text, entry.name

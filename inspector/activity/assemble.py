@@ -55,5 +55,6 @@ def _thumbs(placement: Placement, runtime: Any, runtime_options: Any, memory: An
             return runtime.memory(placement, varied).check(budgets).fits
 
         exact_parallel = max(0, largest_fitting(1, max(MAX_PARALLEL, parallel), fits))
+    gpu_weights = sum(t.nbytes for t in placement.checkpoint.tensors if (t.device or "").startswith("cuda:"))
     return thumb_rows(hp, weights=placement.source.nbytes, ctx=ctx, parallel=parallel, exact_total=total,
-                      exact_kv=kv, gpu_budget=gpu_budget, exact_parallel=exact_parallel)
+                      exact_kv=kv, gpu_budget=gpu_budget, gpu_weights=gpu_weights, exact_parallel=exact_parallel)

@@ -7,7 +7,8 @@
   concurrent users (NVIDIA Technical Blog, "Mastering LLM Techniques: Inference Optimization", Nov 2023, in its GQA
   form). Compared with the runtime's exact KV cache and recurrent state.
 - "KV capacity": concurrent users = floor((VRAM - weights) / (KV per token x context)) with the formula's KV per
-  token, against the most parallel sequences that fit the budgets with this placement.
+  token and the weights this plan keeps on the GPUs (the folk rule assumes all of them), against the most
+  parallel sequences that fit the budgets with this placement.
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def formula_kv_per_token(hp: HParams) -> int:
 
 
 def thumb_rows(hp: HParams, *, weights: int, ctx: int, parallel: int, exact_total: int, exact_kv: int,
-               gpu_budget: int | None = None, exact_parallel: int | None = None) -> tuple[ThumbRow, ...]:
+               gpu_budget: int | None = None, gpu_weights: int = 0, exact_parallel: int | None = None
+               ) -> tuple[ThumbRow, ...]:
     per_token = formula_kv_per_token(hp)
     kv = per_token * ctx * parallel
     rows = [
@@ -60,8 +62,8 @@ def thumb_rows(hp: HParams, *, weights: int, ctx: int, parallel: int, exact_tota
                  "the runtime's KV cache and state"),
     ]
     if gpu_budget is not None and exact_parallel is not None and per_token:
-        users = max(0, (gpu_budget - weights) // (per_token * ctx))
-        rows.append(ThumbRow("KV capacity", f"floor((GPU budget {gpu_budget:,} - weights {weights:,}) / "
+        users = max(0, (gpu_budget - gpu_weights) // (per_token * ctx))
+        rows.append(ThumbRow("KV capacity", f"floor((GPU budget {gpu_budget:,} - weights on GPUs {gpu_weights:,}) / "
                              f"({per_token:,} x {ctx:,}))", users, exact_parallel,
                              "most parallel sequences that fit the budgets with this placement", "sequences"))
     return tuple(rows)
