@@ -292,3 +292,24 @@ def test_powerinfer_md_examples_are_real_output(tmp_path, capsys, monkeypatch):
         assert code == 0
         for line in (x for x in body.split("\n") if x.strip() and x != "…"):
             assert line in out.splitlines(), line
+
+
+def test_bad_inputs_get_one_clear_error(model, tmp_path, capsys):
+    code, _, err = run(["inspect", str(model), "--vram-budget", "1", "--gpu-index", str(tmp_path / "nope")], capsys)
+    assert code == 2 and "--gpu-index" in err and "no such file" in err
+    junk = tmp_path / "junk.gpuidx"
+    junk.write_bytes(b"PWRI" + b"\x03\x00\x00\x00" + b"\x00" * 16)  # a header without split.vram_capacity
+    code, _, err = run(["inspect", str(model), "--vram-budget", "1", "--gpu-index", str(junk)], capsys)
+    assert code == 1 and "split.vram_capacity" in err and "Traceback" not in err
+    from pathlib import Path
+
+    hf = Path(__file__).resolve().parents[1] / "fixtures" / "models" / "mixtral-8x7b-bf16"
+    code, _, err = run(["inspect", str(hf), "--runtime", "powerinfer"], capsys)
+    assert code == 2 and "GGUF" in err
+
+
+def test_explicit_split_file_is_read_and_named(model, tmp_path):
+    split = write_gpu_index(tmp_path / "elsewhere.gpuidx", [0, 0, 0, 1536], 1536, 1)
+    r = inspector.inspect(str(model), runtime="powerinfer", vram_budget=0.03, gpu_index=str(split))
+    assert weights(r)["cuda:0"] == DENSE_GPU_ALL + 3 * FFN
+    assert any("put --gpu-index's file there" in n for n in r.notes)

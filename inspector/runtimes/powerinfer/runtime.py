@@ -123,6 +123,10 @@ class PowerInferRuntime:
                                  "'sparse inference ignores n_gpu_layers'", hint="use --vram-budget N (GiB) instead")
             plan = self._place_sparse(checkpoint, options, hp)
             summary = sparse_summary(plan, options)
+            if options.gpu_index and plan.split.source == "index":
+                plan = replace(plan, notes=plan.notes + (f"PowerInfer reads {checkpoint.files[0].path}"
+                                                         ".generated.gpuidx: put --gpu-index's file there for these "
+                                                         "flags to give this plan",))
         detail = PowerInferDetail(plan, options)
         return Placement("powerinfer", plan.checkpoint, checkpoint, summary, command=self.flags(detail, options),
                          notes=plan.notes, detail=detail)
