@@ -10,7 +10,7 @@ from typing import Any
 import click
 
 from . import api
-from .errors import exit_code_of
+from .errors import UsageError, exit_code_of
 from .memory.budget import parse_budget
 from .options import OptionSpec
 from .report import (FORMATS, VIEWS, render, render_fit, render_listing, render_quant_list, render_validation,
@@ -317,6 +317,9 @@ def build_cli() -> click.Group:
             click.echo(render_listing(found, fmt=p["fmt"]), nl=False)
             return _report_fetch(found.fetch, p["verbose"])
         if p["quant_list"]:
+            if activity_request(p) is not None:
+                raise UsageError("--activity, --bandwidth and --rules-of-thumb go with one plan, not --quant-list",
+                                 hint="drop them, or use --quant NAME")
             checkpoint, rows = api.quant_list(request)
             _warn(checkpoint.warnings)
             return click.echo(render_quant_list(checkpoint, rows, fmt=p["fmt"]), nl=False)

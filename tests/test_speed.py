@@ -166,3 +166,8 @@ def test_speed_md_lists_the_whole_bandwidth_table():
     for entry in bandwidth_table():
         assert f"| {entry.name} |" in text
         assert f"{entry.bytes_per_s / 1e9:,.1f}".removesuffix(".0") in text, entry.name
+
+
+def test_activity_options_are_refused_with_quant_list(mixtral, capsys):
+    code, _, err = run(["inspect", mixtral, "--quant-list", "--activity"], capsys)
+    assert code == 2 and "--quant-list" in err
