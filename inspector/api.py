@@ -5,8 +5,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from .activity import ActivityOptions
+from .activity.assemble import plan_activity
 from .errors import CheckFailed, UsageError
-from .planner import FitReport, best_quant
+from .planner import FitReport, FitResult, best_quant
 from .planner import fit as fit_plan
 from .planner.advice import fit_advice, inspect_advice, over_lines
 from .formats import read_checkpoint
@@ -107,9 +109,9 @@ def _apply_quant(checkpoint: Checkpoint, request: InspectRequest, selected: bool
     return checkpoint, None, ()
 
 
-def run_inspect(request: InspectRequest) -> Inspection:
+def run_inspect(request: InspectRequest, activity: ActivityOptions | None = None) -> Inspection:
     """Load (unless given a Checkpoint), apply `--quant` or a recipe, place it with the chosen runtime, and add its
-    memory and the budget verdict when asked."""
+    memory and the budget verdict when asked; with `activity`, what one token touches and the speed bound."""
     runtime_name = request.check()
     runtime = get_runtime(runtime_name)
     options = runtime.options(request.runtime_values())
@@ -129,15 +131,18 @@ def run_inspect(request: InspectRequest) -> Inspection:
             advice = inspect_advice(runtime_name, checkpoint, placement, options, request.budgets, budget)
     notes = placement.notes + quant_notes + (memory.notes if memory is not None else ())
     recipe_lines = len(request.recipe) if request.recipe else None
+    tokens = None
+    if activity is not None:
+        tokens = plan_activity(placement, runtime, options, memory, activity, budgets=request.budgets)
     return summarize(placement.checkpoint, placement.summary, flags_line=placement.command, notes=notes,
                      source=checkpoint, runtime=runtime_name, quant=quant, recipe_lines=recipe_lines, memory=memory,
-                     budget=budget, train=train, advice=advice)
+                     budget=budget, train=train, advice=advice, activity=tokens)
 
 
 def inspect(source: str | Checkpoint | RepoView, *, runtime: str | None = None, placement_file: str | None = None,
             gpus: int | None = None, budgets: dict[str, int] | None = None, quant: str | QuantOptions | None = None,
             recipe: tuple[tuple[str, str], ...] | None = None, train: TrainOptions | None = None,
-            hub: HubOptions | None = None, **options: Any) -> Inspection:
+            hub: HubOptions | None = None, activity: ActivityOptions | None = None, **options: Any) -> Inspection:
     """Load SOURCE (unless given a Checkpoint), apply `--quant`, and place it as a runtime would.
 
     Args:
@@ -153,10 +158,12 @@ def inspect(source: str | Checkpoint | RepoView, *, runtime: str | None = None, 
         quant: "this model at NAME": files of that quant when the source holds them (a folder of quants, a
             file named so, a GGUF whose file type is NAME), else llama-quantize's prediction from the most
             precise tensors available. A QuantOptions carries llama-quantize's overrides.
+        activity: per-token parameters and bytes, with bandwidths the decode-speed bound, with rules_of_thumb
+            the shortcut rows (docs/speed.md); `Inspection.activity`.
     """
     request = InspectRequest(source, options, runtime, placement_file, gpus, budgets or {},
                              QuantOptions(quant) if isinstance(quant, str) else quant, recipe, train, hub)
-    return run_inspect(request)
+    return run_inspect(request, activity)
 
 
 def opened(request: InspectRequest) -> InspectRequest:
@@ -183,8 +190,12 @@ class QuantRow:
     notes: tuple[str, ...] = ()  # what llama-quantize would warn about (imatrix needed, requantizing …)
 
 
-def quant_list(request: InspectRequest, ftypes: tuple[str, ...] = COMMON_FTYPES) -> tuple[Checkpoint, list[QuantRow]]:
+def quant_list(request: InspectRequest, ftypes: tuple[str, ...] = COMMON_FTYPES, *,
+               activity: ActivityOptions | None = None) -> tuple[Checkpoint, list[QuantRow]]:
     """Every common file type predicted from the most precise tensors, placed as the request's runtime would."""
+    if activity is not None:
+        raise UsageError("--activity, --bandwidth and --rules-of-thumb go with one plan, not --quant-list",
+                         hint="drop them, or use --quant NAME")
     if request.memory_asked or request.train is not None or request.quant is not None:
         raise UsageError("--quant-list shows file sizes and weights per device; --ctx, --budget, --train and "
                          "--quant go with one quant", hint="drop them, or use --quant NAME")
@@ -248,11 +259,18 @@ def validate(placement_file: str, source: str | Checkpoint, *, gpus: int | None 
     return replace(result, devices=by_device(result.placed.checkpoint.tensors)) if result.placed else result
 
 
-def run_fit(request: FitRequest) -> FitReport:
+def run_fit(request: FitRequest, activity: ActivityOptions | None = None, rank: str = "size") -> FitReport:
     """The plan that keeps the most bytes on GPUs within the budgets, with the largest context and parallelism.
 
-    A folder or Hub repo holding several GGUF quants (and no `quant`) is a choice too: the best quant that fits.
+    A folder or Hub repo holding several GGUF quants (and no `quant`) is a choice too: the best quant that fits
+    (`rank="size"`: the largest that fits all on GPUs, else the largest that fits; `rank="speed"`: of those that fit,
+    the highest decode-speed bound, which needs `activity` with bandwidths). With `activity`, every plan carries its
+    per-token activity and bound (`FitResult.activity`).
     """
+    if rank not in ("size", "speed"):
+        raise UsageError(f"--rank {rank!r}: use size or speed")
+    if rank == "speed" and not (activity and activity.bandwidths):
+        raise UsageError("--rank speed ranks by the decode-speed bound", hint="give --bandwidth DEV=RATE[,..]")
     runtime_name = request.check()
     options = get_runtime(runtime_name).options(request.runtime_values())
     quant, hub = request.quant, request.hub
@@ -260,13 +278,36 @@ def run_fit(request: FitRequest) -> FitReport:
     candidates = _quant_candidates(repo) if isinstance(repo, RepoView) and quant is None else {}
     if len(candidates) > 1:
         best, rows = best_quant(candidates, request.budgets, runtime_name, options)
+        if activity is not None:
+            rows = tuple(replace(q, result=_with_activity(q.result, runtime_name, options, activity, request))
+                         for q in rows)
+            best = next((q for q in rows if best is not None and q.name == best.name), None)
+            if rank == "speed":
+                best = max((q for q in rows if q.result.fits), key=_speed_key, default=None)
         return FitReport(repo.source, best.result if best else None, best.name if best else None, rows)
     if quant is not None:
         checkpoint = inspect(repo, quant=quant).checkpoint
     else:
         checkpoint = repo if isinstance(repo, Checkpoint) else load(repo)
     name = quant if isinstance(quant, str) else quant.ftype if quant else None
-    return FitReport(checkpoint.source, fit_plan(checkpoint, request.budgets, runtime_name, options), name)
+    result = fit_plan(checkpoint, request.budgets, runtime_name, options)
+    if activity is not None:
+        result = _with_activity(result, runtime_name, options, activity, request)
+    return FitReport(checkpoint.source, result, name)
+
+
+def _with_activity(result: FitResult, runtime_name: str, options: Any, activity: ActivityOptions,
+                   request: FitRequest) -> FitResult:
+    """A fit plan with its per-token activity and speed bound (the placement and context the plan chose)."""
+    runtime = get_runtime(runtime_name)
+    report = plan_activity(result.placement, runtime, options, result.memory, activity, budgets=request.budgets)
+    return replace(result, activity=report)
+
+
+def _speed_key(choice: Any) -> tuple[float, int]:
+    """A quant's decode-speed bound at full context (else with an empty cache), then its size."""
+    bounds = choice.result.activity.bounds if choice.result.activity else ()
+    return (bounds[-1].tokens_per_s if bounds else 0.0, choice.weight_bytes)
 
 
 def fit(source: str | Checkpoint, budgets: dict[str, int], *, runtime: str = "llamacpp",

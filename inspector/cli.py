@@ -217,6 +217,35 @@ def budget_option(f: Any) -> Any:
                     "cuda:N); exit 3 when something does not fit.")(f)
 
 
+SPEED = "Activity and speed (docs/speed.md)"
+
+
+def bandwidth_option(f: Any) -> Any:
+    return opt(SPEED, "--bandwidth", "bandwidth", multiple=True, metavar="DEV=RATE[,..]",
+               help="Peak memory bandwidth per device (cuda:0=3.35TB/s, cuda:0=H100-SXM, cpu=ddr5-4800x8): adds the "
+                    "decode-speed upper bound; implies --activity.")(f)
+
+
+def activity_options(f: Any) -> Any:
+    options = [
+        opt(SPEED, "--activity", is_flag=True, help="What one token touches: parameters and bytes per role and "
+                                                    "device (top-k routed experts, one embedding row, the head)."),
+        bandwidth_option,
+        opt(SPEED, "--rules-of-thumb", "rules_of_thumb", is_flag=True,
+            help="Set (weights + KV) x 1.2 and the KV-per-token formula beside the exact numbers; implies --activity."),
+    ]
+    return apply_options(options, f)
+
+
+def activity_request(p: dict[str, Any]) -> Any:
+    """The activity options a command line asks for (None: not asked)."""
+    if not (p.get("activity") or p.get("bandwidth") or p.get("rules_of_thumb")):
+        return None
+    from .activity import ActivityOptions, parse_bandwidths
+
+    return ActivityOptions(parse_bandwidths(p["bandwidth"]), bool(p.get("rules_of_thumb")))
+
+
 def hub_settings(revision: str | None, token: str | None, file: str | None) -> Any:
     """Hub options, with a progress line on stderr when stderr is a terminal."""
     return api.HubOptions(revision, token, file, _progress_printer() if sys.stderr.isatty() else None)
@@ -305,6 +334,7 @@ def build_cli() -> click.Group:
     @budget_option
     @quant_options
     @hub_options
+    @activity_options
     @opt(TRAIN, "--train", is_flag=True, help="Also show training memory (weights, gradients, optimizer, "
                                               "activations).")
     @opt(TRAIN, "--optimizer", type=click.Choice(TRAIN_OPTIMIZERS), default="adamw", show_default=True,
@@ -328,10 +358,10 @@ def build_cli() -> click.Group:
             click.echo(report.render_listing(found, fmt=p["fmt"]), nl=False)
             return _report_fetch(found.fetch, p["verbose"])
         if p["quant_list"]:
-            checkpoint, rows = api.quant_list(request)
+            checkpoint, rows = api.quant_list(request, activity=activity_request(p))
             _warn(checkpoint.warnings, api.quant_list_notes(rows))
             return click.echo(report.render_quant_list(checkpoint, rows, fmt=p["fmt"]), nl=False)
-        result = api.run_inspect(request)
+        result = api.run_inspect(request, activity_request(p))
         _warn(result.checkpoint.warnings, result.notes)
         click.echo(report.render(result, view=p["view"], fmt=p["fmt"]), nl=False)
         _report_fetch(result.checkpoint.fetch, p["verbose"])
@@ -367,6 +397,9 @@ def build_cli() -> click.Group:
     @opt("Quantization (llama-quantize)", "--quant", metavar="NAME", shell_complete=complete_quants,
          help="Fit this quant (selected or predicted, as with inspect).")
     @hub_options
+    @bandwidth_option
+    @opt(SPEED, "--rank", type=click.Choice(["size", "speed"]), default="size", show_default=True,
+         help="Choose among quants: the largest that fits, or the highest decode-speed bound (needs --bandwidth).")
     def fit(source: tuple[str, ...], **p: Any) -> None:
         """The plan that keeps the most of SOURCE on GPUs within --budget; exit 3 when nothing fits.
 
@@ -375,7 +408,7 @@ def build_cli() -> click.Group:
         """
         p["runtime_given"] = click.get_current_context().get_parameter_source("runtime") not in (
             click.core.ParameterSource.DEFAULT, None)
-        plan = api.run_fit(fit_request(source, p, fit_specs))
+        plan = api.run_fit(fit_request(source, p, fit_specs), activity_request(p), p["rank"])
         if plan.result is not None:
             _warn((), plan.result.notes)
         click.echo(report.render_fit(plan, fmt=p["fmt"]), nl=False)

@@ -13,6 +13,7 @@ ROLES = (
     "shared_experts",
     "router",
     "dense_ffn",
+    "predictor",
     "norm",
     "mtp",
     "vision",

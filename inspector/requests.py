@@ -57,6 +57,8 @@ def choose_runtime(explicit: str | None, values: Mapping[str, Any], *, placement
         raise UsageError(f"unknown option(s) {', '.join(sorted(unknown))}",
                          hint="runtime options are listed by `ckpt-size inspect --help`")
     makers = [(s, _exclusive(s, given)) for s in specs if _exclusive(s, given)]
+    # a runtime whose given options an earlier one also declares (-ngl: llama.cpp and PowerInfer) is not named again
+    makers = [(s, d) for i, (s, d) in enumerate(makers) if not any(set(d) <= set(e) for _, e in makers[:i])]
     covering = [s for s in specs if all(any(o.dest == k for o in s.options) for k in given)]
     if explicit is not None:
         spec = get_spec(explicit)

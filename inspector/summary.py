@@ -8,6 +8,7 @@ from .devices import device_sort_key
 from .model import ROLES, Checkpoint, TensorInfo
 
 if TYPE_CHECKING:
+    from .activity import ActivityReport
     from .memory.budget import BudgetVerdict
     from .memory.train import TrainMemory
     from .runtimes.base import MemoryReport
@@ -66,6 +67,7 @@ class Inspection:
     budget: "BudgetVerdict | None" = None
     train: "TrainMemory | None" = None
     advice: tuple[str, ...] = ()  # what to try, with numbers, when the plan is over a budget
+    activity: "ActivityReport | None" = None  # --activity, --bandwidth, --rules-of-thumb (docs/speed.md)
 
     @property
     def tensor_count(self) -> int:

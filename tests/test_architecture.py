@@ -20,7 +20,7 @@ LAYERS = {
     "quant": 4, "convert": 4,
     "memory": 5, "placement": 5,
     "runtimes": 6,
-    "planner": 7, "requests": 7, "summary": 7,
+    "planner": 7, "requests": 7, "summary": 7, "activity": 7,
     "api": 8,
     "report": 9,
     "cli": 10, "__main__": 10, "__init__": 10,

@@ -16,6 +16,14 @@ from .cursor import HeaderCursor
 from .ggml_types import GgmlType, require_type, tensor_nbytes
 
 MAGIC = b"GGUF"
+# PowerInfer's sparse GGUF and its `.generated.gpuidx` files: ordinary GGUF v3 whose first 4 bytes its converters
+# overwrite with "PWRI" (PowerInfer ggml.h GGUF_POWERINFER_MAGIC; ggml.c gguf_init_from_file accepts either magic
+# and marks PWRI files GGML_SPARSE_INFERENCE). The rest of the header is unchanged.
+POWERINFER_MAGIC = b"PWRI"
+# A PWRI file gets this metadata entry (it is not in the file) so that later layers, which see only the
+# Checkpoint, know PowerInfer reads it as sparse. "ckpt_size." is the prefix of keys our own layers add
+# (quant/header.py INTERNAL_PREFIX: never counted as header bytes).
+MAGIC_KEY = "ckpt_size.magic"
 DEFAULT_ALIGNMENT = 32  # GGUF_DEFAULT_ALIGNMENT
 MAX_DIMS = 4  # GGML_MAX_DIMS
 # Caps checked before anything is allocated (a hostile header must fail fast, not exhaust memory).
@@ -79,6 +87,7 @@ class GgufHeader:
     header_end: int  # first byte after the tensor infos
     data_offset: int  # start of the data region (header_end padded to the alignment)
     file_size: int
+    magic: bytes = MAGIC  # b"PWRI" for PowerInfer's sparse files
 
     @property
     def expected_size(self) -> int:
@@ -95,29 +104,32 @@ def parse_gguf(source: ByteSource, *, load_arrays: bool = False) -> GgufHeader:
     """
     size = source.size()
     cur = HeaderCursor(source, limit=min(size, MAX_HEADER_BYTES))
-    version, endian = _read_preamble(cur)
+    magic, version, endian = _read_preamble(cur)
     cur.endian = endian
     n_tensors, n_kv = cur.unpack("QQ", 16, "tensor and metadata counts")
     _check_count(cur, n_kv, MAX_KVS, 13, "metadata entries")
     _check_count(cur, n_tensors, MAX_TENSORS, 24, "tensors")
     metadata = _read_metadata(cur, n_kv, load_arrays)
+    if magic == POWERINFER_MAGIC:
+        metadata[MAGIC_KEY] = POWERINFER_MAGIC.decode("ascii")
     alignment = _alignment(cur, metadata)
     infos = [_read_tensor_info(cur) for _ in range(n_tensors)]
     header_end = cur.offset
     data_offset = _pad(header_end, alignment)
     tensors = _place_tensors(source.name, infos, data_offset, alignment)
-    return GgufHeader(source.name, version, endian, metadata, tensors, alignment, header_end, data_offset, size)
+    return GgufHeader(source.name, version, endian, metadata, tensors, alignment, header_end, data_offset, size,
+                      magic)
 
 
-def _read_preamble(cur: HeaderCursor) -> tuple[int, str]:
+def _read_preamble(cur: HeaderCursor) -> tuple[bytes, int, str]:
     magic = cur.take(4, "magic")
-    if magic != MAGIC:
-        raise cur.fail(f"not a GGUF file (magic {magic!r}, expected b'GGUF')")
+    if magic not in (MAGIC, POWERINFER_MAGIC):
+        raise cur.fail(f"not a GGUF file (magic {magic!r}, expected b'GGUF' or PowerInfer's b'PWRI')")
     raw = cur.take(4, "version")
     little, big = struct.unpack("<I", raw)[0], struct.unpack(">I", raw)[0]
     for version, endian in ((little, "<"), (big, ">")):
         if version in (2, 3):
-            return version, endian
+            return magic, version, endian
     if little == 1:
         raise cur.fail("GGUF version 1 is not supported (llama.cpp rejects it too)", hint="re-convert the model")
     raise cur.fail(f"unknown GGUF version {little}")

@@ -28,3 +28,12 @@ GGML_MEMORY_OPTIONS = (
                metavar="PCT", minimum=0, shared=True, memory=True),
 )
 MEMORY_DESTS = tuple(o.dest for o in GGML_MEMORY_OPTIONS)
+
+# Options several llama.cpp-family runtimes declare (llama.cpp and its fork PowerInfer): one OptionSpec object
+# each, since the command line refuses two different specs under one dest. Each runtime reads the value its own
+# way (PowerInfer refuses -ngl for a sparse PWRI model, as its llama_model_load does).
+NGL_OPTION = OptionSpec("ngl", ("-ngl", "--n-gpu-layers"), "str", "llama.cpp: layers on GPUs (N, all, auto).",
+                        metavar="N", native=("--gpu-layers",), searched=True)
+CTX_SIZE_OPTION = OptionSpec("ctx_size", ("-c", "--ctx-size"), "int", "llama.cpp's total context, shared by the -np "
+                             "sequences (each gets -c / -np); use --ctx for the context of each sequence.",
+                             metavar="N", minimum=1, memory=True)

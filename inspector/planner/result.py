@@ -30,6 +30,7 @@ class FitResult:
     details: Mapping[str, Any] = field(default_factory=dict)
     steps: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
+    activity: Any = None  # an ActivityReport when asked (--bandwidth): per-token bytes and the speed bound
 
     @property
     def summary(self) -> str:
@@ -56,6 +57,7 @@ class FitResult:
             "max_parallel_cap": lim.parallel_cap,
             **dict(self.details), "verdict": self.verdict.as_dict(),
             "memory": self.memory.as_dict(), "steps": list(self.steps), "notes": list(self.notes),
+            **({"activity": self.activity.as_dict()} if self.activity is not None else {}),
         }
 
 

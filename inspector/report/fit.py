@@ -6,6 +6,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from .activity import fit_speed_lines
 from .base import csv_text, human_bytes, memory_csv, memory_table, safe
 from .picture import PICTURE_FORMATS, render_picture
 
@@ -69,7 +70,9 @@ def render_fit(report: Any, *, fmt: str = "table") -> str:
         doc = {"source": report.source, "quant": report.quant, "fits": bool(r and r.fits),
                "plan": r.as_dict() if r else None,
                "quants": [{"quant": q.name, "weight_bytes": q.weight_bytes, "fits": q.result.fits,
-                           "all_on_gpu": q.all_on_gpu, "flags": q.result.command} for q in report.quants]}
+                           "all_on_gpu": q.all_on_gpu, "flags": q.result.command,
+                           **({"speed_bound": [b.as_dict() for b in q.result.activity.bounds]}
+                              if q.result.activity is not None else {})} for q in report.quants]}
         return json.dumps(doc, indent=2) + "\n"
     if fmt == "csv":
         return _csv(report)
@@ -78,7 +81,13 @@ def render_fit(report: Any, *, fmt: str = "table") -> str:
     if report.quants:
         rows = [[q.name, human_bytes(q.weight_bytes), "all on GPUs" if q.all_on_gpu else
                  "fits" if q.result.fits else "does not fit"] for q in report.quants]
-        parts.append(tabulate(rows, headers=["quant", "weights", "verdict"], tablefmt=tablefmt))
+        headers = ["quant", "weights", "verdict"]
+        if any(q.result.activity is not None and q.result.activity.bounds for q in report.quants):
+            headers.append("tokens/s bound")
+            for row, q in zip(rows, report.quants):
+                bounds = q.result.activity.bounds if q.result.activity else ()
+                row.append(f"{bounds[-1].tokens_per_s:,.1f}" if bounds else "-")
+        parts.append(tabulate(rows, headers=headers, tablefmt=tablefmt))
     if r is None:
         parts.append("no quant fits the budgets")
         return "\n\n".join(parts) + "\n"
@@ -86,6 +95,7 @@ def render_fit(report: Any, *, fmt: str = "table") -> str:
              ["verdict", "fits" if r.fits else "does not fit"], ["placement", r.summary],
              ["flags", r.command],
              ["command", safe(r.ready)]] + limit_lines(r.limits)
+    lines += fit_speed_lines(r)
     if report.quant:
         lines.insert(1, ["quant", report.quant])
     parts.append(tabulate(lines, tablefmt="plain"))

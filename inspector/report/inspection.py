@@ -8,6 +8,7 @@ from tabulate import tabulate
 
 from ..model import TensorInfo
 from ..summary import Group, Inspection
+from .activity import activity_parts
 from .base import csv_text, human_bytes, human_count, memory_csv, memory_rows, memory_table, safe
 from .picture import PICTURE_FORMATS, render_picture
 
@@ -87,7 +88,8 @@ def to_json(result: Inspection, *, view: str = "role") -> dict[str, Any]:
     }
     if ck.fetch:
         doc["fetch"] = dict(ck.fetch)
-    for key, part in (("memory", result.memory), ("budget", result.budget), ("train", result.train)):
+    for key, part in (("memory", result.memory), ("budget", result.budget), ("train", result.train),
+                      ("activity", result.activity)):
         if part is not None:
             doc[key] = part.as_dict()
     if result.advice:
@@ -202,6 +204,8 @@ def _memory_tables(result: Inspection, tablefmt: str) -> list[str]:
     if train is not None:
         rows = [[k, human_bytes(v)] for k, v in train.as_dict().items() if isinstance(v, int) and k != "params"]
         parts.append("training memory (docs/memory.md)\n" + tabulate(rows, headers=["part", "size"], tablefmt=tablefmt))
+    if result.activity is not None:
+        parts += activity_parts(result.activity, tablefmt)
     return parts
 
 

@@ -124,7 +124,7 @@ def sniff_format(path: Path) -> str | None:
         head = f.read(0, 9)
     finally:
         f.close()
-    if head[:4] == b"GGUF":
+    if head[:4] in (b"GGUF", b"PWRI"):  # PWRI: PowerInfer's sparse GGUF and its .generated.gpuidx
         return "gguf"
     if len(head) == 9 and head[8:9] == b"{":  # u64 header length, then the JSON object
         return "safetensors"

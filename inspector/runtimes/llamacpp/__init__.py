@@ -1,7 +1,7 @@
 """llama.cpp (and ik_llama.cpp): its offload flags, its loader's placement, its KV cache and buffers, its fit."""
 from __future__ import annotations
 
-from ...memory.options import GGML_MEMORY_OPTIONS
+from ...memory.options import CTX_SIZE_OPTION, GGML_MEMORY_OPTIONS, NGL_OPTION
 from ...options import OptionSpec
 from ..base import RuntimeSpec
 
@@ -13,8 +13,7 @@ def _load():  # type: ignore[no-untyped-def]
 
 
 OPTIONS = (
-    OptionSpec("ngl", ("-ngl", "--n-gpu-layers"), "str", "llama.cpp: layers on GPUs (N, all, auto).", metavar="N",
-               native=("--gpu-layers",), searched=True),
+    NGL_OPTION,
     OptionSpec("override_tensor", ("-ot", "--override-tensor"), "str",
                "llama.cpp: tensors matching REGEX on buffer BUFT (CPU, CUDA0 …); first match wins.",
                metavar="REGEX=BUFT[,..]", multiple=True, searched=True),
@@ -27,9 +26,7 @@ OPTIONS = (
                default="layer", choices=("none", "layer", "row"), show_default=True, searched=True),
     OptionSpec("main_gpu", ("-mg", "--main-gpu"), "int", "llama.cpp: the GPU for -sm none / row.", default=0,
                minimum=0, show_default=True, searched=True),
-    OptionSpec("ctx_size", ("-c", "--ctx-size"), "int", "llama.cpp's total context, shared by the -np sequences "
-               "(each gets -c / -np); use --ctx for the context of each sequence.", metavar="N", minimum=1,
-               memory=True),
+    CTX_SIZE_OPTION,
 )
 
 # llama-server / llama-cli flags that do not change memory (common/arg.cpp); True: the flag takes a value.
