@@ -1,0 +1,167 @@
+"""vLLM's memory per rank: weights by role (exact), the KV cache vLLM allocates (exact blocks x pages from the
+memory left under --gpu-memory-utilization), the estimates it measures at start-up, the headroom, what is free.
+
+`Worker.determine_available_memory` (vllm/v1/worker/gpu_worker.py): available KV memory = total GPU memory x
+gpu_memory_utilization - (weights + torch activation peak of the profiling run + non-torch memory), or
+--kv-cache-memory when given (which ignores the utilization). The blocks follow kvcache.py; every worker of an
+engine keeps the smallest count (`get_kv_cache_configs`). The verdict asks for what vLLM needs to start with
+`min_sequences` requests of max_model_len tokens: weights, estimates, their KV, and the headroom (or the CUDA
+graphs, when larger).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Mapping
+
+from ...memory.serving import ServingReport
+from ...memory.table import MemoryTable, Part
+from ...model import ROLES, TensorInfo
+from .estimates import activation_peak, cuda_graphs, non_torch
+from .kvcache import KvPlan, WorkerKv, kv_groups, kv_tokens, largest_length, layer_specs, max_concurrency, workers
+from .layout import Settings
+
+GIB = 1 << 30
+
+
+def gib(n: int) -> str:
+    return f"{n / GIB:.1f} GiB"
+
+
+@dataclass
+class _Rank:
+    device: str
+    stage: int
+    engine: int
+    weights: dict[str, int]
+    budget: int | None
+    activation: int
+    non_torch: int
+    graphs: int
+
+    @property
+    def weight_bytes(self) -> int:
+        return sum(self.weights.values())
+
+
+def _ranks(s: Settings, tensors: tuple[TensorInfo, ...], budgets: Mapping[str, int]) -> list[_Rank]:
+    roles: dict[str, dict[str, int]] = {}
+    for t in tensors:
+        if t.device is not None:
+            row = roles.setdefault(t.device, {})
+            row[t.role] = row.get(t.role, 0) + t.nbytes
+    out = []
+    for r in range(s.world):
+        stage = (r // s.tp) % s.pp
+        dev = f"cuda:{r}"
+        out.append(_Rank(dev, stage, r // (s.tp * s.pp), roles.get(dev, {}), budgets.get(dev),
+                         activation_peak(s, stage), non_torch(s), cuda_graphs(s, stage)))
+    return out
+
+
+def _available(s: Settings, rank: _Rank) -> int | None:
+    if s.kv_cache_memory is not None:
+        return s.kv_cache_memory
+    if rank.budget is None:
+        return None
+    return int(rank.budget * Fraction(str(s.utilization))) - rank.weight_bytes - rank.activation - rank.non_torch
+
+
+def _per_request_blocks(s: Settings, plan: KvPlan, w: WorkerKv) -> int:
+    if plan.uniform_type:
+        return -(-w.needed // w.page)
+    return w.needed // (w.group_size * w.page)
+
+
+def vllm_memory(s: Settings, tensors: tuple[TensorInfo, ...], budgets: Mapping[str, int]) -> ServingReport:
+    plan = kv_groups(s, layer_specs(s))
+    stage_kv = workers(s, plan)
+    ranks = _ranks(s, tensors, budgets)
+    refusal = None
+    blocks_by_engine: dict[int, int] = {}
+    for rank in ranks:
+        w = stage_kv[rank.stage]
+        available = _available(s, rank)
+        if available is None:
+            blocks = _per_request_blocks(s, plan, w) * s.min_sequences
+        else:
+            blocks = w.blocks(available)
+            refusal = refusal or _refusal(s, plan, w, rank, available)
+        blocks_by_engine[rank.engine] = min(blocks_by_engine.get(rank.engine, blocks), blocks)
+    present = [r for r in ROLES if any(rank.weights.get(r) for rank in ranks)]
+    cpu: dict[str, int] = {}
+    for t in tensors:
+        if t.device == "cpu":
+            cpu[t.role] = cpu.get(t.role, 0) + t.nbytes
+    present += [r for r in ROLES if cpu.get(r) and r not in present]
+    rows: dict[str, dict[str, int]] = {}
+    required: dict[str, int] = {}
+    for rank in ranks:
+        w = stage_kv[rank.stage]
+        kv = w.bytes(blocks_by_engine[rank.engine])
+        row = {role: rank.weights.get(role, 0) for role in present}
+        row.update(kv_cache=kv, activation=rank.activation, non_torch=rank.non_torch, cuda_graphs=rank.graphs)
+        need_kv = w.bytes(_per_request_blocks(s, plan, w) * s.min_sequences)
+        base = rank.weight_bytes + rank.activation + rank.non_torch
+        if rank.budget is not None and s.kv_cache_memory is None:
+            reserved = rank.budget - int(rank.budget * Fraction(str(s.utilization)))
+            row["headroom"] = max(0, reserved - rank.graphs)
+            row["free"] = rank.budget - (base + kv + rank.graphs + row["headroom"])
+            required[rank.device] = base + need_kv + max(reserved, rank.graphs)
+        else:
+            row["headroom"] = 0
+            total = base + kv + rank.graphs
+            row["free"] = rank.budget - total if rank.budget is not None else 0
+            required[rank.device] = base + max(kv, need_kv) + rank.graphs
+        rows[rank.device] = row
+    if cpu:
+        rows["cpu"] = {role: cpu.get(role, 0) for role in present}
+        required["cpu"] = sum(cpu.values())
+    parts = tuple(Part(role, role) for role in present) + (
+        Part("kv_cache", "kv cache"), Part("activation", "activation peak", "estimate"),
+        Part("non_torch", "non-torch", "estimate"), Part("cuda_graphs", "cuda graphs", "estimate"),
+        Part("headroom", "headroom", "margin"), Part("free", "free", in_total=False))
+    facts, title = _facts(s, plan, stage_kv, blocks_by_engine, ranks)
+    notes = () if any(r.budget is not None for r in ranks) or s.kv_cache_memory is not None else (
+        "no --budget: the KV cache row is what one max_model_len request needs; give --budget cuda:K=SIZE (each "
+        "GPU's memory) for the blocks vLLM allocates and its maximum concurrency",)
+    return ServingReport(MemoryTable(parts, rows, title), required, facts, notes, refusal)
+
+
+def _refusal(s: Settings, plan: KvPlan, w: WorkerKv, rank: _Rank, available: int) -> str | None:
+    if available <= 0:
+        return (f"vLLM would refuse to start: no memory left for the KV cache on {rank.device} (weights "
+                f"{gib(rank.weight_bytes)} + activation {gib(rank.activation)} + non-torch {gib(rank.non_torch)} "
+                f"exceed {s.utilization} x {gib(rank.budget or 0)}); raise --gpu-memory-utilization or add GPUs "
+                "(-tp, -pp)")
+    if w.needed > available:
+        longest = largest_length(s, w, plan, available)
+        return (f"vLLM would refuse to start: one {s.max_model_len:,}-token sequence needs {gib(w.needed)} of KV per "
+                f"rank, {gib(available)} left on {rank.device}; use --max-model-len {longest} or less, raise "
+                "--gpu-memory-utilization, or add GPUs (-tp, -pp)")
+    return None
+
+
+def _facts(s: Settings, plan: KvPlan, stage_kv: list[WorkerKv], blocks: Mapping[int, int], ranks: list[_Rank]
+           ) -> tuple[dict[str, Any], str]:
+    first = stage_kv[0]
+    n = blocks[0]
+    conc = max_concurrency(s, plan, first, n)
+    tokens = kv_tokens(plan, n)
+    facts = {
+        "runtime_settings": {"tensor_parallel_size": s.tp, "pipeline_parallel_size": s.pp,
+                             "data_parallel_size": s.dp, "enable_expert_parallel": s.expert_parallel,
+                             "max_model_len": s.max_model_len, "max_num_seqs": s.max_num_seqs,
+                             "max_num_batched_tokens": s.max_num_batched_tokens,
+                             "gpu_memory_utilization": s.utilization, "block_size": plan.block,
+                             "kv_cache_bytes_per_element": s.kv_bytes, "dtype": s.dtype},
+        "kv_cache": {"groups": len(plan.groups), "num_gpu_blocks": n, "tokens": tokens,
+                     "page_bytes": [w.page for w in stage_kv], "tensors_per_rank": [w.group_size for w in stage_kv],
+                     "request_bytes": [w.needed for w in stage_kv],
+                     "max_concurrency": round(float(conc), 2), "max_full_length_requests": int(conc),
+                     "engines": len(blocks), "min_sequences": s.min_sequences},
+    }
+    title = (f"vLLM per rank (docs/vllm.md): {n:,} KV blocks of {plan.block} tokens = {tokens:,} tokens; maximum "
+             f"concurrency for {s.max_model_len:,} tokens per request: {float(conc):.2f}x"
+             + (f" per engine ({len(blocks)} engines)" if len(blocks) > 1 else ""))
+    return facts, title
