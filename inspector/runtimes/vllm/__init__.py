@@ -74,7 +74,7 @@ SPEC = RuntimeSpec(
             "--enable-expert-parallel, --max-model-len, --gpu-memory-utilization …)",
     options=OPTIONS,
     load=_load,
-    programs=("vllm serve",),
+    programs=("vllm serve", "vllm.entrypoints.openai.api_server"),
     model_positional=True,
     model_flags=("--model",),
     ignored_flags=IGNORED,

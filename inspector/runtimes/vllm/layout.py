@@ -142,7 +142,7 @@ def resolve(checkpoint: Checkpoint, options: VllmOptions, model: ServingModel | 
 def check_parallel(m: ServingModel, tp: int, pp: int, dp: int, ep: bool) -> None:
     if m.n_heads % tp:
         raise UsageError(f"Total number of attention heads ({m.n_heads}) must be divisible by tensor parallel size "
-                         f"({tp}).", hint=f"use -tp {', '.join(str(d) for d in _divisors(m.n_heads)[:6])} …")
+                         f"({tp})", hint=f"use -tp {', '.join(str(d) for d in _divisors(m.n_heads)[:6])} …")
     kv = m.n_kv_heads
     if not m.is_mla and ((tp >= kv and tp % kv) or (tp < kv and kv % tp)):
         raise UsageError(f"{kv} KV heads cannot be split over tensor parallel size {tp} (vLLM's QKVParallelLinear "
@@ -186,7 +186,7 @@ def place(checkpoint: Checkpoint, s: Settings) -> Placement:
     skipped = sum(1 for t in tensors if t.device is None)
     if skipped:
         notes.append(f"{skipped} tensor(s) vLLM does not load without speculative decoding (MTP layers)")
-    if s.model.is_moe:
+    if s.model.is_moe and s.world > 1:
         notes.append(f"experts: {'whole experts per rank, EP ' + str(s.ep) if s.expert_parallel else 'each expert split over ' + str(s.moe_tp) + ' rank(s)'}")
     placed = checkpoint.with_(tensors=tensors)
     summary = (f"vLLM: TP {s.tp} x PP {s.pp}" + (f" x DP {s.dp}" if s.dp > 1 else "")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from ...memory.serving import ServingReport
 from ...memory.table import MemoryTable, Part
@@ -44,17 +44,22 @@ class _Rank:
         return sum(self.weights.values())
 
 
-def _ranks(s: Settings, tensors: tuple[TensorInfo, ...], budgets: Mapping[str, int]) -> list[_Rank]:
+def role_bytes(tensors: Iterable[TensorInfo]) -> dict[str, dict[str, int]]:
+    """Bytes per role of every device the tensors are on."""
     roles: dict[str, dict[str, int]] = {}
     for t in tensors:
         if t.device is not None:
             row = roles.setdefault(t.device, {})
             row[t.role] = row.get(t.role, 0) + t.nbytes
+    return roles
+
+
+def _ranks(s: Settings, roles: Mapping[str, Mapping[str, int]], budgets: Mapping[str, int]) -> list[_Rank]:
     out = []
     for r in range(s.world):
         stage = (r // s.tp) % s.pp
         dev = f"cuda:{r}"
-        out.append(_Rank(dev, stage, r // (s.tp * s.pp), roles.get(dev, {}), budgets.get(dev),
+        out.append(_Rank(dev, stage, r // (s.tp * s.pp), dict(roles.get(dev, {})), budgets.get(dev),
                          activation_peak(s, stage), non_torch(s), cuda_graphs(s, stage)))
     return out
 
@@ -73,10 +78,11 @@ def _per_request_blocks(s: Settings, plan: KvPlan, w: WorkerKv) -> int:
     return w.needed // (w.group_size * w.page)
 
 
-def vllm_memory(s: Settings, tensors: tuple[TensorInfo, ...], budgets: Mapping[str, int]) -> ServingReport:
+def vllm_memory(s: Settings, roles: Mapping[str, Mapping[str, int]], budgets: Mapping[str, int]) -> ServingReport:
+    """The report for per-device role bytes (`role_bytes` of a placement, or the search's sums)."""
     plan = kv_groups(s, layer_specs(s))
     stage_kv = workers(s, plan)
-    ranks = _ranks(s, tensors, budgets)
+    ranks = _ranks(s, roles, budgets)
     refusal = None
     blocks_by_engine: dict[int, int] = {}
     for rank in ranks:
@@ -89,10 +95,7 @@ def vllm_memory(s: Settings, tensors: tuple[TensorInfo, ...], budgets: Mapping[s
             refusal = refusal or _refusal(s, plan, w, rank, available)
         blocks_by_engine[rank.engine] = min(blocks_by_engine.get(rank.engine, blocks), blocks)
     present = [r for r in ROLES if any(rank.weights.get(r) for rank in ranks)]
-    cpu: dict[str, int] = {}
-    for t in tensors:
-        if t.device == "cpu":
-            cpu[t.role] = cpu.get(t.role, 0) + t.nbytes
+    cpu = {role: n for role, n in roles.get("cpu", {}).items() if n}
     present += [r for r in ROLES if cpu.get(r) and r not in present]
     rows: dict[str, dict[str, int]] = {}
     required: dict[str, int] = {}

@@ -11,7 +11,7 @@ from ...memory.serving import ServingReport, serving_model
 from ...model import Checkpoint
 from ..base import Placement, RuntimeSpec, SearchOutcome
 from .layout import Settings, place, resolve
-from .memory import vllm_memory
+from .memory import role_bytes, vllm_memory
 from .options import VllmOptions, options_from
 
 
@@ -46,7 +46,7 @@ class VllmRuntime:
 
     def memory(self, placement: Placement, options: VllmOptions) -> ServingReport:
         settings = settings_for(placement, options)
-        report = vllm_memory(settings, placement.checkpoint.tensors, options.budgets)
+        report = vllm_memory(settings, role_bytes(placement.checkpoint.tensors), options.budgets)
         if report.refusal and not placement.detail.searched:
             raise CheckFailed(report.refusal)
         return report
