@@ -51,6 +51,7 @@ STACKED_AXIS = {"gate_up_proj": 2, "down_proj": 1, "gate_up_proj_blocks": 1, "ga
 # Parameters stored [in, out] (AWQ, GPTQ) rather than [out, in].
 IN_OUT_LAYOUT = frozenset({"qweight", "qzeros", "scales"})
 SCALARISH = frozenset({"weight_shape", "input_scale", "k_scale", "v_scale", "quant_map", "nested_quant_map"})
+_LAYER_IN_NAME = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 _DIGITS = re.compile(r"(?<=\.)\d+(?=\.|$)")  # layer and expert numbers, not w1 / w3
 
 
@@ -319,6 +320,9 @@ class StagePlan:
     def stage_of(self, t: TensorInfo, n_layers: int) -> int | None:
         pp = len(self.starts)
         if t.role == "mtp" or (t.layer is not None and t.layer >= n_layers):
+            return None
+        named = _LAYER_IN_NAME.search(t.name) if t.layer is None else None
+        if named and int(named.group(1)) >= n_layers:  # DeepSeek's MTP block keeps its own embed_tokens
             return None
         if t.layer is not None:
             for s in range(pp):
