@@ -25,7 +25,8 @@ GIB = 1 << 30
 
 
 def gib(n: int) -> str:
-    return f"{n / GIB:.1f} GiB"
+    """Sizes in refusals, as vLLM words them (GiB with one decimal; MiB below one GiB)."""
+    return f"{n / GIB:.1f} GiB" if n >= GIB else f"{n / (1 << 20):.0f} MiB"
 
 
 @dataclass
