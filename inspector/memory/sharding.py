@@ -25,6 +25,7 @@ TensorInfo per (tensor, rank holding a part), named as in the file, on device `c
 """
 from __future__ import annotations
 
+import gc
 import re
 from dataclasses import dataclass
 from functools import lru_cache
@@ -183,6 +184,7 @@ class Sharder:
         self.par = par
         self.bnb = _is_bnb(checkpoint.config)
         self.weights = {t.name.rsplit(".", 1)[0]: t.shape for t in checkpoint.tensors if t.name.endswith(".weight")}
+        self._cache: dict[tuple, list[tuple[int, tuple[int, ...]]]] = {}
 
     # -- column / row fractions -----------------------------------------------------------------------------
     def _column_fraction(self, split: Split, tp: int) -> tuple[int, int]:
@@ -241,53 +243,69 @@ class Sharder:
         return shape[axis] if shape and len(shape) > axis else None
 
     # -- per tensor -----------------------------------------------------------------------------------------
+    def dense_shape(self, t: TensorInfo, split: Split) -> tuple[int, ...]:
+        """The shard shape every TP rank holds of a tensor that is not a routed expert."""
+        tp = self.par.tp
+        if split.kind in ("column", "kv", "qkv"):
+            return self.column_shape(t, split, tp)
+        if split.kind == "row":
+            return self.row_shape(t, split, tp)
+        if split.kind == "vocab" and t.shape:
+            return (cdiv(cdiv(t.shape[0], VOCAB_PADDING) * VOCAB_PADDING, tp),) + tuple(t.shape[1:])
+        if split.kind == "heads" and t.shape:
+            return (scaled(t.shape[0], 1, tp),)
+        return t.shape
+
+    def expert_shape(self, t: TensorInfo, split: Split, ep_rank: int) -> tuple[int, ...]:
+        """The shard shape an MoE rank holds of a routed-expert tensor (stacked: its local experts)."""
+        par = self.par
+        if split.kind == "stacked":
+            shape = list(t.shape)
+            if par.ep > 1:
+                shape[0] = local_experts(shape[0], par.ep, ep_rank)
+            axis = STACKED_AXIS[split.leaf]
+            if axis is not None and par.moe_tp > 1 and axis < len(shape):
+                shape[axis] = scaled(shape[axis], 1, par.moe_tp)
+            return tuple(shape)
+        if par.moe_tp > 1 and split.kind in ("column", "row"):
+            return (self.column_shape if split.kind == "column" else self.row_shape)(t, split, par.moe_tp)
+        return t.shape
+
     def shards(self, t: TensorInfo, stage: int) -> list[tuple[int, tuple[int, ...]]]:
-        """(rank, shape) for every rank of pipeline stage `stage` holding part of t."""
+        """(rank, shape) for every rank of pipeline stage `stage` holding part of t. Tensors that differ only in
+        their layer or expert number (and so in nothing sharding looks at, the expert's owner aside) share one
+        answer."""
+        template = _DIGITS.sub("#", t.name)
+        owner = None
+        if t.expert is not None and self.par.ep > 1:
+            owner = expert_owner(t.expert, self.dims.n_experts or t.expert + 1, self.par.ep)[0]
+        sibling = self.weights.get(t.name.rsplit(".", 1)[0]) if t.name.endswith("_scale_inv") else None
+        key = (template, t.role, t.expert is not None, t.shape, t.dtype, owner, stage, sibling)
+        found = self._cache.get(key)
+        if found is None:
+            found = self._cache[key] = self._shards(t, stage)
+        return found
+
+    def _shards(self, t: TensorInfo, stage: int) -> list[tuple[int, tuple[int, ...]]]:
         split = split_of(t)
         par = self.par
-        stage_ranks = [(d, r) for d in range(par.dp) for r in range(par.tp)]
-        if split.expert:
-            return self._expert_shards(t, split, stage, stage_ranks)
+        ranks = [(d, r) for d in range(par.dp) for r in range(par.tp)]
+        if not split.expert:
+            shape = self.dense_shape(t, split)
+            return [(par.rank(d, stage, r), shape) for d, r in ranks]
         out = []
-        for d, tp_rank in stage_ranks:
-            if split.kind in ("column", "kv", "qkv"):
-                shape = self.column_shape(t, split, par.tp)
-            elif split.kind == "row":
-                shape = self.row_shape(t, split, par.tp)
-            elif split.kind == "vocab":
-                shape = (cdiv(cdiv(t.shape[0], VOCAB_PADDING) * VOCAB_PADDING, par.tp),) + tuple(t.shape[1:]) \
-                    if t.shape else t.shape
-            elif split.kind == "heads":
-                shape = (scaled(t.shape[0], 1, par.tp),) if t.shape else t.shape
-            else:
-                shape = t.shape
-            out.append((d, tp_rank, shape))
-        return [(par.rank(d, stage, r), shape) for d, r, shape in out]
-
-    def _expert_shards(self, t: TensorInfo, split: Split, stage: int, stage_ranks: Sequence[tuple[int, int]]
-                       ) -> list[tuple[int, tuple[int, ...]]]:
-        par, n_exp = self.par, self.dims.n_experts
-        out = []
-        for d, tp_rank in stage_ranks:
-            ep_rank, moe_tp_rank = par.moe_group(d, tp_rank)
-            if split.kind == "stacked":
-                shape = list(t.shape)
-                if par.ep > 1:
-                    shape[0] = local_experts(shape[0], par.ep, ep_rank)
-                axis = STACKED_AXIS[split.leaf]
-                if axis is not None and par.moe_tp > 1 and axis < len(shape):
-                    shape[axis] = scaled(shape[axis], 1, par.moe_tp)
-                out.append((d, tp_rank, tuple(shape)))
+        owner = None
+        if split.kind != "stacked" and t.expert is not None and par.ep > 1:
+            owner = expert_owner(t.expert, self.dims.n_experts or t.expert + 1, par.ep)[0]
+        shapes: dict[int, tuple[int, ...]] = {}
+        for d, r in ranks:
+            ep_rank = par.moe_group(d, r)[0]
+            if owner is not None and ep_rank != owner:
                 continue
-            if t.expert is not None and par.ep > 1 and expert_owner(t.expert, n_exp or t.expert + 1, par.ep)[0] \
-                    != ep_rank:
-                continue
-            if par.moe_tp > 1 and split.kind in ("column", "row"):
-                shape = (self.column_shape if split.kind == "column" else self.row_shape)(t, split, par.moe_tp)
-            else:
-                shape = t.shape
-            out.append((d, tp_rank, shape))
-        return [(par.rank(d, stage, r), shape) for d, r, shape in out]
+            if ep_rank not in shapes:
+                shapes[ep_rank] = self.expert_shape(t, split, ep_rank)
+            out.append((par.rank(d, stage, r), shapes[ep_rank]))
+        return out
 
 
 def _is_bnb(config: Mapping | None) -> bool:
@@ -352,13 +370,13 @@ def iter_shards(checkpoint: Checkpoint, dims: ModelDims, par: Parallel):  # type
     tensor no rank loads. A tied embedding is also yielded for the last stage when pp > 1 (its lm_head copy)."""
     sharder = Sharder(checkpoint, dims, par)
     plan = stage_plan(dims.n_layers, par)
-    tied_copy = dims.tie_embeddings and par.pp > 1 and not any(t.role == "output" for t in checkpoint.tensors)
+    tied = tied_copy(checkpoint, dims, par)
     for t in checkpoint.tensors:
         stage = plan.stage_of(t, dims.n_layers)
         if stage is None:
             yield t, None, -1, t.shape
             continue
-        stages = [stage] + ([par.pp - 1] if tied_copy and t.role == "embedding" and t.layer is None else [])
+        stages = [stage] + ([par.pp - 1] if tied and t.role == "embedding" and t.layer is None else [])
         for s in stages:
             for rank, shape in sharder.shards(t, s):
                 yield t, s, rank, shape
@@ -368,17 +386,48 @@ def shard_checkpoint(checkpoint: Checkpoint, dims: ModelDims, par: Parallel, dty
                      ) -> tuple[TensorInfo, ...]:
     """Every tensor part each rank loads (file names, shard shapes and bytes, `device` cuda:<rank>, params counted
     once per rank); tensors no rank loads are kept with device None. `dtype_of(t, shape, nbytes)` gives the dtype
-    and bytes the runtime stores the shard in."""
+    and bytes the runtime stores the shard in.
+
+    Hundreds of thousands of shards (DeepSeek-V3 under TP 8: 725k) are built as plain copies of one field dict per
+    tensor and shape, with the cyclic garbage collector paused: they hold no cycles, and its repeated scans of the
+    growing heap otherwise cost more than building them."""
     out: list[TensorInfo] = []
-    for t, stage, rank, shape in iter_shards(checkpoint, dims, par):
-        if stage is None:
-            out.append(t.with_(device=None))
-            continue
-        nbytes = shard_nbytes(t, shape)
-        dtype, nbytes = dtype_of(t, shape, nbytes) if dtype_of is not None else (t.dtype, nbytes)
-        out.append(t.with_(shape=shape, nbytes=nbytes, params=shard_params(t, shape), device=f"cuda:{rank}",
-                           dtype=dtype))
+    append, new = out.append, object.__new__
+    devices = [f"cuda:{r}" for r in range(par.world)]
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        sharder = Sharder(checkpoint, dims, par)
+        plan = stage_plan(dims.n_layers, par)
+        tied = tied_copy(checkpoint, dims, par)
+        for t in checkpoint.tensors:
+            stage = plan.stage_of(t, dims.n_layers)
+            if stage is None:
+                append(t.with_(device=None))
+                continue
+            for s in ([stage, par.pp - 1] if tied and t.role == "embedding" and t.layer is None else [stage]):
+                shape_fields: dict[tuple[int, ...], dict[str, object]] = {}
+                for rank, shape in sharder.shards(t, s):
+                    fields = shape_fields.get(shape)
+                    if fields is None:
+                        nbytes = shard_nbytes(t, shape)
+                        dtype, nbytes = dtype_of(t, shape, nbytes) if dtype_of is not None else (t.dtype, nbytes)
+                        fields = shape_fields[shape] = {**t.__dict__, "shape": shape, "nbytes": nbytes,
+                                                        "params": shard_params(t, shape), "dtype": dtype}
+                    copy = new(TensorInfo)
+                    d = copy.__dict__
+                    d.update(fields)
+                    d["device"] = devices[rank]
+                    append(copy)
+    finally:
+        if paused:
+            gc.enable()
     return tuple(out)
+
+
+def tied_copy(checkpoint: Checkpoint, dims: ModelDims, par: Parallel) -> bool:
+    """Whether the last stage holds its own copy of a tied embedding as lm_head (pp > 1, no lm_head tensor)."""
+    return dims.tie_embeddings and par.pp > 1 and not any(t.role == "output" for t in checkpoint.tensors)
 
 
 def rank_role_bytes(checkpoint: Checkpoint, dims: ModelDims, par: Parallel, dtype_of: DtypeOf | None = None
