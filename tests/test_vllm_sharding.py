@@ -110,8 +110,11 @@ def test_moe_tp2_splits_every_expert(tmp_path: Path) -> None:
     expert_per_rank = 3 * (14336 // 2) * 4096 * BF16  # w1, w3 rows halved; w2 columns halved
     roles = per_role(result, "cuda:1")
     assert roles["routed_experts"] == 2 * 8 * expert_per_rank == 2_818_572_288
-    w2 = [t for t in result.checkpoint.tensors if t.name.endswith("experts.5.w2.weight") and t.device == "cuda:1"]
-    assert [t.shape for t in w2] == [(4096, 7168), (4096, 7168)]  # layers 0 and 1
+    # vLLM's FusedMoE parameters per layer and rank: w13 [experts, gate + up rows per rank, hidden], w2
+    fused = {t.name: t.shape for t in result.checkpoint.tensors if t.device == "cuda:1" and t.layer == 1
+             and t.role == "routed_experts"}
+    assert fused == {"model.layers.1.block_sparse_moe.experts.w13_weight": (8, 2 * 7168, 4096),
+                     "model.layers.1.block_sparse_moe.experts.w2_weight": (8, 4096, 7168)}
     assert roles["router"] == 2 * 8 * 4096 * BF16  # replicated
 
 
@@ -119,9 +122,11 @@ def test_moe_ep2_gives_each_rank_whole_experts(tmp_path: Path) -> None:
     src = model(tmp_path, "mixtral-8x7b", 2)
     result = api.inspect(src, runtime="vllm", vllm_tp=2, enable_expert_parallel=True)
     whole = 3 * 14336 * 4096 * BF16
-    for device, experts in (("cuda:0", {0, 1, 2, 3}), ("cuda:1", {4, 5, 6, 7})):  # linear placement, 8 / 2 = 4
-        held = {t.expert for t in result.checkpoint.tensors if t.device == device and t.role == "routed_experts"}
-        assert held == experts
+    for device in ("cuda:0", "cuda:1"):  # linear placement: experts 0-3 and 4-7, 8 / 2 = 4 whole experts each
+        fused = {t.name: t.shape for t in result.checkpoint.tensors if t.device == device and t.layer == 0
+                 and t.role == "routed_experts"}
+        assert fused == {"model.layers.0.block_sparse_moe.experts.w13_weight": (4, 2 * 14336, 4096),
+                         "model.layers.0.block_sparse_moe.experts.w2_weight": (4, 4096, 14336)}
         assert per_role(result, device)["routed_experts"] == 2 * 4 * whole
     # TP and EP hold the same expert bytes per rank here; attention is split the same way either way
     tp = api.inspect(src, runtime="vllm", vllm_tp=2)
@@ -132,9 +137,12 @@ def test_expert_parallel_uneven_split(tmp_path: Path) -> None:
     src = model(tmp_path, "mixtral-8x7b", 1)
     result = api.inspect(src, runtime="vllm", vllm_tp=1, vllm_dp=3, enable_expert_parallel=True)
     # EP = TP x DP = 3; determine_expert_map: 8 // 3 = 2 each, the first 8 % 3 = 2 ranks one more: 3, 3, 2
-    counts = [len({t.expert for t in result.checkpoint.tensors if t.device == f"cuda:{r}" and t.expert is not None})
-              for r in range(3)]
+    counts = [t.shape[0] for r in range(3) for t in result.checkpoint.tensors
+              if t.device == f"cuda:{r}" and t.name.endswith("experts.w2_weight")]
     assert counts == [3, 3, 2]
+    from inspector.memory.sharding import expert_owner
+
+    assert [expert_owner(e, 8, 3)[0] for e in range(8)] == [0, 0, 0, 1, 1, 1, 2, 2]  # contiguous blocks
 
 
 # -- MLA: DeepSeek-V3 (BF16), 4 layers: 3 dense + 1 MoE; the MTP layer (4) is not loaded ---------------------------
@@ -169,8 +177,11 @@ def test_fp8_block_scales_follow_their_weights(tmp_path: Path) -> None:
     assert shapes["model.layers.0.self_attn.q_b_proj.weight_scale_inv"] == (24, 12)
     # o_proj [7168, 16384] row: 2048 columns per rank, scales 56 x 16
     assert shapes["model.layers.0.self_attn.o_proj.weight_scale_inv"] == (56, 16)
-    # an expert's down_proj [7168, 2048] under TP 8: [7168, 256], scales 56 x cdiv(256, 128) = 2
-    assert shapes["model.layers.3.mlp.experts.7.down_proj.weight_scale_inv"] == (56, 2)
+    # an expert's down_proj [7168, 2048] under TP 8: [7168, 256], scales 56 x cdiv(256, 128) = 2; vLLM's fused
+    # w2_weight_scale_inv holds all 256 experts', w13 gate + up: 2 x cdiv(2048 / 8, 128) = 4 rows of 56
+    assert shapes["model.layers.3.mlp.experts.w2_weight_scale_inv"] == (256, 56, 2)
+    assert shapes["model.layers.3.mlp.experts.w13_weight_scale_inv"] == (256, 4, 56)
+    assert shapes["model.layers.3.mlp.experts.w13_weight"] == (256, 512, 7168)
     roles = per_role(result, "cuda:0")
     expert = 2 * (256 * 7168 + 2 * 56 * 4) + (7168 * 256 + 56 * 2 * 4)  # gate, up (FP8 + scales), down
     assert roles["routed_experts"] == 256 * expert

@@ -382,18 +382,49 @@ def iter_shards(checkpoint: Checkpoint, dims: ModelDims, par: Parallel):  # type
                 yield t, s, rank, shape
 
 
+W13 = frozenset({"w1", "w3", "gate_proj", "up_proj"})
+W2 = frozenset({"w2", "down_proj"})
+
+
+def fused_expert_name(t: TensorInfo, split: Split) -> str | None:
+    """vLLM's FusedMoE parameter holding this per-expert tensor: `<prefix>.experts.w13_weight` (gate and up),
+    `w2_weight` (down), with the quantization suffix (`w13_weight_scale_inv`, `w2_qweight` …); None when the tensor
+    is not one expert's gate / up / down."""
+    if t.expert is None or split.kind not in ("column", "row"):
+        return None
+    head, sep, _ = t.name.partition(".experts.")
+    which = "w13" if split.leaf in W13 else "w2" if split.leaf in W2 else None
+    return f"{head}.experts.{which}_{split.param}" if sep and which and split.param else None
+
+
+@dataclass
+class _Fused:
+    first: TensorInfo
+    member: tuple[int, ...]  # shard shape of one expert's tensor (w13: gate's; up adds the same rows)
+    experts: set[int]
+    parts: int  # member tensors per expert (w13: 2)
+    axis: int  # the axis gate and up are stacked on (the output dim: 0, or 1 for AWQ / GPTQ [in, out] layouts)
+    nbytes: int = 0
+    params: int = 0
+    dtype: str = ""
+
+
 def shard_checkpoint(checkpoint: Checkpoint, dims: ModelDims, par: Parallel, dtype_of: DtypeOf | None = None
                      ) -> tuple[TensorInfo, ...]:
-    """Every tensor part each rank loads (file names, shard shapes and bytes, `device` cuda:<rank>, params counted
-    once per rank); tensors no rank loads are kept with device None. `dtype_of(t, shape, nbytes)` gives the dtype
-    and bytes the runtime stores the shard in.
+    """Every tensor part each rank loads, as the runtime holds it (`device` cuda:<rank>, params counted once per
+    rank); tensors no rank loads are kept with device None. `dtype_of(t, shape, nbytes)` gives the dtype and bytes
+    the runtime stores a shard in.
 
-    Hundreds of thousands of shards (DeepSeek-V3 under TP 8: 725k) are built as plain copies of one field dict per
-    tensor and shape, with the cyclic garbage collector paused: they hold no cycles, and its repeated scans of the
-    growing heap otherwise cost more than building them."""
+    Per-expert tensors become the FusedMoE parameters vLLM (and SGLang) allocate per layer and rank:
+    `…experts.w13_weight` [local experts, gate + up rows per rank, hidden] and `…experts.w2_weight`, with their
+    quantization companions; their bytes are the sum of the expert shards. The other tensors keep their file names
+    with their shard shapes. Tens of thousands of shards (DeepSeek-V3 under TP 8) are built as copies of one field
+    dict per tensor and shape, with the cyclic garbage collector paused (they hold no cycles; its scans of the
+    growing heap would cost more than building them)."""
     out: list[TensorInfo] = []
     append, new = out.append, object.__new__
     devices = [f"cuda:{r}" for r in range(par.world)]
+    fused: dict[tuple[int, str], _Fused] = {}
     paused = gc.isenabled()
     gc.disable()
     try:
@@ -405,6 +436,7 @@ def shard_checkpoint(checkpoint: Checkpoint, dims: ModelDims, par: Parallel, dty
             if stage is None:
                 append(t.with_(device=None))
                 continue
+            target = fused_expert_name(t, split_of(t)) if t.expert is not None else None
             for s in ([stage, par.pp - 1] if tied and t.role == "embedding" and t.layer is None else [stage]):
                 shape_fields: dict[tuple[int, ...], dict[str, object]] = {}
                 for rank, shape in sharder.shards(t, s):
@@ -414,11 +446,29 @@ def shard_checkpoint(checkpoint: Checkpoint, dims: ModelDims, par: Parallel, dty
                         dtype, nbytes = dtype_of(t, shape, nbytes) if dtype_of is not None else (t.dtype, nbytes)
                         fields = shape_fields[shape] = {**t.__dict__, "shape": shape, "nbytes": nbytes,
                                                         "params": shard_params(t, shape), "dtype": dtype}
+                    if target is not None:
+                        f = fused.get((rank, target))
+                        if f is None:
+                            parts = 2 if target.rsplit(".", 1)[-1].startswith("w13_") else 1
+                            axis = _out_axis(split_of(t), len(shape)) or 0
+                            f = fused[(rank, target)] = _Fused(t, shape, set(), parts, axis,
+                                                               dtype=str(fields["dtype"]))
+                        f.experts.add(t.expert)  # type: ignore[arg-type]
+                        f.nbytes += int(fields["nbytes"])  # type: ignore[call-overload]
+                        f.params += int(fields["params"])  # type: ignore[call-overload]
+                        continue
                     copy = new(TensorInfo)
                     d = copy.__dict__
                     d.update(fields)
                     d["device"] = devices[rank]
                     append(copy)
+        for (rank, name), f in fused.items():
+            member = list(f.member)
+            if member:
+                member[f.axis] *= f.parts
+            shape = (len(f.experts), *member)
+            append(f.first.with_(name=name, shape=shape, nbytes=f.nbytes, params=f.params, dtype=f.dtype,
+                                 expert=None, device=devices[rank]))
     finally:
         if paused:
             gc.enable()
