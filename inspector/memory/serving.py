@@ -162,6 +162,15 @@ def _windows(c: Mapping[str, Any], n_layers: int, window: int) -> tuple[int, ...
     return (0,) * n_layers
 
 
+def serve_path(source: str) -> str:
+    """The model argument a serving engine takes: a local checkpoint's folder (not its index or single file)."""
+    for suffix in (".safetensors.index.json", ".safetensors"):
+        if source.endswith(suffix):
+            parent = source.rsplit("/", 1)[0] if "/" in source else "."
+            return parent
+    return source
+
+
 def model_dtype(model: ServingModel, dtype_option: str | None) -> str:
     """`--dtype`: auto is the config's dtype, float32 served as bfloat16."""
     if dtype_option and dtype_option != "auto":

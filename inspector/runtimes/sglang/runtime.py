@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from ...errors import CheckFailed, UsageError
-from ...memory.serving import ServingReport, runtime_dtype, serving_model
+from ...memory.serving import ServingReport, runtime_dtype, serve_path, serving_model
 from ...memory.sharding import rank_role_bytes, shard_checkpoint
 from ...model import Checkpoint, TensorInfo
 from ..base import Placement, RuntimeSpec, SearchOutcome
@@ -105,7 +105,7 @@ class SglangRuntime:
 
     def command(self, placement: Placement, options: SglangOptions) -> str:
         s: Settings = placement.detail.settings
-        parts = ["python -m sglang.launch_server --model-path", shlex.quote(placement.source.source)]
+        parts = ["python -m sglang.launch_server --model-path", shlex.quote(serve_path(placement.source.source))]
         parts += [f"--tp-size {s.tp}"] * (s.tp > 1) + [f"--pp-size {s.pp}"] * (s.pp > 1)
         parts += [f"--dp-size {s.dp}"] * (s.dp > 1) + [f"--ep-size {s.ep}"] * (s.ep > 1)
         parts.append(f"--context-length {options.context_length or s.context_length}")

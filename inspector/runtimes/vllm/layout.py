@@ -186,7 +186,7 @@ def place(checkpoint: Checkpoint, s: Settings) -> Placement:
     skipped = sum(1 for t in tensors if t.device is None)
     if skipped:
         notes.append(f"{skipped} tensor(s) vLLM does not load without speculative decoding (MTP layers)")
-    if s.model.is_moe and s.world > 1:
+    if s.model.is_moe and s.tp * s.dp > 1:
         notes.append(f"experts: {'whole experts per rank, EP ' + str(s.ep) if s.expert_parallel else 'each expert split over ' + str(s.moe_tp) + ' rank(s)'}")
     placed = checkpoint.with_(tensors=tensors)
     summary = (f"vLLM: TP {s.tp} x PP {s.pp}" + (f" x DP {s.dp}" if s.dp > 1 else "")

@@ -84,7 +84,8 @@ def vllm_memory(s: Settings, roles: Mapping[str, Mapping[str, int]], budgets: Ma
     plan = kv_groups(s, layer_specs(s))
     stage_kv = workers(s, plan)
     ranks = _ranks(s, roles, budgets)
-    refusal = None
+    refusal: str | None = None
+    longest: int | None = None
     blocks_by_engine: dict[int, int] = {}
     for rank in ranks:
         w = stage_kv[rank.stage]
@@ -93,7 +94,8 @@ def vllm_memory(s: Settings, roles: Mapping[str, Mapping[str, int]], budgets: Ma
             blocks = _per_request_blocks(s, plan, w) * s.min_sequences
         else:
             blocks = w.blocks(available)
-            refusal = refusal or _refusal(s, plan, w, rank, available)
+            if refusal is None:
+                refusal, longest = _refusal(s, plan, w, rank, available)
         blocks_by_engine[rank.engine] = min(blocks_by_engine.get(rank.engine, blocks), blocks)
     present = [r for r in ROLES if any(rank.weights.get(r) for rank in ranks)]
     cpu = {role: n for role, n in roles.get("cpu", {}).items() if n}
@@ -126,24 +128,27 @@ def vllm_memory(s: Settings, roles: Mapping[str, Mapping[str, int]], budgets: Ma
         Part("non_torch", "non-torch", "estimate"), Part("cuda_graphs", "cuda graphs", "estimate"),
         Part("headroom", "headroom", "margin"), Part("free", "free", in_total=False))
     facts, title = _facts(s, plan, stage_kv, blocks_by_engine, ranks)
+    facts["kv_cache"]["longest_max_model_len"] = longest
     notes = () if any(r.budget is not None for r in ranks) or s.kv_cache_memory is not None else (
         "no --budget: the KV cache row is what one max_model_len request needs; give --budget cuda:K=SIZE (each "
         "GPU's memory) for the blocks vLLM allocates and its maximum concurrency",)
     return ServingReport(MemoryTable(parts, rows, title), required, facts, notes, refusal)
 
 
-def _refusal(s: Settings, plan: KvPlan, w: WorkerKv, rank: _Rank, available: int) -> str | None:
+def _refusal(s: Settings, plan: KvPlan, w: WorkerKv, rank: _Rank, available: int
+             ) -> tuple[str | None, int | None]:
+    """vLLM's refusal on this rank, if any, and the longest max_model_len it would accept (None: no memory)."""
     if available <= 0:
         return (f"vLLM would refuse to start: no memory left for the KV cache on {rank.device} (weights "
                 f"{gib(rank.weight_bytes)} + activation {gib(rank.activation)} + non-torch {gib(rank.non_torch)} "
                 f"exceed {s.utilization} x {gib(rank.budget or 0)}); raise --gpu-memory-utilization or add GPUs "
-                "(-tp, -pp)")
+                "(-tp, -pp)", None)
     if w.needed > available:
         longest = largest_length(s, w, plan, available)
         return (f"vLLM would refuse to start: one {s.max_model_len:,}-token sequence needs {gib(w.needed)} of KV per "
                 f"rank, {gib(available)} left on {rank.device}; use --max-model-len {longest} or less, raise "
-                "--gpu-memory-utilization, or add GPUs (-tp, -pp)")
-    return None
+                "--gpu-memory-utilization, or add GPUs (-tp, -pp)", longest)
+    return None, None
 
 
 def _facts(s: Settings, plan: KvPlan, stage_kv: list[WorkerKv], blocks: Mapping[int, int], ranks: list[_Rank]

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from ...errors import CheckFailed
-from ...memory.serving import ServingReport, serving_model
+from ...memory.serving import ServingReport, serve_path, serving_model
 from ...model import Checkpoint
 from ..base import Placement, RuntimeSpec, SearchOutcome
 from .layout import Settings, place, resolve
@@ -27,7 +27,8 @@ class Placed:
 def settings_for(placement: Placement, options: VllmOptions) -> Settings:
     """The placement's parallel layout with the lengths and limits of `options` (fit varies them)."""
     placed: Settings = placement.detail.settings
-    fixed = options.with_(tp=placed.tp, pp=placed.pp, dp=placed.dp, expert_parallel=placed.expert_parallel)
+    fixed = options.with_(tp=placed.tp, pp=placed.pp, dp=placed.dp, expert_parallel=placed.expert_parallel,
+                          max_model_len=options.max_model_len or placed.max_model_len)
     return resolve(placement.source, fixed, placed.model)
 
 
@@ -59,7 +60,7 @@ class VllmRuntime:
     def command(self, placement: Placement, options: VllmOptions) -> str:
         s: Settings = placement.detail.settings
         length = options.max_model_len or s.max_model_len
-        parts = ["vllm", "serve", shlex.quote(placement.source.source)]
+        parts = ["vllm", "serve", shlex.quote(serve_path(placement.source.source))]
         parts += [f"-tp {s.tp}"] * (s.tp > 1) + [f"-pp {s.pp}"] * (s.pp > 1) + [f"-dp {s.dp}"] * (s.dp > 1)
         parts += ["--enable-expert-parallel"] * s.expert_parallel + [f"--max-model-len {length}"]
         given = [("--max-num-seqs", options.max_num_seqs), ("--max-num-batched-tokens",

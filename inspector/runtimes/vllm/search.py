@@ -60,11 +60,12 @@ class VllmSearch:
             for tp in tps:
                 if per_engine % tp or (o.pp and per_engine // tp != o.pp):
                     continue
-                for ep in eps:
+                for ep in eps if tp * dp > 1 else eps[:1]:  # EP = TP x DP: nothing to spread on one rank
                     out.append(o.with_(tp=tp, pp=per_engine // tp, dp=dp, expert_parallel=ep))
         return out
 
-    def evaluate(self, opts: VllmOptions) -> tuple[Settings, bool, str] | None:
+    def evaluate(self, opts: VllmOptions) -> tuple[Settings, bool, int | None] | None:
+        """The settings of a candidate, whether it fits, and the longest max_model_len it would start with."""
         try:
             s = resolve(self.checkpoint, opts, self.model)
         except UsageError as e:
@@ -82,13 +83,25 @@ class VllmSearch:
         why = "fits" if fits else (report.refusal or "over budget").split(";")[0]
         self.steps.append(f"{label(opts)}: {why}" + (f" ({report.facts['kv_cache']['max_concurrency']:.2f}x "
                                                       f"{s.max_model_len:,}-token requests)" if fits else ""))
-        return s, fits, why
+        return s, fits, report.facts["kv_cache"]["longest_max_model_len"]
+
+    def shorter(self, opts: VllmOptions, longest: int) -> Settings | None:
+        """No layout holds a request of the model's full length: the fewest GPUs that start, at the longest
+        max_model_len they take (rounded down to 256 tokens), when the user did not ask for a length."""
+        length = longest // 256 * 256 or longest
+        found = self.evaluate(opts.with_(max_model_len=length))
+        if found is None or not found[1]:
+            return None
+        self.steps.append(f"no layout on these GPUs holds one {self.model.max_len:,}-token request: "
+                          f"{label(opts)} with --max-model-len {length}")
+        return found[0]
 
     def run(self) -> SearchOutcome:
         if gpu_count(self.budgets) == 0:
             raise UsageError("vLLM runs on GPUs: give --budget cuda:0=SIZE (and cuda:1 … for more GPUs)")
         last: Settings | None = None
         chosen: Settings | None = None
+        shorter: tuple[VllmOptions, int] | None = None  # the fewest GPUs that start with a shorter max_model_len
         for opts in self.candidates():
             found = self.evaluate(opts)
             if found is None:
@@ -97,8 +110,12 @@ class VllmSearch:
             if found[1]:
                 chosen = found[0]
                 break
+            if shorter is None and found[2]:
+                shorter = (opts, found[2])
         if last is None:
             raise UsageError("no parallel layout vLLM accepts fits these GPUs", hint="; ".join(self.steps[-3:]))
+        if chosen is None and shorter is not None and self.options.max_model_len is None:
+            chosen = self.shorter(*shorter)
         settings = chosen or last
         if chosen is None:
             self.steps.append(f"nothing fits: showing {label_settings(settings)}")
