@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from ...errors import CheckFailed, UsageError
 from ...memory.serving import ServingReport, runtime_dtype, serve_path, serving_model
-from ...memory.sharding import rank_role_bytes, shard_checkpoint
+from ...memory.shard_rows import rank_role_bytes, shard_checkpoint
 from ...model import Checkpoint, TensorInfo
 from ..base import Placement, RuntimeSpec, SearchOutcome
 from .memory import sglang_memory

@@ -24,7 +24,8 @@ from typing import Mapping
 from ...errors import UsageError
 from ...memory.serving import (ServingModel, check_quantization, kv_bytes_per_element, model_dtype, runtime_dtype,
                                serving_model)
-from ...memory.sharding import ModelDims, Parallel, shard_checkpoint
+from ...memory.shard_rows import shard_checkpoint
+from ...memory.sharding import ModelDims, Parallel
 from ...model import Checkpoint, TensorInfo
 from ..base import Placement
 from .options import DEFAULT_UTILIZATION, GIB, VllmOptions

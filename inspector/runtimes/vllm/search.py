@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Mapping
 
 from ...errors import UsageError
 from ...memory.serving import ServingModel, runtime_dtype, serving_model
-from ...memory.sharding import rank_role_bytes
+from ...memory.shard_rows import rank_role_bytes
 from ...model import Checkpoint, TensorInfo
 from ..base import Placement, SearchOutcome
 from .layout import Settings, place, resolve
