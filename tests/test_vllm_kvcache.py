@@ -141,3 +141,18 @@ def test_sglang_default_mem_fraction(tmp_path: Path) -> None:
     eight = {f"cuda:{i}": 80 * GIB for i in range(8)}
     result = api.inspect(src, runtime="sglang", sglang_tp=8, budgets=eight)
     assert result.memory.as_dict()["runtime_settings"]["mem_fraction_static"] == 0.819
+
+
+def test_recurrent_layers_are_refused() -> None:
+    from inspector.errors import FormatError
+    from inspector.memory.serving import serving_model
+    from inspector.model import Checkpoint
+
+    from fixtures.generate import REAL_DATA
+
+    real = REAL_DATA / "bryce-hoehn__Qwen3.5-18B-REAP-A3B-Coding" / "config.json"
+    if not real.is_file():
+        pytest.skip("../shared is absent")
+    config = json.loads(real.read_text())  # Qwen3.5 MoE: linear-attention (Gated DeltaNet) and full layers
+    with pytest.raises(FormatError, match="linear_attention layers: their recurrent state is not modelled"):
+        serving_model(Checkpoint("qwen3.5", "safetensors", None, (), (), config=config))

@@ -124,6 +124,7 @@ def serving_model(checkpoint: Checkpoint) -> ServingModel:
     if not n_layers or not hidden or not heads:
         raise FormatError(checkpoint.source, "config.json lacks num_hidden_layers, hidden_size or "
                                              "num_attention_heads")
+    check_attention_only(checkpoint.source, c)
     kv_heads = _int(c, "num_key_value_heads", "n_head_kv", default=heads) or heads
     head_dim = _int(c, "head_dim", default=hidden // heads) or hidden // heads
     is_mla = bool(c.get("kv_lora_rank"))
@@ -149,6 +150,20 @@ def serving_model(checkpoint: Checkpoint) -> ServingModel:
         quant_method=str(quant.get("quant_method")) if quant.get("quant_method") else None,
         block=(int(block[0]), int(block[1])) if isinstance(block, list) and len(block) == 2 else None,
     )
+
+
+ATTENTION_LAYER_TYPES = ("full_attention", "sliding_attention", "attention")
+STATE_KEYS = ("mamba_d_state", "ssm_state_size", "mamba_expand", "linear_num_value_heads", "state_size")
+
+
+def check_attention_only(source: str, c: Mapping[str, Any]) -> None:
+    """Refuse models with recurrent (Mamba, linear-attention) layers: vLLM keeps their state in its own page
+    groups (MambaSpec), which is not modelled; their KV cache would be wrong."""
+    kinds = {str(t) for t in c.get("layer_types") or [] if isinstance(t, str)}
+    odd = sorted(kinds - set(ATTENTION_LAYER_TYPES))
+    if odd or any(k in c for k in STATE_KEYS):
+        raise FormatError(source, f"{', '.join(odd) or 'Mamba / SSM'} layers: their recurrent state is not modelled "
+                                  "for vLLM / SGLang", hint="use --runtime llamacpp (its state model covers them)")
 
 
 def _windows(c: Mapping[str, Any], n_layers: int, window: int) -> tuple[int, ...]:
