@@ -111,10 +111,10 @@ def test_moe_tp2_splits_every_expert(tmp_path: Path) -> None:
     roles = per_role(result, "cuda:1")
     assert roles["routed_experts"] == 2 * 8 * expert_per_rank == 2_818_572_288
     # vLLM's FusedMoE parameters per layer and rank: w13 [experts, gate + up rows per rank, hidden], w2
-    fused = {t.name: t.shape for t in result.checkpoint.tensors if t.device == "cuda:1" and t.layer == 1
-             and t.role == "routed_experts"}
-    assert fused == {"model.layers.1.block_sparse_moe.experts.w13_weight": (8, 2 * 7168, 4096),
-                     "model.layers.1.block_sparse_moe.experts.w2_weight": (8, 4096, 7168)}
+    fused = [(t.name, t.shape) for t in result.checkpoint.tensors if t.device == "cuda:1" and t.layer == 1
+             and t.role == "routed_experts"]
+    assert sorted(fused) == [("model.layers.1.block_sparse_moe.experts.w13_weight", (8, 2 * 7168, 4096)),
+                             ("model.layers.1.block_sparse_moe.experts.w2_weight", (8, 4096, 7168))]
     assert roles["router"] == 2 * 8 * 4096 * BF16  # replicated
 
 
@@ -123,10 +123,10 @@ def test_moe_ep2_gives_each_rank_whole_experts(tmp_path: Path) -> None:
     result = api.inspect(src, runtime="vllm", vllm_tp=2, enable_expert_parallel=True)
     whole = 3 * 14336 * 4096 * BF16
     for device in ("cuda:0", "cuda:1"):  # linear placement: experts 0-3 and 4-7, 8 / 2 = 4 whole experts each
-        fused = {t.name: t.shape for t in result.checkpoint.tensors if t.device == device and t.layer == 0
-                 and t.role == "routed_experts"}
-        assert fused == {"model.layers.0.block_sparse_moe.experts.w13_weight": (4, 2 * 14336, 4096),
-                         "model.layers.0.block_sparse_moe.experts.w2_weight": (4, 4096, 14336)}
+        fused = [(t.name, t.shape) for t in result.checkpoint.tensors if t.device == device and t.layer == 0
+                 and t.role == "routed_experts"]
+        assert sorted(fused) == [("model.layers.0.block_sparse_moe.experts.w13_weight", (4, 2 * 14336, 4096)),
+                                 ("model.layers.0.block_sparse_moe.experts.w2_weight", (4, 4096, 14336))]
         assert per_role(result, device)["routed_experts"] == 2 * 4 * whole
     # TP and EP hold the same expert bytes per rank here; attention is split the same way either way
     tp = api.inspect(src, runtime="vllm", vllm_tp=2)

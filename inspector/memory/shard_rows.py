@@ -73,7 +73,7 @@ def shard_checkpoint(checkpoint: Checkpoint, dims: ModelDims, par: Parallel, dty
     out: list[TensorInfo] = []
     append, new = out.append, object.__new__
     devices = [f"cuda:{r}" for r in range(par.world)]
-    fused: dict[tuple[str, int], _Fused] = {}  # (parameter, id of the shared rank list) -> its experts
+    fused: dict[tuple[str, tuple[int, ...]], _Fused] = {}  # (parameter, ranks holding it) -> its experts
     paused = gc.isenabled()
     gc.disable()
     try:
@@ -118,18 +118,17 @@ def shard_checkpoint(checkpoint: Checkpoint, dims: ModelDims, par: Parallel, dty
     return tuple(out)
 
 
-def _add_expert(fused: dict[tuple[str, int], _Fused], target: str, shards: list[tuple[int, tuple[int, ...]]],
-                t: TensorInfo, dtype_of: DtypeOf | None) -> None:
-    """Add one expert's tensor to the fused parameter of the ranks in `shards` (a list the sharder shares between
-    the experts that land on the same ranks, so its identity names that rank group)."""
+def _add_expert(fused: dict[tuple[str, tuple[int, ...]], _Fused], target: str,
+                shards: list[tuple[int, tuple[int, ...]]], t: TensorInfo, dtype_of: DtypeOf | None) -> None:
+    """Add one expert's tensor (gate, up or down) to the fused parameter of the ranks holding it."""
     shape = shards[0][1]
     nbytes = shard_nbytes(t, shape)
     dtype, nbytes = dtype_of(t, shape, nbytes) if dtype_of is not None else (t.dtype, nbytes)
-    f = fused.get((target, id(shards)))
+    key = (target, tuple(rank for rank, _ in shards))
+    f = fused.get(key)
     if f is None:
         parts = 2 if target.rsplit(".", 1)[-1].startswith("w13_") else 1
-        f = fused[(target, id(shards))] = _Fused(t, shards, shape, set(), parts,
-                                                 out_axis(split_of(t), len(shape)) or 0, dtype=dtype)
+        f = fused[key] = _Fused(t, shards, shape, set(), parts, out_axis(split_of(t), len(shape)) or 0, dtype=dtype)
     f.experts.add(t.expert)  # type: ignore[arg-type]
     f.nbytes += nbytes
     f.params += shard_params(t, shape)
