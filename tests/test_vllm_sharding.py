@@ -199,3 +199,23 @@ def test_fp8_blocks_refuse_a_split_inside_a_block(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="Weight output_partition_size = 576 is not divisible by weight "
                                          "quantization block_n = 128"):
         api.inspect(src, runtime="vllm", vllm_tp=32)
+
+
+def test_tied_embedding_is_copied_to_the_last_stage(tmp_path: Path) -> None:
+    src = model(tmp_path, "llama-3.2-3b", 2)  # tie_word_embeddings: no lm_head tensor in the file
+    one = api.inspect(src, runtime="vllm")
+    two = api.inspect(src, runtime="vllm", vllm_pp=2)
+    embed = 128256 * 3072 * BF16  # vocabulary 128,256 (a multiple of 64) x hidden 3072
+    assert per_role(one, "cuda:0")["embedding"] == embed and "output" not in per_role(one, "cuda:0")
+    # PP 2: the first stage embeds, the last holds its own copy as lm_head
+    assert per_role(two, "cuda:0")["embedding"] == per_role(two, "cuda:1")["embedding"] == embed
+
+
+def test_data_parallel_replicates_attention_and_splits_experts(tmp_path: Path) -> None:
+    src = model(tmp_path, "mixtral-8x7b", 1)
+    result = api.inspect(src, runtime="vllm", vllm_dp=2)
+    for device in ("cuda:0", "cuda:1"):  # two engines of TP 1: attention whole on each
+        roles = per_role(result, device)
+        assert roles["attention"] == (4096 * 4096 * 2 + 1024 * 4096 * 2) * BF16
+        # MoE layers are sharded across TP x DP = 2 ranks (flatten_tp_across_dp): every expert halved
+        assert roles["routed_experts"] == 8 * 3 * 7168 * 4096 * BF16
