@@ -112,12 +112,12 @@ def vllm_memory(s: Settings, roles: Mapping[str, Mapping[str, int]], budgets: Ma
         if rank.budget is not None and s.kv_cache_memory is None:
             reserved = rank.budget - int(rank.budget * Fraction(str(s.utilization)))
             row["headroom"] = max(0, reserved - rank.graphs)
-            row["free"] = rank.budget - (base + kv + rank.graphs + row["headroom"])
+            row["free"] = max(0, rank.budget - (base + kv + rank.graphs + row["headroom"]))
             required[rank.device] = base + need_kv + max(reserved, rank.graphs)
         else:
             row["headroom"] = 0
             total = base + kv + rank.graphs
-            row["free"] = rank.budget - total if rank.budget is not None else 0
+            row["free"] = max(0, rank.budget - total) if rank.budget is not None else 0
             required[rank.device] = base + max(kv, need_kv) + rank.graphs
         rows[rank.device] = row
     if cpu:
