@@ -18,7 +18,7 @@ Read in vllm-project/vllm at commit 001cabc1 (2026):
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Sequence
 
@@ -153,7 +153,7 @@ def largest_length(s: Settings, worker: WorkerKv, plan: KvPlan, available: int) 
     lo, hi, best = 1, s.max_model_len, 0
     while lo <= hi:
         mid = (lo + hi) // 2
-        probe = s.__class__(**{**s.__dict__, "max_model_len": mid})
+        probe = replace(s, max_model_len=mid)
         need = workers(probe, plan)[worker.stage].needed
         if need <= available:
             best, lo = mid, mid + 1

@@ -172,7 +172,16 @@ def _divisors(n: int) -> list[int]:
     return [d for d in range(1, n + 1) if n % d == 0]
 
 
-def place(checkpoint: Checkpoint, s: Settings) -> Placement:
+@dataclass(frozen=True)
+class Placed:
+    """Placement.detail of a vLLM plan: its settings, and whether fit's search made it (then a plan vLLM would
+    refuse is reported, not raised)."""
+
+    settings: Settings
+    searched: bool = False
+
+
+def place(checkpoint: Checkpoint, s: Settings, *, searched: bool = False) -> Placement:
     """Every rank's tensor parts (device cuda:<rank>), weights offloaded to the CPU by --cpu-offload-gb."""
     par = s.parallel()
 
@@ -192,7 +201,7 @@ def place(checkpoint: Checkpoint, s: Settings) -> Placement:
     placed = checkpoint.with_(tensors=tensors)
     summary = (f"vLLM: TP {s.tp} x PP {s.pp}" + (f" x DP {s.dp}" if s.dp > 1 else "")
                + (" with expert parallelism" if s.expert_parallel else "") + f" ({s.world} GPU{'s' * (s.world > 1)})")
-    return Placement("vllm", placed, checkpoint, summary, notes=tuple(notes), detail=s)
+    return Placement("vllm", placed, checkpoint, summary, notes=tuple(notes), detail=Placed(s, searched))
 
 
 def offload(tensors: tuple[TensorInfo, ...], budget: int) -> tuple[TensorInfo, ...]:

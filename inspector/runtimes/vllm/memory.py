@@ -127,7 +127,7 @@ def vllm_memory(s: Settings, roles: Mapping[str, Mapping[str, int]], budgets: Ma
         Part("kv_cache", "kv cache"), Part("activation", "activation peak", "estimate"),
         Part("non_torch", "non-torch", "estimate"), Part("cuda_graphs", "cuda graphs", "estimate"),
         Part("headroom", "headroom", "margin"), Part("free", "free", in_total=False))
-    facts, title = _facts(s, plan, stage_kv, blocks_by_engine, ranks)
+    facts, title = _facts(s, plan, stage_kv, blocks_by_engine)
     facts["kv_cache"]["longest_max_model_len"] = longest
     notes = () if any(r.budget is not None for r in ranks) or s.kv_cache_memory is not None else (
         "no --budget: the KV cache row is what one max_model_len request needs; give --budget cuda:K=SIZE (each "
@@ -151,7 +151,7 @@ def _refusal(s: Settings, plan: KvPlan, w: WorkerKv, rank: _Rank, available: int
     return None, None
 
 
-def _facts(s: Settings, plan: KvPlan, stage_kv: list[WorkerKv], blocks: Mapping[int, int], ranks: list[_Rank]
+def _facts(s: Settings, plan: KvPlan, stage_kv: list[WorkerKv], blocks: Mapping[int, int]
            ) -> tuple[dict[str, Any], str]:
     first = stage_kv[0]
     n = blocks[0]

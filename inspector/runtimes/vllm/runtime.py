@@ -3,7 +3,7 @@ the `vllm serve …` command out."""
 from __future__ import annotations
 
 import shlex
-from dataclasses import dataclass
+from dataclasses import replace
 from typing import Any, Mapping
 
 from ...errors import CheckFailed
@@ -13,15 +13,6 @@ from ..base import Placement, RuntimeSpec, SearchOutcome
 from .layout import Settings, place, resolve
 from .memory import role_bytes, vllm_memory
 from .options import VllmOptions, options_from
-
-
-@dataclass(frozen=True)
-class Placed:
-    """Placement.detail of a vLLM plan: its settings, and whether fit's search made it (then a plan vLLM would
-    refuse is reported, not raised)."""
-
-    settings: Settings
-    searched: bool = False
 
 
 def settings_for(placement: Placement, options: VllmOptions) -> Settings:
@@ -40,10 +31,8 @@ class VllmRuntime:
         return options_from(values)
 
     def place(self, checkpoint: Checkpoint, options: VllmOptions) -> Placement:
-        settings = resolve(checkpoint, options)
-        placement = place(checkpoint, settings)
-        return _with_detail(placement, Placed(settings), self.command(_with_detail(placement, Placed(settings)),
-                                                                      options))
+        placement = place(checkpoint, resolve(checkpoint, options))
+        return replace(placement, command=self.command(placement, options))
 
     def memory(self, placement: Placement, options: VllmOptions) -> ServingReport:
         settings = settings_for(placement, options)
@@ -87,9 +76,3 @@ class VllmRuntime:
 
     def trained_context(self, checkpoint: Checkpoint) -> int | None:
         return serving_model(checkpoint).max_len
-
-
-def _with_detail(placement: Placement, detail: Placed, command: str | None = None) -> Placement:
-    from dataclasses import replace
-
-    return replace(placement, detail=detail, command=command if command is not None else placement.command)

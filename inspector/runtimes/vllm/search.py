@@ -16,7 +16,7 @@ from ...errors import UsageError
 from ...memory.serving import ServingModel, runtime_dtype, serving_model
 from ...memory.shard_rows import rank_role_bytes
 from ...model import Checkpoint, TensorInfo
-from ..base import Placement, SearchOutcome
+from ..base import SearchOutcome
 from .layout import Settings, place, resolve
 from .memory import role_bytes, vllm_memory
 from .options import VllmOptions
@@ -119,10 +119,7 @@ class VllmSearch:
         settings = chosen or last
         if chosen is None:
             self.steps.append(f"nothing fits: showing {label_settings(settings)}")
-        placement = place(self.checkpoint, settings)
-        from .runtime import Placed
-
-        placement = replace(placement, detail=Placed(settings, searched=True))
+        placement = place(self.checkpoint, settings, searched=True)
         placement = replace(placement, command=self.runtime.command(placement, self.options))
         return SearchOutcome(placement, tuple(self.steps), placement.notes, all_on_gpu=chosen is not None and
                              not settings.offload_bytes, limits_note=LIMITS_NOTE)
@@ -136,5 +133,3 @@ def label(o: VllmOptions) -> str:
 def label_settings(s: Settings) -> str:
     return label(VllmOptions(tp=s.tp, pp=s.pp, dp=s.dp, expert_parallel=s.expert_parallel))
 
-
-__all__ = ["VllmSearch", "Placement"]
