@@ -219,3 +219,24 @@ def test_data_parallel_replicates_attention_and_splits_experts(tmp_path: Path) -
         assert roles["attention"] == (4096 * 4096 * 2 + 1024 * 4096 * 2) * BF16
         # MoE layers are sharded across TP x DP = 2 ranks (flatten_tp_across_dp): every expert halved
         assert roles["routed_experts"] == 8 * 3 * 7168 * 4096 * BF16
+
+
+@pytest.mark.parametrize("arch, layers, tp, ep, dp", [("mixtral-8x7b", 2, 2, True, 3), ("mixtral-8x7b", 2, 4, False, 2),
+                                                      ("deepseek-v3-fp8", 4, 8, False, 1),
+                                                      ("deepseek-v3-fp8", 4, 4, True, 1)])
+def test_search_sums_equal_the_placed_rows(tmp_path: Path, arch: str, layers: int, tp: int, ep: bool, dp: int) -> None:
+    """fit's search sizes candidates from per-rank sums without building rows: they must be the placement's."""
+    from inspector.memory.serving import runtime_dtype
+    from inspector.memory.shard_rows import rank_role_bytes
+    from inspector.runtimes import get_runtime
+    from inspector.runtimes.vllm.layout import resolve
+    from inspector.runtimes.vllm.memory import role_bytes
+
+    src = model(tmp_path, arch, layers)
+    checkpoint = api.load(src)
+    runtime = get_runtime("vllm")
+    options = runtime.options({"vllm_tp": tp, "enable_expert_parallel": ep, "vllm_dp": dp})
+    s = resolve(checkpoint, options)
+    sums = rank_role_bytes(checkpoint, s.dims(), s.parallel(),
+                           lambda t, shape, n: runtime_dtype(t, shape, n, s.dtype, s.fp8_online))
+    assert sums == role_bytes(runtime.place(checkpoint, options).checkpoint.tensors)

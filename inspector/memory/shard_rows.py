@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..model import Checkpoint, TensorInfo
-from .sharding import ModelDims, Parallel, Split, Sharder, out_axis, shard_nbytes, shard_params, split_of, stage_plan
+from .sharding import ModelDims, Parallel, Sharder, Split, out_axis, shard_nbytes, shard_params, stage_plan
 
 DtypeOf = Callable[[TensorInfo, tuple[int, ...], int], tuple[str, int]]
 
@@ -74,6 +74,7 @@ def shard_checkpoint(checkpoint: Checkpoint, dims: ModelDims, par: Parallel, dty
     append, new = out.append, object.__new__
     devices = [f"cuda:{r}" for r in range(par.world)]
     fused: dict[tuple[str, tuple[int, ...]], _Fused] = {}  # (parameter, ranks holding it) -> its experts
+    memo: dict[int, tuple[int, int, str, tuple[int, ...]]] = {}  # id of a shared shard list -> one expert's sizes
     paused = gc.isenabled()
     gc.disable()
     try:
@@ -85,11 +86,11 @@ def shard_checkpoint(checkpoint: Checkpoint, dims: ModelDims, par: Parallel, dty
             if stage is None:
                 append(t.with_(device=None))
                 continue
-            target = fused_expert_name(t, split_of(t)) if t.expert is not None else None
             for s in ([stage, par.pp - 1] if tied and t.role == "embedding" and t.layer is None else [stage]):
-                shards = sharder.shards(t, s)
+                shards, split = sharder.shards_and_split(t, s)
+                target = fused_expert_name(t, split) if t.expert is not None else None
                 if target is not None and shards:  # one expert's shard: the same shape on each rank of its list
-                    _add_expert(fused, target, shards, t, dtype_of)
+                    _add_expert(fused, target, shards, split, t, dtype_of, memo)
                     continue
                 shape_fields: dict[tuple[int, ...], dict[str, object]] = {}
                 for rank, shape in shards:
@@ -119,19 +120,26 @@ def shard_checkpoint(checkpoint: Checkpoint, dims: ModelDims, par: Parallel, dty
 
 
 def _add_expert(fused: dict[tuple[str, tuple[int, ...]], _Fused], target: str,
-                shards: list[tuple[int, tuple[int, ...]]], t: TensorInfo, dtype_of: DtypeOf | None) -> None:
-    """Add one expert's tensor (gate, up or down) to the fused parameter of the ranks holding it."""
-    shape = shards[0][1]
-    nbytes = shard_nbytes(t, shape)
-    dtype, nbytes = dtype_of(t, shape, nbytes) if dtype_of is not None else (t.dtype, nbytes)
-    key = (target, tuple(rank for rank, _ in shards))
+                shards: list[tuple[int, tuple[int, ...]]], split: Split, t: TensorInfo, dtype_of: DtypeOf | None,
+                memo: dict[int, tuple[int, int, str, tuple[int, ...]]]) -> None:
+    """Add one expert's tensor (gate, up or down) to the fused parameter of the ranks holding it. The experts of one
+    template share the sharder's list object, and so their shard sizes (`memo`)."""
+    sizes = memo.get(id(shards))
+    if sizes is None:
+        shape = shards[0][1]
+        nbytes = shard_nbytes(t, shape)
+        dtype, nbytes = dtype_of(t, shape, nbytes) if dtype_of is not None else (t.dtype, nbytes)
+        sizes = memo[id(shards)] = (nbytes, shard_params(t, shape), dtype, tuple(rank for rank, _ in shards))
+    nbytes, params, dtype, ranks = sizes
+    key = (target, ranks)
     f = fused.get(key)
     if f is None:
         parts = 2 if target.rsplit(".", 1)[-1].startswith("w13_") else 1
-        f = fused[key] = _Fused(t, shards, shape, set(), parts, out_axis(split_of(t), len(shape)) or 0, dtype=dtype)
+        shape = shards[0][1]
+        f = fused[key] = _Fused(t, shards, shape, set(), parts, out_axis(split, len(shape)) or 0, dtype=dtype)
     f.experts.add(t.expert)  # type: ignore[arg-type]
     f.nbytes += nbytes
-    f.params += shard_params(t, shape)
+    f.params += params
 
 
 def tied_copy(checkpoint: Checkpoint, dims: ModelDims, par: Parallel) -> bool:
@@ -141,14 +149,31 @@ def tied_copy(checkpoint: Checkpoint, dims: ModelDims, par: Parallel) -> bool:
 
 def rank_role_bytes(checkpoint: Checkpoint, dims: ModelDims, par: Parallel, dtype_of: DtypeOf | None = None
                     ) -> dict[str, dict[str, int]]:
-    """Bytes per role of each rank (`cuda:<rank>`), without building the shard tensors (fit's search)."""
-    out: dict[str, dict[str, int]] = {}
-    for t, stage, rank, shape in iter_shards(checkpoint, dims, par):
+    """Bytes per role of each rank (`cuda:<rank>`), without building the shard tensors (fit's search). Tensors
+    sharing the sharder's answer (one template, shape and dtype) share their per-rank sizes: they are counted, and
+    the counts expanded over the ranks at the end."""
+    sharder = Sharder(checkpoint, dims, par)
+    plan = stage_plan(dims.n_layers, par)
+    tied = tied_copy(checkpoint, dims, par)
+    sizes: dict[int, list[tuple[int, int]]] = {}  # id of a shard list -> (rank, bytes) per rank
+    counts: dict[tuple[int, str], int] = {}
+    for t in checkpoint.tensors:
+        stage = plan.stage_of(t, dims.n_layers)
         if stage is None:
             continue
-        nbytes = shard_nbytes(t, shape)
-        if dtype_of is not None:
-            nbytes = dtype_of(t, shape, nbytes)[1]
-        row = out.setdefault(f"cuda:{rank}", {})
-        row[t.role] = row.get(t.role, 0) + nbytes
+        for s in ([stage, par.pp - 1] if tied and t.role == "embedding" and t.layer is None else [stage]):
+            shards = sharder.shards(t, s)
+            if id(shards) not in sizes:
+                sizes[id(shards)] = [(rank, _stored(t, shape, dtype_of)) for rank, shape in shards]
+            counts[(id(shards), t.role)] = counts.get((id(shards), t.role), 0) + 1
+    out: dict[str, dict[str, int]] = {}
+    for (list_id, role), count in counts.items():
+        for rank, nbytes in sizes[list_id]:
+            row = out.setdefault(f"cuda:{rank}", {})
+            row[role] = row.get(role, 0) + count * nbytes
     return out
+
+
+def _stored(t: TensorInfo, shape: tuple[int, ...], dtype_of: DtypeOf | None) -> int:
+    nbytes = shard_nbytes(t, shape)
+    return dtype_of(t, shape, nbytes)[1] if dtype_of is not None else nbytes

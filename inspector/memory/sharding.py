@@ -183,7 +183,7 @@ class Sharder:
         self.par = par
         self.bnb = _is_bnb(checkpoint.config)
         self.weights = {t.name.rsplit(".", 1)[0]: t.shape for t in checkpoint.tensors if t.name.endswith(".weight")}
-        self._cache: dict[tuple, list[tuple[int, tuple[int, ...]]]] = {}
+        self._cache: dict[tuple, tuple[list[tuple[int, tuple[int, ...]]], Split]] = {}
 
     # -- column / row fractions -----------------------------------------------------------------------------
     def _column_fraction(self, split: Split, tp: int) -> tuple[int, int]:
@@ -271,9 +271,12 @@ class Sharder:
         return t.shape
 
     def shards(self, t: TensorInfo, stage: int) -> list[tuple[int, tuple[int, ...]]]:
-        """(rank, shape) for every rank of pipeline stage `stage` holding part of t. Tensors that differ only in
-        their layer or expert number (and so in nothing sharding looks at, the expert's owner aside) share one
-        answer."""
+        """(rank, shape) for every rank of pipeline stage `stage` holding part of t."""
+        return self.shards_and_split(t, stage)[0]
+
+    def shards_and_split(self, t: TensorInfo, stage: int) -> tuple[list[tuple[int, tuple[int, ...]]], Split]:
+        """`shards` and the tensor's Split. Tensors that differ only in their layer or expert number (and so in
+        nothing sharding looks at, the expert's owner aside) share one answer, the same list object."""
         template = _DIGITS.sub("#", t.name)
         owner = None
         if t.expert is not None and self.par.ep > 1:
@@ -282,7 +285,8 @@ class Sharder:
         key = (template, t.role, t.expert is not None, t.shape, t.dtype, owner, stage, sibling)
         found = self._cache.get(key)
         if found is None:
-            found = self._cache[key] = self._shards(t, stage)
+            found = self._cache[key] = (self._shards(t, stage), _split_of_template(template, t.role,
+                                                                                   t.expert is not None))
         return found
 
     def _shards(self, t: TensorInfo, stage: int) -> list[tuple[int, tuple[int, ...]]]:
