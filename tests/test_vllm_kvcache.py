@@ -156,3 +156,46 @@ def test_recurrent_layers_are_refused() -> None:
     config = json.loads(real.read_text())  # Qwen3.5 MoE: linear-attention (Gated DeltaNet) and full layers
     with pytest.raises(FormatError, match="linear_attention layers: their recurrent state is not modelled"):
         serving_model(Checkpoint("qwen3.5", "safetensors", None, (), (), config=config))
+
+
+def test_max_model_len_minus_one_fits_the_length_to_memory(tmp_path: Path) -> None:
+    src = model(tmp_path, "qwen2.5-32b", 64)
+    result = api.inspect(src, runtime="vllm", max_model_len="-1", kv_cache_memory="1GiB")
+    # one request needs 64 layers x 65,536-byte pages x cdiv(L, 16) blocks <= 1 GiB: at most 256 blocks, L = 4,096
+    assert 64 * 65_536 * 256 == GIB
+    settings, facts = result.memory.as_dict()["runtime_settings"], kv_facts(result)
+    assert settings["max_model_len"] == 4_096 and facts["num_gpu_blocks"] == 256 and facts["max_concurrency"] == 1.0
+    assert result.notes[-1] == ("Auto-fit max_model_len: reduced from 32768 to 4096 to fit in available GPU memory "
+                                "(--max-model-len -1)")
+    assert result.flags_line.endswith("--max-model-len -1 --kv-cache-memory-bytes 1073741824")
+
+
+def test_pipeline_stages_keep_the_smallest_block_count(tmp_path: Path) -> None:
+    src = model(tmp_path, "qwen2.5-32b", 5)
+    result = api.inspect(src, runtime="vllm", vllm_pp=2, kv_cache_memory="1GiB")
+    page = 16 * 8 * 256 * 2  # TP 1: 8 KV heads
+    # stages of 3 and 2 layers: 1 GiB // page // 3 = 5,461 blocks and // 2 = 8,192; every worker keeps 5,461
+    assert kv_facts(result)["num_gpu_blocks"] == GIB // page // 3 == 5_461
+    rows = result.memory.table.rows
+    assert (rows["cuda:0"]["kv_cache"], rows["cuda:1"]["kv_cache"]) == (3 * page * 5_461, 2 * page * 5_461)
+
+
+def test_quantization_that_contradicts_the_checkpoint(tmp_path: Path) -> None:
+    from inspector.errors import UsageError
+
+    src = model(tmp_path, "deepseek-v3-fp8", 4)
+    with pytest.raises(UsageError, match=r"Quantization method specified in the model config \(fp8\) does not match "
+                                         r"the quantization method specified in the `quantization` argument \(awq\)"):
+        api.inspect(src, runtime="vllm", quantization="awq")
+
+
+def test_cpu_offload_moves_whole_tensors_in_layer_order(tmp_path: Path) -> None:
+    src = model(tmp_path, "qwen2.5-32b", 2)
+    result = api.inspect(src, runtime="vllm", cpu_offload_gb=0.5)
+    h, i = 5120, 27648
+    # layer 0 in order while under 0.5 GiB: norm, q (+ bias), k (+ bias), v (+ bias), o, norm, gate = 408,979,456
+    # bytes, then up_proj brings it to 692,094,976 >= 536,870,912: down_proj and layer 1 stay on the GPU
+    offloaded = (h + (h * h + h) + 2 * (1024 * h + 1024) + h * h + h + i * h + i * h) * 2
+    assert offloaded == 692_094_976
+    cpu = next(g for g in result.by_device if g.key == "cpu")
+    assert cpu.bytes == offloaded

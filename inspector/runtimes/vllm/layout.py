@@ -64,6 +64,7 @@ class Settings:
     enforce_eager: bool = False
     kv_cache_memory: int | None = None
     min_sequences: int = 1
+    auto_fit: bool = False
 
     @property
     def world(self) -> int:
@@ -135,7 +136,8 @@ def resolve(checkpoint: Checkpoint, options: VllmOptions, model: ServingModel | 
         kv_bytes=kv_bytes_per_element(options.kv_cache_dtype, dtype),
         block_size=options.block_size or (MLA_BLOCK if m.is_mla else 16), dtype=dtype, fp8_online=fp8_online,
         offload_bytes=int((options.cpu_offload_gb or 0) * GIB), enforce_eager=options.enforce_eager,
-        kv_cache_memory=options.kv_cache_memory, min_sequences=options.min_sequences)
+        kv_cache_memory=options.kv_cache_memory, min_sequences=options.min_sequences,
+        auto_fit=options.auto_fit and options.max_model_len is None)
     check_blocks(settings)
     return settings
 

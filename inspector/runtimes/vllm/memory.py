@@ -10,7 +10,7 @@ graphs, when larger).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from typing import Any, Iterable, Mapping
 
@@ -79,11 +79,28 @@ def _per_request_blocks(s: Settings, plan: KvPlan, w: WorkerKv) -> int:
     return w.needed // (w.group_size * w.page)
 
 
-def vllm_memory(s: Settings, roles: Mapping[str, Mapping[str, int]], budgets: Mapping[str, int]) -> ServingReport:
-    """The report for per-device role bytes (`role_bytes` of a placement, or the search's sums)."""
+def auto_fit(s: Settings, ranks: list[_Rank]) -> Settings:
+    """`--max-model-len -1` (`_auto_fit_max_model_len`, kv_cache_utils.py): the longest length whose one request
+    fits every worker's available memory, at most the model's."""
     plan = kv_groups(s, layer_specs(s))
     stage_kv = workers(s, plan)
+    lengths = [largest_length(s, stage_kv[r.stage], plan, a) for r in ranks
+               if (a := _available(s, r)) is not None]
+    return replace(s, max_model_len=max(1, min(lengths))) if lengths and min(lengths) < s.max_model_len else s
+
+
+def vllm_memory(s: Settings, roles: Mapping[str, Mapping[str, int]], budgets: Mapping[str, int]) -> ServingReport:
+    """The report for per-device role bytes (`role_bytes` of a placement, or the search's sums)."""
     ranks = _ranks(s, roles, budgets)
+    fitted: tuple[str, ...] = ()
+    if s.auto_fit:
+        longest = s.max_model_len
+        s = auto_fit(s, ranks)
+        if s.max_model_len < longest:
+            fitted = (f"Auto-fit max_model_len: reduced from {longest} to {s.max_model_len} to fit in available GPU "
+                      "memory (--max-model-len -1)",)
+    plan = kv_groups(s, layer_specs(s))
+    stage_kv = workers(s, plan)
     refusal: str | None = None
     longest: int | None = None
     blocks_by_engine: dict[int, int] = {}
@@ -129,9 +146,9 @@ def vllm_memory(s: Settings, roles: Mapping[str, Mapping[str, int]], budgets: Ma
         Part("headroom", "headroom", "margin"), Part("free", "free", in_total=False))
     facts, title = _facts(s, plan, stage_kv, blocks_by_engine)
     facts["kv_cache"]["longest_max_model_len"] = longest
-    notes = () if any(r.budget is not None for r in ranks) or s.kv_cache_memory is not None else (
+    notes = fitted + (() if any(r.budget is not None for r in ranks) or s.kv_cache_memory is not None else (
         "no --budget: the KV cache row is what one max_model_len request needs; give --budget cuda:K=SIZE (each "
-        "GPU's memory) for the blocks vLLM allocates and its maximum concurrency",)
+        "GPU's memory) for the blocks vLLM allocates and its maximum concurrency",))
     return ServingReport(MemoryTable(parts, rows, title), required, facts, notes, refusal)
 
 

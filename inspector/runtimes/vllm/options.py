@@ -15,7 +15,7 @@ _HUMAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)\s*$")
 
 def human_int(text: str | int, flag: str) -> int:
     """vLLM's `human_readable_int` (vllm/engine/arg_utils.py): `32k` = 32,000, `32K` = 32,768 (lower case decimal,
-    upper case binary); a plain number as is."""
+    upper case binary); a plain number as is. (`--max-model-len -1`, the auto-fit, is handled by options_from.)"""
     if isinstance(text, int):
         return text
     m = _HUMAN.match(str(text))
@@ -49,6 +49,7 @@ class VllmOptions:
     budgets: Mapping[str, int] = field(default_factory=dict)
     gpus: int | None = None
     min_sequences: int = 1  # requests of max_model_len tokens the verdict asks for (fit's max_parallel varies it)
+    auto_fit: bool = False  # --max-model-len -1: vLLM fits the length to the memory (_auto_fit_max_model_len)
 
     @property
     def given(self) -> dict[str, Any]:
@@ -74,6 +75,7 @@ def options_from(values: Mapping[str, Any]) -> VllmOptions:
         tp=values.get("vllm_tp"), pp=values.get("vllm_pp"), dp=values.get("vllm_dp"),
         expert_parallel=None if flag is None else bool(flag),
         max_model_len=human_int(length, "--max-model-len") if length is not None and str(length) != "-1" else None,
+        auto_fit=str(length) == "-1",
         max_num_seqs=values.get("max_num_seqs"), max_num_batched_tokens=values.get("max_num_batched_tokens"),
         utilization=util, kv_cache_dtype=values.get("kv_cache_dtype"), block_size=values.get("block_size"),
         dtype=values.get("serve_dtype"), quantization=values.get("quantization"),

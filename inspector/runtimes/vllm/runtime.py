@@ -19,7 +19,7 @@ def settings_for(placement: Placement, options: VllmOptions) -> Settings:
     """The placement's parallel layout with the lengths and limits of `options` (fit varies them)."""
     placed: Settings = placement.detail.settings
     fixed = options.with_(tp=placed.tp, pp=placed.pp, dp=placed.dp, expert_parallel=placed.expert_parallel,
-                          max_model_len=options.max_model_len or placed.max_model_len)
+                          max_model_len=options.max_model_len or (None if options.auto_fit else placed.max_model_len))
     return resolve(placement.source, fixed, placed.model)
 
 
@@ -51,7 +51,9 @@ class VllmRuntime:
         length = options.max_model_len or s.max_model_len
         parts = ["vllm", "serve", shlex.quote(serve_path(placement.source.source))]
         parts += [f"-tp {s.tp}"] * (s.tp > 1) + [f"-pp {s.pp}"] * (s.pp > 1) + [f"-dp {s.dp}"] * (s.dp > 1)
-        parts += ["--enable-expert-parallel"] * s.expert_parallel + [f"--max-model-len {length}"]
+        parts += ["--enable-expert-parallel"] * s.expert_parallel
+        parts.append("--max-model-len -1" if options.auto_fit and not options.max_model_len else
+                     f"--max-model-len {length}")
         given = [("--max-num-seqs", options.max_num_seqs), ("--max-num-batched-tokens",
                                                             options.max_num_batched_tokens),
                  ("--gpu-memory-utilization", options.utilization), ("--kv-cache-dtype", options.kv_cache_dtype),
