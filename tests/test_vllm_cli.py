@@ -133,3 +133,12 @@ def test_help_lists_both_runtimes() -> None:
     text = CliRunner().invoke(cli, ["inspect", "--help"]).output
     assert "vLLM options:" in text and "SGLang options:" in text
     assert text.count("--kv-cache-dtype") == 1  # one option shared by both runtimes
+
+
+def test_kv_cache_dtype_spellings_per_runtime(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    src = model(tmp_path, "qwen2.5-32b", 1)
+    code, _, err = run(["inspect", src, "--tp-size", "2", "--kv-cache-dtype", "fp8"], capsys)
+    assert code == 2 and err.strip() == ("Error: SGLang's --kv-cache-dtype takes auto, fp8_e4m3, fp8_e5m2, bf16, "
+                                         "bfloat16, not fp8")
+    code, _, err = run(["inspect", src, "-tp", "2", "--kv-cache-dtype", "bf16"], capsys)
+    assert code == 2 and "vLLM's --kv-cache-dtype takes" in err

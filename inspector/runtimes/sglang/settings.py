@@ -60,7 +60,13 @@ class SglangOptions:
         return replace(self, **changes)
 
 
+SGLANG_KV_DTYPES = ("auto", "fp8_e4m3", "fp8_e5m2", "bf16", "bfloat16")  # server_args.py --kv-cache-dtype choices
+
+
 def options_from(values: Mapping[str, Any]) -> SglangOptions:
+    kv = values.get("kv_cache_dtype")
+    if kv is not None and kv not in SGLANG_KV_DTYPES:
+        raise UsageError(f"SGLang's --kv-cache-dtype takes {', '.join(SGLANG_KV_DTYPES)}, not {kv}")
     mfs = values.get("mem_fraction_static")
     if mfs is not None and not 0 < mfs < 1:
         raise UsageError(f"--mem-fraction-static {mfs}: must be between 0 and 1", hint="e.g. 0.85")

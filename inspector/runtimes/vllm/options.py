@@ -59,12 +59,18 @@ class VllmOptions:
         return replace(self, **changes)
 
 
+VLLM_KV_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16", "float16")  # CacheDType, vllm/config/cache.py
+
+
 def options_from(values: Mapping[str, Any]) -> VllmOptions:
     """VllmOptions from option values (dests of vllm's OptionSpecs).
 
     Raises:
         UsageError: a utilization outside (0, 1], a bad length or size.
     """
+    kv = values.get("kv_cache_dtype")
+    if kv is not None and kv not in VLLM_KV_DTYPES:
+        raise UsageError(f"vLLM's --kv-cache-dtype takes {', '.join(VLLM_KV_DTYPES)}, not {kv}")
     util = values.get("gpu_memory_utilization")
     if util is not None and not 0 < util <= 1:
         raise UsageError(f"--gpu-memory-utilization {util}: must be in (0, 1]", hint="e.g. 0.9")
