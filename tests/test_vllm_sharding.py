@@ -190,7 +190,9 @@ def test_fp8_block_scales_follow_their_weights(tmp_path: Path) -> None:
                  + 576 * 7168 + 5 * 56 * 4  # kv_a_proj_with_mqa (replicated; cdiv(576, 128) = 5 scale rows)
                  + 4096 * 512 + 32 * 4 * 4  # kv_b_proj [32768, 512] / 8
                  + 7168 * 2048 + 56 * 16 * 4)  # o_proj
-    assert roles["attention"] == 4 * attention == 4 * 36_643_680
+    # + vLLM's bf16 copy of the dequantized kv_b_proj per layer (W_UK_T / W_UV): 512 x 16 heads x (128 + 128) x 2
+    copy = 512 * (128 // 8) * (128 + 128) * BF16
+    assert roles["attention"] == 4 * (attention + copy) == 4 * (36_643_680 + 4_194_304)
 
 
 def test_fp8_blocks_refuse_a_split_inside_a_block(tmp_path: Path) -> None:
@@ -229,7 +231,7 @@ def test_search_sums_equal_the_placed_rows(tmp_path: Path, arch: str, layers: in
     from inspector.memory.serving import runtime_dtype
     from inspector.memory.shard_rows import rank_role_bytes
     from inspector.runtimes import get_runtime
-    from inspector.runtimes.vllm.layout import resolve
+    from inspector.runtimes.vllm.layout import mla_copy_bytes, resolve
     from inspector.runtimes.vllm.memory import role_bytes
 
     src = model(tmp_path, arch, layers)
@@ -239,4 +241,6 @@ def test_search_sums_equal_the_placed_rows(tmp_path: Path, arch: str, layers: in
     s = resolve(checkpoint, options)
     sums = rank_role_bytes(checkpoint, s.dims(), s.parallel(),
                            lambda t, shape, n: runtime_dtype(t, shape, n, s.dtype, s.fp8_online))
+    for device, extra in mla_copy_bytes(checkpoint, s).items():  # vLLM's bf16 copies of FP8 kv_b_proj
+        sums[device]["attention"] += extra
     assert sums == role_bytes(runtime.place(checkpoint, options).checkpoint.tensors)

@@ -80,6 +80,7 @@ class ServingModel:
     is_mla: bool = False
     kv_lora_rank: int = 0
     qk_rope_head_dim: int = 0
+    qk_nope_head_dim: int = 0
     sliding: tuple[int, ...] = ()  # per layer: the window (0 = full attention)
     quant_method: str | None = None
     block: tuple[int, int] | None = None
@@ -146,6 +147,7 @@ def serving_model(checkpoint: Checkpoint) -> ServingModel:
         max_len=max_len, max_len_key=key, is_mla=is_mla,
         kv_lora_rank=_int(c, "kv_lora_rank", default=0) or 0,
         qk_rope_head_dim=_int(c, "qk_rope_head_dim", default=0) or 0,
+        qk_nope_head_dim=_int(c, "qk_nope_head_dim", default=0) or 0,
         sliding=_windows(c, n_layers, window),
         quant_method=str(quant.get("quant_method")) if quant.get("quant_method") else None,
         block=(int(block[0]), int(block[1])) if isinstance(block, list) and len(block) == 2 else None,

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from ...errors import UsageError
-from ...memory.serving import (ServingModel, check_quantization, kv_bytes_per_element, model_dtype, runtime_dtype,
-                               serving_model)
+from ...memory.serving import (DTYPE_BYTES, ServingModel, check_quantization, kv_bytes_per_element, model_dtype,
+                               runtime_dtype, serving_model)
 from ...memory.shard_rows import shard_checkpoint
 from ...memory.sharding import ModelDims, Parallel
 from ...model import Checkpoint, TensorInfo
@@ -191,7 +191,12 @@ def place(checkpoint: Checkpoint, s: Settings, *, searched: bool = False) -> Pla
         return runtime_dtype(t, shape, nbytes, s.dtype, s.fp8_online)
 
     tensors = shard_checkpoint(checkpoint, s.dims(), par, dtype_of)
+    copies = mla_absorb_copies(checkpoint, s, tensors)
+    tensors += copies
     notes: list[str] = []
+    if copies:
+        notes.append(f"MLA: vLLM keeps a {s.dtype} copy of each quantized kv_b_proj (W_UK_T / W_UV) for absorbed "
+                     "attention ('[W_UK_T/W_UV copy]' rows)")
     if s.offload_bytes:
         tensors = offload(tensors, s.offload_bytes)
         notes.append(f"--cpu-offload-gb: up to {s.offload_bytes:,} bytes of each rank's layers live in CPU memory")
@@ -204,6 +209,41 @@ def place(checkpoint: Checkpoint, s: Settings, *, searched: bool = False) -> Pla
     summary = (f"vLLM: TP {s.tp} x PP {s.pp}" + (f" x DP {s.dp}" if s.dp > 1 else "")
                + (" with expert parallelism" if s.expert_parallel else "") + f" ({s.world} GPU{'s' * (s.world > 1)})")
     return Placement("vllm", placed, checkpoint, summary, notes=tuple(notes), detail=Placed(s, searched))
+
+
+def mla_absorb_copies(checkpoint: Checkpoint, s: Settings, tensors: tuple[TensorInfo, ...]) -> tuple[TensorInfo, ...]:
+    """MLAAttention.process_weights_after_loading (vllm/model_executor/layers/attention/mla_attention.py): W_UK_T and
+    W_UV are views of `get_and_maybe_dequant_weights(kv_b_proj)`, the weight itself when unquantized, else a new
+    tensor in the model dtype of kv_lora_rank x heads per rank x (qk_nope_head_dim + v_head_dim), one per layer."""
+    m = s.model
+    if not m.is_mla:
+        return ()
+    width = m.kv_lora_rank * (m.n_heads // s.tp) * (m.qk_nope_head_dim + m.head_dim_v)
+    out = []
+    for t in tensors:
+        if t.device and t.device.startswith("cuda:") and t.name.endswith("kv_b_proj.weight") and \
+                t.dtype not in ("BF16", "F16", "F32"):
+            out.append(t.with_(name=t.name.removesuffix(".weight") + " [W_UK_T/W_UV copy]",
+                               shape=(m.kv_lora_rank, m.n_heads // s.tp, m.qk_nope_head_dim + m.head_dim_v),
+                               dtype=s.dtype, nbytes=width * DTYPE_BYTES[s.dtype], params=0))
+    return tuple(out)
+
+
+def mla_copy_bytes(checkpoint: Checkpoint, s: Settings) -> dict[str, int]:
+    """The bytes mla_absorb_copies adds per rank, from the stage layouts alone (fit's search)."""
+    m = s.model
+    if not m.is_mla:
+        return {}
+    layers = [t.layer for t in checkpoint.tensors if t.name.endswith("kv_b_proj.weight") and t.layer is not None
+              and t.layer < m.n_layers and t.dtype not in ("BF16", "F16", "F32")]
+    width = m.kv_lora_rank * (m.n_heads // s.tp) * (m.qk_nope_head_dim + m.head_dim_v) * DTYPE_BYTES[s.dtype]
+    out = {}
+    for r in range(s.world):
+        start, end = vllm_pp_layers(m.n_layers, (r // s.tp) % s.pp, s.pp)
+        count = sum(1 for il in layers if start <= il < end)
+        if count:
+            out[f"cuda:{r}"] = count * width
+    return out
 
 
 def offload(tensors: tuple[TensorInfo, ...], budget: int) -> tuple[TensorInfo, ...]:

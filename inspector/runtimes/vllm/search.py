@@ -17,7 +17,7 @@ from ...memory.serving import ServingModel, runtime_dtype, serving_model
 from ...memory.shard_rows import rank_role_bytes
 from ...model import Checkpoint, TensorInfo
 from ..base import SearchOutcome
-from .layout import Settings, place, resolve
+from .layout import Settings, mla_copy_bytes, place, resolve
 from .memory import role_bytes, vllm_memory
 from .options import VllmOptions
 
@@ -78,6 +78,8 @@ class VllmSearch:
                 return runtime_dtype(t, shape, nbytes, s.dtype, s.fp8_online)
 
             roles = rank_role_bytes(self.checkpoint, s.dims(), s.parallel(), dtype_of)
+            for device, extra in mla_copy_bytes(self.checkpoint, s).items():
+                roles[device]["attention"] = roles[device].get("attention", 0) + extra
         report = vllm_memory(s, roles, self.budgets)
         fits = report.refusal is None and all(report.required.get(d, 0) <= b for d, b in self.budgets.items())
         why = "fits" if fits else (report.refusal or "over budget").split(";")[0]
