@@ -30,7 +30,7 @@ def values(lines: list[str]) -> list[str]:
 
 
 def test_options_complete() -> None:
-    lines, _ = complete("ckpt-size inspect --cpu")
+    lines, _ = complete("ckpt-size inspect --cpu-m")
     assert values(lines) == ["--cpu-moe"]
 
 

@@ -37,3 +37,15 @@ NGL_OPTION = OptionSpec("ngl", ("-ngl", "--n-gpu-layers"), "str", "llama.cpp: la
 CTX_SIZE_OPTION = OptionSpec("ctx_size", ("-c", "--ctx-size"), "int", "llama.cpp's total context, shared by the -np "
                              "sequences (each gets -c / -np); use --ctx for the context of each sequence.",
                              metavar="N", minimum=1, memory=True)
+
+# Options vLLM and SGLang both declare: one object each, merged into one click option (cli.runtime_option_specs).
+KV_CACHE_DTYPES = ("auto", "fp8", "fp8_e4m3", "fp8_e5m2", "bfloat16", "bf16", "float16")
+KV_CACHE_DTYPE = OptionSpec("kv_cache_dtype", ("--kv-cache-dtype",), "choice",
+                            "vLLM / SGLang: KV cache dtype (auto = the model dtype; fp8* = 1 byte).",
+                            choices=KV_CACHE_DTYPES, memory=True)
+DTYPE = OptionSpec("serve_dtype", ("--dtype",), "choice", "vLLM / SGLang: dtype of unquantized weights "
+                   "(auto = config.json's torch_dtype, float32 served as bfloat16).",
+                   choices=("auto", "half", "float16", "bfloat16", "float", "float32"))
+QUANTIZATION = OptionSpec("quantization", ("--quantization", "-q"), "str",
+                          "vLLM / SGLang: quantization method (the checkpoint's own, or fp8 to quantize a 16-bit "
+                          "checkpoint on load).", metavar="METHOD")

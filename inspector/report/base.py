@@ -47,7 +47,8 @@ def csv_text(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def memory_rows(table: MemoryTable, verdict: Any) -> list[dict[str, Any]]:
-    """One dict per device: the table's parts and total, and with budgets its budget, free bytes and verdict.
+    """One dict per device: the table's parts and total, and with budgets its budget, what is left (bytes under the
+    budget) and verdict.
     A budgeted device the plan leaves empty is a row of zeros: its whole budget is free."""
     per_device = {d.device: d for d in verdict.devices} if verdict else {}
     devices = sorted(set(table.devices) | set(per_device), key=device_sort_key)
@@ -57,7 +58,7 @@ def memory_rows(table: MemoryTable, verdict: Any) -> list[dict[str, Any]]:
         row: dict[str, Any] = {"device": device, **values}
         if verdict:
             v = per_device.get(device)
-            row.update(budget=v.budget if v else None, free=v.headroom if v else None,
+            row.update(budget=v.budget if v else None, left=v.headroom if v else None,
                        fits=v.fits if v else None, over_by=v.over_by if v else None)
         rows.append(row)
     return rows
@@ -71,17 +72,17 @@ def memory_table(table: MemoryTable, verdict: Any, tablefmt: str) -> str:
         cells = [row["device"], *(human_bytes(row[p.key]) for p in table.parts), human_bytes(row["total"])]
         if verdict:
             known = row["budget"] is not None
-            cells += [human_bytes(row["budget"]) if known else "-", human_bytes(row["free"]) if known else "-",
+            cells += [human_bytes(row["budget"]) if known else "-", human_bytes(row["left"]) if known else "-",
                       ("fits" if row["fits"] else f"over by {human_bytes(row['over_by'])}") if known else "-"]
         rows.append(cells)
     headers = ["device", *(p.header for p in table.parts), "total"]
-    headers += ["budget", "free", "verdict"] if verdict else []
+    headers += ["budget", "left", "verdict"] if verdict else []
     return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
 def memory_csv(table: MemoryTable, verdict: Any) -> str:
-    """The memory rows with exact integers (and the budget, free bytes and verdict when budgets were given)."""
+    """The memory rows with exact integers (and the budget, the bytes left under it and the verdict when budgets were given)."""
     rows = memory_rows(table, verdict)
-    keys = ["device", *(p.key for p in table.parts), "total"] + (["budget", "free", "fits", "over_by"] if verdict
+    keys = ["device", *(p.key for p in table.parts), "total"] + (["budget", "left", "fits", "over_by"] if verdict
                                                                   else [])
     return csv_text(keys, [["" if row.get(k) is None else row.get(k) for k in keys] for row in rows])

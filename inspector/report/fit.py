@@ -43,7 +43,7 @@ CSV_FIELDS = ("runtime", "fits", "all_on_gpu", "placement", "flags", "command", 
 
 def _csv(report: Any) -> str:
     """Blocks separated by an empty line, each with its header row: the plan's fields (verdict, flags, command,
-    limits), the memory per device with budgets, free bytes and verdicts, and the quants compared."""
+    limits), the memory per device with budgets, the bytes left and verdicts, and the quants compared."""
     r = report.result
     fields = [["source", report.source], ["quant", report.quant or ""], ["verdict", "fits" if r and r.fits else
                                                                            "does not fit"]]

@@ -40,7 +40,7 @@ def _devices_json(result: Inspection) -> dict[str, Any]:
     devices = {g.key: group_json(g) for g in result.by_device}
     if result.memory is not None:
         for row in memory_rows(result.memory.table, result.budget):
-            extra = {k: v for k, v in row.items() if k not in ("device", "budget", "fits", "over_by", "free")}
+            extra = {k: v for k, v in row.items() if k not in ("device", "budget", "fits", "over_by", "left")}
             devices.setdefault(row["device"], {"tensors": 0, "params": 0, "bytes": 0, "dtypes": {}}).update(extra)
     return devices
 

@@ -4,7 +4,8 @@
 Which runtime: the program name (a path's last part; `python -m MODULE`; `vllm serve`) against each spec's
 `programs`. Which model: the spec's `model_flags` (`-m`, `--model-path`), or the first positional argument when
 `model_positional`. The rest is parsed with the runtime's `OptionSpec`s under their own spellings (`flags` and
-`native`): `--opt value`, `--opt=value`, repeated options accumulating. Flags the spec lists in `ignored_flags`
+`native`): `--opt value`, `--opt=value`, repeated options accumulating, `--no-FLAG` turning a flag off (argparse
+`BooleanOptionalAction`, as vLLM declares its switches). Flags the spec lists in `ignored_flags`
 (they do not change memory: ports, threads, sampling) and flags it does not know are collected, to be named in one
 warning; an unknown flag takes the next token as its value unless that token starts with '-'.
 """
@@ -128,6 +129,10 @@ def parse_command(argv: Sequence[str], specs: Sequence[RuntimeSpec]) -> PastedCo
                 model, quant = model.rsplit(":", 1)
             continue
         option = table.get(name)
+        negated = table.get("--" + name[5:]) if option is None and name.startswith("--no-") else None
+        if negated is not None and negated.kind == "flag":  # argparse BooleanOptionalAction (vLLM): --no-FLAG
+            values[negated.dest] = False
+            continue
         if option is None:
             takes = spec.ignored_flags.get(name)
             (ignored if takes is not None else unknown).append(name)
@@ -156,6 +161,8 @@ def ready_command(spec: RuntimeSpec, source: str, flags: str) -> str:
     import shlex
 
     program = spec.programs[0] if spec.programs else spec.name
+    if flags.startswith(program + " "):  # the runtime's command already names its program and model (vLLM)
+        return flags
     if spec.model_positional:
         model = shlex.quote(source)
     else:
