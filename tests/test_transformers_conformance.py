@@ -116,3 +116,45 @@ def test_device_map_matches_transformers(models: dict[str, Path], version: int, 
     assert "error" not in ours, ours.get("error")
     assert ours["device_map"] == dict((k, v) for k, v in ref["device_map"])
     assert ours["sizes"] == pytest.approx(ref["sizes"], abs=0)
+
+
+# --- bitsandbytes: the real quantizer's tensors, bytes and dtypes -------------------------------------------------
+TINY = {  # tiny configs of real architectures (random weights are made by the reference)
+    "qwen2": {"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2", "hidden_size": 64,
+              "intermediate_size": 160, "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2,
+              "vocab_size": 320, "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+              "max_position_embeddings": 512},
+    "llama-tied": {"architectures": ["LlamaForCausalLM"], "model_type": "llama", "hidden_size": 96,
+                   "intermediate_size": 200, "num_attention_heads": 6, "num_key_value_heads": 2,
+                   "num_hidden_layers": 3, "vocab_size": 250, "tie_word_embeddings": True,
+                   "torch_dtype": "bfloat16", "max_position_embeddings": 512},
+}
+BNB_CASES = {
+    "nf4-dq": {"load_in_4bit": True, "bnb_4bit_quant_type": "nf4", "bnb_4bit_use_double_quant": True},
+    "fp4": {"load_in_4bit": True, "bnb_4bit_quant_type": "fp4"},
+    "int8": {"load_in_8bit": True},
+}
+
+
+@pytest.mark.parametrize("bnb", list(BNB_CASES))
+@pytest.mark.parametrize("arch", list(TINY))
+def test_bitsandbytes_bytes_match_the_real_quantizer(tmp_path: Path, arch: str, bnb: str) -> None:
+    folder = tmp_path / "config"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(TINY[arch]))
+    out = tmp_path / "model"
+    [ref] = references(5, [{"task": "bnb_bytes", "folder": str(folder), "out": str(out), "dtype": "bfloat16",
+                            "bnb": BNB_CASES[bnb]}])
+    assert "error" not in ref, ref.get("error")
+    flags = {"load_in_4bit": True, "bnb_4bit_quant_type": BNB_CASES[bnb].get("bnb_4bit_quant_type"),
+             "bnb_4bit_use_double_quant": BNB_CASES[bnb].get("bnb_4bit_use_double_quant")} \
+        if BNB_CASES[bnb].get("load_in_4bit") else {"load_in_8bit": True}
+    dtypes = {"bfloat16": "BF16", "float32": "F32", "uint8": "U8", "int8": "I8"}
+    expected = {name: (dtypes[d], tuple(shape), n) for name, (d, shape, n) in ref["tensors"].items()}
+    # the real bf16 checkpoint quantized now, and the checkpoint bitsandbytes saved, loaded pre-quantized
+    for source, options in ((out, flags), (Path(str(out) + "-quantized"), {})):
+        result = inspect(str(source), runtime="transformers", device_map="cpu", torch_dtype="bfloat16",
+                         **{k: v for k, v in options.items() if v})
+        ours = {t.name: (t.dtype, tuple(t.shape), t.nbytes) for t in result.checkpoint.tensors if t.device}
+        assert ours == expected, source.name
+        assert result.memory.table.total("cpu") == sum(n for _, _, n in expected.values())

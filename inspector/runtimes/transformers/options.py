@@ -88,6 +88,10 @@ def parse_max_memory(texts: tuple[str, ...] | str | None) -> dict[Device, int] |
                                  hint="write {0: '20GiB', 'cpu': '60GiB'} or 0=20GiB,cpu=60GiB") from None
             if not isinstance(value, dict):
                 raise UsageError(f"--max-memory {text!r} is not a dict")
+            for key in value:  # accelerate's get_max_memory: GPU ints, "mps", "cpu", "disk", nothing else
+                if not (isinstance(key, int) and not isinstance(key, bool)) and key not in ("mps", "cpu", "disk"):
+                    raise UsageError(f"max_memory key {key!r}: accelerate knows GPU indices (ints), 'cpu' and "
+                                     "'disk'", hint="write {0: '20GiB', 'cpu': '60GiB'}")
             items += list(value.items())
             continue
         for part in filter(None, (p.strip() for p in text.split(","))):
@@ -96,12 +100,18 @@ def parse_max_memory(texts: tuple[str, ...] | str | None) -> dict[Device, int] |
                 key, sep, size = part.partition(":") if part.count(":") == 1 else (part, "", "")
             if not sep or not key.strip() or not size.strip():
                 raise UsageError(f"--max-memory {part!r}: expected DEVICE=SIZE", hint="e.g. 0=20GiB,cpu=60GiB")
-            items.append((key, size.strip()))
+            size = size.strip()
+            items.append((key, int(size) if size.isdigit() else size))  # DEV=BYTES: a byte count, as an int
     out: dict[Device, int] = {}
     for key, size in items:
         device = _device_key(key)
         if device in out:
             raise UsageError(f"--max-memory names {device!r} twice")
+        if isinstance(size, float) and not isinstance(size, bool):  # accelerate keeps a number as it is
+            if not size >= 0 or size == float("inf"):
+                raise UsageError(f"max_memory size {size!r} is not a size")
+            out[device] = int(size) if size == int(size) else size  # type: ignore[assignment]
+            continue
         out[device] = convert_file_size_to_int(size if isinstance(size, int) else str(size))
     return out
 

@@ -28,7 +28,7 @@ def to_checkpoint(plan: LoadPlan, checkpoint: Checkpoint) -> Checkpoint:
         src = by_name.get(t.name)
         device = plan.devices[t.name]
         if src is not None:
-            out.append(src.with_(dtype=t.dtype, nbytes=t.nbytes, device=device))
+            out.append(src.with_(shape=t.shape, dtype=t.dtype, nbytes=t.nbytes, device=device))
             continue
         near = module_info.get(t.module) or (by_name.get(t.source.source.name) if t.source and t.source.source
                                              else None)
@@ -93,8 +93,6 @@ def device_of_all(device_map: Mapping[str, Device]) -> Device:
 def to_placement(plan: LoadPlan, checkpoint: Checkpoint, options: TransformersOptions) -> Placement:
     placed = to_checkpoint(plan, checkpoint)
     notes = list(plan.notes)
-    if plan.map_kind not in ("default", "device"):
-        notes.append(f"device map: {map_repr(plan.device_map)}")
     return Placement("transformers", placed, checkpoint, summary_line(plan),
                      command=python_call(plan, options, checkpoint.source), notes=tuple(notes), detail=plan)
 
