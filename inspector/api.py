@@ -131,7 +131,7 @@ def run_inspect(request: InspectRequest) -> Inspection:
     train = train_memory(checkpoint, request.train) if request.train is not None else None
     placement = runtime.place(checkpoint, options)
     memory = budget = None
-    if request.memory_asked:
+    if request.memory_asked or runtime.spec.always_memory:
         memory = runtime.memory(placement, options)
         budget = memory.check(request.budgets) if request.budgets else None
     notes = placement.notes + quant_notes + (memory.notes if memory is not None else ())

@@ -18,7 +18,7 @@ ARCH_FILE = "transformers.yaml"
 VERSIONS = (4, 5)  # transformers major versions whose behaviour is modelled
 _KEYS = {"no_split", "base", "base_children", "root_children", "layers", "embeddings", "output", "tie_default",
          "rotary", "extra_buffers", "fused_experts", "not_linear", "keep_fp32", "lora_targets", "conv1d",
-         "checkpoint_buffers"}
+         "checkpoint_buffers", "peft_moe"}
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,8 @@ class ArchSpec:
     lora_targets: tuple[str, ...] | None
     conv1d: bool
     checkpoint_buffers: tuple[str, ...]  # regexes (relative to a decoder layer) of checkpoint tensors that are buffers
+    peft_moe_map: tuple[tuple[str, str], ...] = ()  # LoRA target (4.x name) -> fused parameter (5.x)
+    peft_moe_fused: tuple[tuple[str, tuple[str, ...]], ...] = ()  # fused parameter -> the 4.x names it fuses
 
     @property
     def layers_path(self) -> str:
@@ -126,6 +128,8 @@ def arch_spec(model_type: str, version: int = 5) -> ArchSpec:
         keep_fp32_strict=tuple(_versioned(keep.get("strict", []), version, model_type) or ()),
         lora_targets=tuple(targets) if targets else None, conv1d=bool(get("conv1d", False)),
         checkpoint_buffers=tuple(get("checkpoint_buffers", [])),
+        peft_moe_map=tuple((get("peft_moe") or {}).get("map", {}).items()),
+        peft_moe_fused=tuple((k, tuple(v)) for k, v in (get("peft_moe") or {}).get("fused", {}).items()),
     )
 
 

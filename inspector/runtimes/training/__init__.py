@@ -57,5 +57,6 @@ SPEC = RuntimeSpec(
     options=OPTIONS,
     load=_load,
     can_fit=False,
+    always_memory=True,
     order=50,
 )

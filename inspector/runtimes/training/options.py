@@ -34,7 +34,7 @@ class TrainingOptions:
     gradient_checkpointing: bool = False
     flash_attn: bool = True
     estimator: str | None = None
-    transformers_version: int = 5
+    transformers_version: int = 5  # the module layout trained: transformers 5 (fused MoE experts)
 
     @property
     def world(self) -> int:
@@ -104,7 +104,6 @@ def options_from(values: Mapping[str, Any]) -> TrainingOptions:
         seq_len=int(values.get("seq_len") or 4096),
         gradient_checkpointing=bool(values.get("gradient_checkpointing")),
         estimator=values.get("estimator"),
-        transformers_version=int(values.get("transformers_version") or 5),
     )
     check(options, values)
     return options

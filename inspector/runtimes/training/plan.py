@@ -29,7 +29,7 @@ from ...memory.hparams import hparams_of
 from ...memory.train import ACT, activation_bytes_per_token_layer
 from ...model import Checkpoint
 from .deepspeed import Estimate, estimate
-from .lora import Adapter, adapters, target_modules
+from .lora import Adapter, lora_adapters
 from .options import TrainingOptions
 from .states import States, per_param, shard_degree, sharded, trainable_states
 
@@ -126,8 +126,7 @@ def _weights(model: HfModel, o: TrainingOptions
     if o.method == "qlora":
         quantized = {m.path for m in converted_modules(model, QLORA)}
     if o.method in ("lora", "qlora"):
-        targets, modules = target_modules(model, o.lora_targets)
-        lora = adapters(model, modules, o.lora_rank)
+        targets, lora = lora_adapters(model, o.lora_targets, o.lora_rank)
     full = o.method == "full"
     table = per_param(o)
     weights_where = o.offload_params or "gpu"

@@ -54,5 +54,6 @@ SPEC = RuntimeSpec(
     options=OPTIONS,
     load=_load,
     can_fit=False,
+    always_memory=True,
     order=40,
 )
