@@ -13,9 +13,15 @@ import yaml
 
 from ..datafiles import read_packaged
 from ..errors import RulesError, UsageError
+from ..options import OptionSpec
 
 ARCH_FILE = "transformers.yaml"
 VERSIONS = (4, 5)  # transformers major versions whose behaviour is modelled
+
+# One option for the runtimes built on this data (transformers loading, training): shared, so it selects neither.
+TRANSFORMERS_VERSION_OPTION = OptionSpec(
+    "transformers_version", ("--transformers-version",), "choice", "transformers and training: whose module layout "
+    "and loading rules, 5 (5.25, default) or 4 (4.57).", choices=("4", "5"), shared=True, memory=True, searched=True)
 _KEYS = {"no_split", "base", "base_children", "root_children", "layers", "embeddings", "output", "tie_default",
          "rotary", "extra_buffers", "fused_experts", "not_linear", "keep_fp32", "lora_targets", "conv1d",
          "checkpoint_buffers", "peft_moe"}

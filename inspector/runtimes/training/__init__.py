@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...memory.hf_arch import TRANSFORMERS_VERSION_OPTION
 from ...options import OptionSpec
 from ..base import RuntimeSpec
 
@@ -48,6 +49,7 @@ OPTIONS = (
             default=1, minimum=1, show_default=True),
     _option("seq_len", ("--seq-len",), "int", "tokens per sequence (also with --train).", default=4096, minimum=1,
             show_default=True),
+    TRANSFORMERS_VERSION_OPTION,
 )
 
 SPEC = RuntimeSpec(

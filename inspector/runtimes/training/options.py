@@ -104,6 +104,7 @@ def options_from(values: Mapping[str, Any]) -> TrainingOptions:
         seq_len=int(values.get("seq_len") or 4096),
         gradient_checkpointing=bool(values.get("gradient_checkpointing")),
         estimator=values.get("estimator"),
+        transformers_version=int(values.get("transformers_version") or 5),
     )
     check(options, values)
     return options

@@ -18,8 +18,9 @@ DEVICES = {"gpu": "cuda:0", "cpu": "cpu", "nvme": "nvme"}
 def _summary(o: TrainingOptions) -> str:
     what = {"full": "full fine-tune", "lora": f"LoRA r={o.lora_rank}", "qlora": f"QLoRA r={o.lora_rank}"}[o.method]
     where = f"{o.gpus} GPU{'s' if o.gpus > 1 else ''}" + (f" x {o.nodes} nodes" if o.nodes > 1 else "")
-    engine = {"deepspeed": f"DeepSpeed ZeRO-{o.zero}", "fsdp": f"FSDP {o.fsdp}", "ddp": "DDP" if o.world > 1
-              else "one GPU"}[o.engine]
+    engine = {"deepspeed": f"DeepSpeed ZeRO-{o.zero}", "fsdp": f"FSDP {o.fsdp}", "ddp": "DDP"}[o.engine]
+    if o.engine == "ddp" and o.world == 1:
+        engine, where = "no sharding", "one GPU"
     extra = [f"offload optimizer {o.offload_optimizer}"] if o.offload_optimizer else []
     extra += [f"offload params {o.offload_params}"] if o.offload_params else []
     return f"training: {what}, {engine} on {where}" + (f", {', '.join(extra)}" if extra else "") + \

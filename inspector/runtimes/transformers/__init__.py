@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...memory.hf_arch import TRANSFORMERS_VERSION_OPTION
 from ...options import OptionSpec
 from ..base import RuntimeSpec
 
@@ -43,8 +44,7 @@ OPTIONS = (
             "default (lm_head): lm_head,mlp.gate.", metavar="NAME,.."),
     _option("llm_int8_enable_fp32_cpu_offload", "--llm-int8-enable-fp32-cpu-offload", "flag", "allow bitsandbytes "
             "models on cpu/disk too."),
-    _option("transformers_version", "--transformers-version", "choice", "whose loading rules: 5 (5.25, default) or "
-            "4 (4.57).", choices=("4", "5")),
+    TRANSFORMERS_VERSION_OPTION,
 )
 
 SPEC = RuntimeSpec(

@@ -49,9 +49,18 @@ def map_repr(device_map: Mapping[str, Device]) -> str:
     return "{" + ", ".join(f"{k!r}: {v!r}" for k, v in device_map.items()) + "}"
 
 
+def model_path(source: str) -> str:
+    """What from_pretrained is given: the folder of a local index or safetensors file, else the source (a repo)."""
+    for suffix in ("/model.safetensors.index.json", ".safetensors.index.json", ".safetensors"):
+        if source.endswith(suffix):
+            head = source.rsplit("/", 1)[0] if "/" in source else "."
+            return head
+    return source
+
+
 def python_call(plan: LoadPlan, options: TransformersOptions, source: str) -> str:
     """The from_pretrained call that loads the model this way."""
-    args = [repr(source)]
+    args = [repr(model_path(source))]
     if plan.map_kind in ("auto", "balanced", "balanced_low_0", "sequential"):
         args.append(f"device_map={plan.map_kind!r}")
         if options.max_memory is not None:
