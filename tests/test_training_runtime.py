@@ -192,3 +192,14 @@ def test_cli_tables_and_json(llama: Path, capsys: pytest.CaptureFixture[str]) ->
     with pytest.raises(SystemExit) as e:
         main(["inspect", str(llama), "--train", "--micro-batch", "2", "--format", "json"])
     assert json.loads(capsys.readouterr().out)["train"]["activations"] > 0 and e.value.code == 0
+
+
+def test_printed_flags_round_trip(llama: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The flags line of a training plan, pasted back after the model, gives the same rows."""
+    first = _train(llama, method="lora", gpus=4, nodes=2, zero="3", offload_optimizer="cpu", lora_rank=32,
+                   micro_batch=2, seq_len=1024, gradient_checkpointing=True)
+    with pytest.raises(SystemExit) as e:
+        main(["inspect", str(llama), *first.flags_line.split(), "--format", "json"])
+    assert e.value.code == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["memory"]["devices"] == {d: first.memory.table.row_dict(d) for d in first.memory.table.devices}

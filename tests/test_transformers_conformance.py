@@ -87,8 +87,8 @@ CASES = [(arch, kind, mem, dtype, bnb)
 
 def _ours(folder: Path, version: int, kind: str, memory: dict[str, int], dtype: str, bnb: dict | None
           ) -> dict[str, Any]:
-    options: dict[str, Any] = {"device_map": kind, "max_memory": (json.dumps(
-        {(int(k) if k.isdigit() else k): v for k, v in memory.items()}).replace('"', "'"),),
+    options: dict[str, Any] = {"device_map": kind, "max_memory": (repr(
+        {(int(k) if k.isdigit() else k): v for k, v in memory.items()}),),
         "torch_dtype": dtype, "transformers_version": str(version), "offload_folder": "offload"}
     if bnb:
         options.update(load_in_4bit=bnb.get("load_in_4bit"), load_in_8bit=bnb.get("load_in_8bit"),

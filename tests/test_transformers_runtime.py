@@ -146,7 +146,8 @@ def test_budgets_stand_for_measured_memory(llama4: Path) -> None:
 def test_one_device_and_pasted_maps(llama4: Path) -> None:
     assert _inspect(llama4, device_map="cuda:1").memory.table.total("cuda:1") == \
         EMBED + 4 * LAYER + NORM + ROTARY
-    pasted = "{'model.embed_tokens': 'cpu', 'lm_head': 'cpu', 'model.layers': 0, 'model.norm': 0, 'model.rotary_emb': 0}"
+    pasted = ("{'model.embed_tokens': 'cpu', 'lm_head': 'cpu', 'model.layers': 0, 'model.norm': 0, "
+              "'model.rotary_emb': 0}")
     rows = _inspect(llama4, device_map=pasted).memory.table.rows
     assert rows["cpu"]["weights"] == EMBED and rows["cuda:0"]["weights"] == 4 * LAYER + NORM
     with pytest.raises(UsageError, match="does not place"):
@@ -252,3 +253,17 @@ def test_cli_table_and_json(llama4: Path, capsys: pytest.CaptureFixture[str]) ->
     out = capsys.readouterr().out
     assert "device map (sequential" in out and "model.layers.2      disk" in out
     assert "AutoModelForCausalLM.from_pretrained(" in out
+
+
+def test_printed_call_round_trips(llama4: Path) -> None:
+    """The max_memory dict of the printed from_pretrained call, and the device map it prints, paste back into
+    --max-memory and --device-map and give the same bytes per device."""
+    first = _inspect(llama4, device_map="auto", max_memory=("0=1GiB,1=700MB,cpu=300MB",), offload_folder="off")
+    call = first.flags_line
+    assert call.startswith(f"AutoModelForCausalLM.from_pretrained({str(llama4)!r}, device_map='auto', max_memory={{")
+    memory = call[call.index("max_memory=") + len("max_memory="):].split("}")[0] + "}"
+    again = _inspect(llama4, device_map="auto", max_memory=(memory,), offload_folder="off")
+    assert again.memory.table.rows == first.memory.table.rows
+    pasted = _inspect(llama4, device_map=repr(dict(first.memory.plan.device_map)), offload_folder="off")
+    assert {d: r["weights"] for d, r in pasted.memory.table.rows.items()} == \
+        {d: r["weights"] for d, r in first.memory.table.rows.items()}

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from ...memory.budget import BudgetVerdict, check_totals
+from ...memory.budget import BudgetVerdict
 from ...memory.table import MemoryTable, Part
 from .plan import GATHERED, TrainPlan
 

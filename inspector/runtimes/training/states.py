@@ -19,9 +19,10 @@ Sharding over N ranks (N = GPUs x nodes; FSDP hybrid_shard: the GPUs of one node
 and states; ZeRO-2 also the 16-bit grads; ZeRO-3 also the weights (every parameter split into ceil(numel / N)
 values per rank, as stage3.py partitions); ZeRO-1/2 partition one flat group: ceil(total / N) per rank. ZeRO-3 keeps
 a 16-bit gradient partition for every parameter (stage3.py `grad_partitions_flat_buffer`) and makes the fp32
-gradients of one optimizer sub-group at a time (sub_group_size 1e9 values). FSDP shards all of them. Offloading moves the optimizer side (fp32 grads, master, states; 16-bit grads leave the GPU too) or
-the weights (`offload_param`; FSDP's CPUOffload moves weights, grads and states) to the host: a host holds what its
-GPUs offload.
+gradients of one optimizer sub-group at a time (sub_group_size 1e9 values). FSDP shards all of them.
+Offloading moves the optimizer side (fp32 grads, master, states; 16-bit grads leave the GPU too) or the weights
+(`offload_param`; FSDP's CPUOffload moves weights, grads and states) to the host: a host holds what its GPUs
+offload.
 """
 from __future__ import annotations
 

@@ -254,7 +254,8 @@ def _disk_checks(plan: TensorPlan, devices: Mapping[str, str], options: Transfor
     on_disk = [t for t in plan.tensors if devices[t.name] == "disk"]
     if not on_disk or plan.model.spec.version < 5:
         return 0
-    resave = [t for t in on_disk if t.part != "buffers" and (t.module in plan.converted or _fused(plan.model, t.module))]
+    resave = [t for t in on_disk
+              if t.part != "buffers" and (t.module in plan.converted or _fused(plan.model, t.module))]
     if resave and not options.offload_folder:
         raise UsageError(f"transformers 5 re-saves {len(resave)} disk-offloaded weight(s) it converts while loading "
                          f"(e.g. {resave[0].name}) and needs an offload_folder for them",

@@ -73,10 +73,13 @@ def _device_key(key: Any) -> Device:
                      hint="use GPU indices (0, 1 …), 'cpu' or 'disk'")
 
 
-def parse_max_memory(texts: tuple[str, ...] | str | None) -> dict[Device, int] | None:
-    """`0=20GiB,cpu=60GiB` items or a pasted Python dict -> {0: 21474836480, 'cpu': 64424509440}."""
+def parse_max_memory(texts: tuple[str, ...] | str | Mapping[Any, Any] | None) -> dict[Device, int] | None:
+    """`0=20GiB,cpu=60GiB` items, a pasted Python dict, or (library callers) a dict as accelerate takes it ->
+    {0: 21474836480, 'cpu': 64424509440}."""
     if not texts:
         return None
+    if isinstance(texts, Mapping):
+        texts = (repr(dict(texts)),)
     items: list[tuple[Any, Any]] = []
     for text in ([texts] if isinstance(texts, str) else list(texts)):
         text = text.strip()
