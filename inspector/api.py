@@ -124,7 +124,7 @@ def run_inspect(request: InspectRequest, activity: ActivityOptions | None = None
     placement = runtime.place(checkpoint, options)
     memory = budget = None
     advice: tuple[str, ...] = ()
-    if request.memory_asked:
+    if request.memory_asked or runtime.spec.always_memory:
         memory = runtime.memory(placement, options)
         budget = memory.check(request.budgets) if request.budgets else None
         if budget is not None and not budget.fits:

@@ -31,7 +31,6 @@ api = _Lazy("inspector.api")
 report = _Lazy("inspector.report")
 requests = _Lazy("inspector.requests")
 
-TRAIN_OPTIMIZERS = ["adamw", "adamw8bit", "sgd", "sgd_momentum"]
 PLAN, TRAIN = "Plan", "Training"
 
 
@@ -335,14 +334,8 @@ def build_cli() -> click.Group:
     @quant_options
     @hub_options
     @activity_options
-    @opt(TRAIN, "--train", is_flag=True, help="Also show training memory (weights, gradients, optimizer, "
-                                              "activations).")
-    @opt(TRAIN, "--optimizer", type=click.Choice(TRAIN_OPTIMIZERS), default="adamw", show_default=True,
-         help="With --train.")
-    @opt(TRAIN, "--micro-batch", "micro_batch", type=click.IntRange(min=1), default=1, show_default=True,
-         help="With --train: sequences per step.")
-    @opt(TRAIN, "--seq-len", "seq_len", type=click.IntRange(min=1), default=4096, show_default=True,
-         help="With --train: tokens per sequence.")
+    @opt(TRAIN, "--train", is_flag=True, help="Also show one device's training memory (weights, gradients, "
+                                              "optimizer, activations; --optimizer, --micro-batch, --seq-len).")
     def inspect(source: tuple[str, ...], **p: Any) -> None:
         """Sizes of SOURCE by role, layer, dtype, device or tensor.
 

@@ -14,6 +14,9 @@ from .runtimes.base import RuntimeSpec
 
 # values every runtime receives besides its own options
 META_KEYS = ("argv", "gpus", "budgets", "placement_file")
+# the training runtime's options that `--train` (one device, any runtime) reads too: with --train they do not
+# select the training runtime
+TRAIN_KEYS = ("optimizer", "micro_batch", "seq_len")
 
 
 def given_options(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -119,7 +122,8 @@ class InspectRequest:
             from .placement.files import detect_placement_kind
 
             kind = detect_placement_kind(self.placement_file)
-        return choose_runtime(self.runtime, self.values, placement_kind=kind)
+        values = self.values if self.train is None else {k: v for k, v in self.values.items() if k not in TRAIN_KEYS}
+        return choose_runtime(self.runtime, values, placement_kind=kind)
 
     def runtime_values(self) -> dict[str, Any]:
         """What the runtime's `options()` receives: the option values plus the command-wide ones."""

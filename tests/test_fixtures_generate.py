@@ -119,6 +119,10 @@ def test_descriptions_have_the_real_tensor_counts() -> None:
         "deepseek-v3": (3 * 13 + 58 * 18 + 3, 3 * 12 + 58 * (9 + 2 + 768 + 3) + (9 + 2 + 768 + 3 + 6) + 3),
         # 24 x (2 norms + 4 attn weights + 4 biases + sinks + router w/b + 6 expert tensors) + 3
         "gpt-oss-20b": (24 * 19 + 3, 24 * 19 + 3),
+        # 48 x (4 attn weights + 3 biases + 2 norms + 3 ffn) + embd, norm, output
+        "qwen2.5-14b": (48 * 12 + 3, 48 * 12 + 3),
+        # safetensors only: 32 x (7 linears x (int8 weight, SCB, weight_format) + 2 norms) + embd, norm, lm_head
+        "llama-3.1-8b-bnb-int8": (0, 32 * 23 + 3),
     }
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 FILES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
-DOLLAR = re.compile(r"(```[a-z]*\n)(\$ ckpt-size ([^\n]*)\n)(.*?)(```)", re.S)
+DOLLAR = re.compile(r"(```[a-z]*\n)(\$ ckpt-size ((?:[^\n]*\\\n)*[^\n]*)\n)(.*?)(```)", re.S)
 MARKER = re.compile(r"(<!-- example: ckpt-size ([^\n]*?) -->\n```[a-z]*\n)(.*?)(```)", re.S)
 HEAD = re.compile(r"\s*\|\s*head -(\d+)\s*$")
 
@@ -28,6 +28,7 @@ def output(command: str) -> str:
     """What `ckpt-size COMMAND` prints, run in-process from the repository root."""
     from inspector.cli import main
 
+    command = command.replace("\\\n", " ")  # a command continued over lines with a backslash
     limit = None
     if m := HEAD.search(command):
         limit, command = int(m.group(1)), command[: m.start()]

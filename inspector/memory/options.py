@@ -49,3 +49,8 @@ DTYPE = OptionSpec("serve_dtype", ("--dtype",), "choice", "vLLM / SGLang: dtype 
 QUANTIZATION = OptionSpec("quantization", ("--quantization", "-q"), "str",
                           "vLLM / SGLang: quantization method (the checkpoint's own, or fp8 to quantize a 16-bit "
                           "checkpoint on load).", metavar="METHOD")
+
+# transformers and training read HF checkpoints the way one transformers version lays modules out.
+TRANSFORMERS_VERSION_OPTION = OptionSpec(
+    "transformers_version", ("--transformers-version",), "choice", "transformers and training: whose module layout "
+    "and loading rules, 5 (5.25, default) or 4 (4.57).", choices=("4", "5"), shared=True, memory=True, searched=True)

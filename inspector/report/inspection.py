@@ -200,6 +200,11 @@ def _memory_tables(result: Inspection, tablefmt: str) -> list[str]:
     if result.memory is not None:
         table = result.memory.table
         parts.append(table.title + "\n" + memory_table(table, result.budget, tablefmt))
+        extra = getattr(result.memory, "extra_tables", None)  # a runtime's own tables (transformers: device map)
+        for title, headers, rows in (extra() if extra else ()):
+            body = "\n".join(rows) if not headers else tabulate(rows, headers=headers, tablefmt=tablefmt,
+                                                                disable_numparse=True)  # no headers: text lines
+            parts.append(title + "\n" + body)
     train = result.train
     if train is not None:
         rows = [[k, human_bytes(v)] for k, v in train.as_dict().items() if isinstance(v, int) and k != "params"]

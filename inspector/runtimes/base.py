@@ -39,6 +39,7 @@ class RuntimeSpec:
     can_fit: bool = True
     order: int = 100  # registry order: where options are shared, the first runtime declaring them is the default
     placement_file_kinds: tuple[str, ...] = ()  # kinds of --placement files it reads ("ktransformers", "plan")
+    always_memory: bool = False  # its memory table is the answer: shown even when no memory option is given
 
 
 @dataclass(frozen=True)
