@@ -92,7 +92,38 @@ def cases() -> dict[str, list[str]]:
         out[f"validate-{stem}-json"] = ["validate", KT + name, ds, "--gpus", "2", "--format", "json"]
         out[f"placement-{stem}"] = ["inspect", ds, "--placement", KT + name, "--by", "device", "--ctx", "4096"]
     out["validate-qwen2-on-qwen3"] = ["validate", KT + "Qwen2-57B-A14B-Instruct.yaml", MODELS["qwen3moe"]]
+    out.update(runtime_cases())
     return out
+
+
+def runtime_cases() -> dict[str, list[str]]:
+    """The runtimes beyond llama.cpp and KTransformers, on the committed safetensors fixtures."""
+    mix, gpt = MODELS["mixtral"], MODELS["gptoss"]
+    two = ["--budget", "cuda:0=48GiB", "--budget", "cuda:1=48GiB"]
+    two80 = ["--budget", "cuda:0=80GiB", "--budget", "cuda:1=80GiB"]
+    four = [x for i in range(4) for x in ("--budget", f"cuda:{i}=48GiB")]
+    return {
+        "vllm-mixtral-tp2-too-small": ["inspect", mix, "-tp", "2", *two, "--max-model-len", "32768"],
+        "vllm-mixtral-tp2": ["inspect", mix, "-tp", "2", *two80, "--max-model-len", "32768", "--by", "device"],
+        "vllm-mixtral-ep2-json": ["inspect", mix, "-tp", "2", "--enable-expert-parallel", *two80, "--format", "json"],
+        "vllm-fit-mixtral": ["fit", mix, "--runtime", "vllm", *two, "--max-model-len", "16384"],
+        "vllm-pasted": ["inspect", *four, "--", "vllm", "serve", mix, "-tp", "4", "--max-model-len", "8192",
+                        "--port", "8000"],
+        "sglang-gptoss": ["inspect", "--budget", "cuda:0=24GiB", "--", "python", "-m", "sglang.launch_server",
+                          "--model-path", gpt, "--context-length", "32768"],
+        "transformers-mixtral-auto": ["inspect", mix, "--device-map", "auto", "--max-memory",
+                                      "0=40GiB,1=40GiB,cpu=64GiB", "--by", "device"],
+        "transformers-mixtral-4bit-json": ["inspect", mix, "--load-in-4bit", "--format", "json"],
+        "training-mixtral-qlora-default-targets": ["inspect", mix, "--method", "qlora", "--gpus", "2"],
+        "training-mixtral-qlora": ["inspect", mix, "--method", "qlora", "--lora-rank", "16", "--lora-targets",
+                                   "q_proj,v_proj", "--gpus", "2", "--zero", "2"],
+        "training-mixtral-zero3-deepspeed": ["inspect", mix, "--zero", "3", "--gpus", "8", "--estimator",
+                                             "deepspeed", "--format", "json"],
+        "activity-deepseek-bandwidth": ["inspect", MODELS["deepseek"], "-ngl", "99", "--cpu-moe", "--ctx", "8192",
+                                        "--bandwidth", "cuda:0=RTX-4090,cpu=EPYC-9004", "--rules-of-thumb"],
+        "picture-deepseek-svg": ["inspect", MODELS["deepseek"], "-ngl", "99", "--cpu-moe", "--budget",
+                                 "cuda:0=24GiB", "--format", "svg"],
+    }
 
 
 def run(argv: list[str]) -> str:
