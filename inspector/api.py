@@ -3,10 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .activity import ActivityOptions
-from .activity.assemble import plan_activity
 from .errors import CheckFailed, UsageError
 from .planner import FitReport, FitResult, best_quant
 from .planner import fit as fit_plan
@@ -25,6 +23,9 @@ from .roles import RoleRules, assign_roles, load_rules
 from .runtimes import get_runtime
 from .sources import HubListing, HubOptions, RepoView, ResolvedSource, open_repo
 from .summary import Inspection, QuantInfo, by_device, summarize
+
+if TYPE_CHECKING:
+    from .activity import ActivityOptions
 
 
 def resolve(source: str | RepoView, *, quant: str | None = None,
@@ -133,6 +134,8 @@ def run_inspect(request: InspectRequest, activity: ActivityOptions | None = None
     recipe_lines = len(request.recipe) if request.recipe else None
     tokens = None
     if activity is not None:
+        from .activity.assemble import plan_activity  # only when asked: it loads the hyperparameter reader
+
         tokens = plan_activity(placement, runtime, options, memory, activity, budgets=request.budgets)
     return summarize(placement.checkpoint, placement.summary, flags_line=placement.command, notes=notes,
                      source=checkpoint, runtime=runtime_name, quant=quant, recipe_lines=recipe_lines, memory=memory,
@@ -300,6 +303,8 @@ def _with_activity(result: FitResult, runtime_name: str, options: Any, activity:
                    request: FitRequest) -> FitResult:
     """A fit plan with its per-token activity and speed bound (the placement and context the plan chose)."""
     runtime = get_runtime(runtime_name)
+    from .activity.assemble import plan_activity
+
     report = plan_activity(result.placement, runtime, options, result.memory, activity, budgets=request.budgets)
     return replace(result, activity=report)
 

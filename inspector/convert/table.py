@@ -16,14 +16,10 @@ from typing import Any, Mapping
 import gguf
 
 from ..datafiles import read_packaged, read_user_file
-from ..errors import CkptSizeError
+from ..errors import ConversionError  # noqa: F401 - re-exported by inspector.convert (one class, in errors.py)
 from .expr import Expr
 
 TABLE_FILE = "hf_architectures.yaml"
-
-
-class ConversionError(CkptSizeError):
-    """convert_hf_to_gguf.py would not convert this checkpoint (unknown architecture, unsupported quantization)."""
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,7 @@
 """ggml tensor types: ids, names, block sizes and bytes per block, and exact tensor byte counts.
 
-The mainline table is `gguf`'s `GGML_QUANT_SIZES` (gguf-py, the reference), with two corrections checked against
+The mainline table is `gguf`'s `GGML_QUANT_SIZES` (gguf-py, the reference), kept as data in ggml_table.py (tested
+equal to the installed gguf's, so runs need not import gguf and numpy), with two corrections checked against
 ggml's `ggml-common.h` static_asserts (see ../shared/reference/quant-spec.md §1):
 - Q8_1 is 36 bytes per block (two f16 + 32 int8); gguf-py still says 40 from an old float layout.
 - Q2_0 (id 42, added July 2026) is missing from gguf 0.19.0: block 64, 18 bytes (f16 d + 16 bytes).
@@ -11,9 +12,8 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import NamedTuple
 
-import gguf
-
 from ..errors import FormatError, UnknownTypeError
+from .ggml_table import GGML_TYPES
 
 
 class GgmlType(NamedTuple):
@@ -34,11 +34,7 @@ _MAINLINE_CORRECTIONS = {
 
 @lru_cache(maxsize=1)
 def _mainline_by_id() -> dict[int, GgmlType]:
-    table = {
-        t.value: GgmlType(t.value, t.name, *gguf.GGML_QUANT_SIZES[t])
-        for t in gguf.GGMLQuantizationType
-        if t in gguf.GGML_QUANT_SIZES
-    }
+    table = {type_id: GgmlType(type_id, name, block, size) for type_id, name, block, size in GGML_TYPES}
     for type_id, (name, block, size) in _MAINLINE_CORRECTIONS.items():
         table[type_id] = GgmlType(type_id, name, block, size)
     return table

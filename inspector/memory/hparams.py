@@ -13,8 +13,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any, Mapping, Sequence
 
-from ..convert import ConversionError, config_metadata
-from ..errors import FormatError
+from ..errors import ConversionError, FormatError
 from ..formats.gguf import LazyArray
 from ..model import Checkpoint
 from . import archs
@@ -475,6 +474,8 @@ def from_config(config: Mapping[str, Any], *, source: str = "config.json") -> HP
         FormatError: no usable layer count or hidden size, or a value out of range.
     """
     try:
+        from ..convert import config_metadata  # the converter's tables load only for config.json sources
+
         written = config_metadata(config, source=source)
     except ConversionError as e:
         raise FormatError(source, f"{e.args[0].removeprefix(source + ': ')} (needed to size the KV cache)",
