@@ -162,7 +162,8 @@ def is_checkpoint(source: Any) -> bool:
 
 
 QUANT_KEYS = ("quant", "quant_rules", "tensor_type", "tensor_type_file", "pure", "output_tensor_type",
-              "token_embedding_type", "imatrix", "allow_requantize")
+              "token_embedding_type", "imatrix", "allow_requantize", "leave_output_tensor", "keep_split",
+              "prune_layers", "override_kv")
 
 
 def quant_request(values: Mapping[str, Any]) -> tuple[QuantOptions, bool, tuple[tuple[str, str], ...] | None]:
@@ -174,6 +175,7 @@ def quant_request(values: Mapping[str, Any]) -> tuple[QuantOptions, bool, tuple[
         UsageError: bad `regex=type` lines.
     """
     from .quant import parse_tensor_type, parse_tensor_type_file
+    from .quant.layout import parse_override_kv, parse_prune_layers
     from .quant.recipe import parse_recipe, parse_recipe_items
 
     v = {k: values.get(k) for k in QUANT_KEYS}
@@ -191,7 +193,10 @@ def quant_request(values: Mapping[str, Any]) -> tuple[QuantOptions, bool, tuple[
         ftype=v["quant"] or "COPY", rules=v["quant_rules"] or "current", tensor_types=tensor_types,
         output_tensor_type=v["output_tensor_type"], token_embedding_type=v["token_embedding_type"],
         pure=bool(v["pure"]), imatrix=bool(v["imatrix"]),
-        allow_requantize=True if v["allow_requantize"] is None else v["allow_requantize"])
+        allow_requantize=True if v["allow_requantize"] is None else v["allow_requantize"],
+        leave_output_tensor=bool(v["leave_output_tensor"]), keep_split=bool(v["keep_split"]),
+        prune_layers=parse_prune_layers(v["prune_layers"]) if v["prune_layers"] else (),
+        override_kv=tuple(parse_override_kv(x) for x in v["override_kv"] or ()))
     return options, v["quant"] is not None, recipe
 
 
