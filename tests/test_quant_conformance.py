@@ -35,6 +35,7 @@ import pytest
 from inspector import load
 from inspector.formats import parse_gguf
 from inspector.quant import QuantizeError, QuantOptions, parse_tensor_type, predict
+from inspector.quant.layout import parse_override_kv, parse_prune_layers
 from inspector.sources.base import LocalFile
 
 BINARY = os.environ.get("LLAMA_QUANTIZE")
@@ -287,12 +288,46 @@ def odd_rows() -> Tiny:
     return Tiny("llama", kvs, tuple(tensors))
 
 
+def glm4moe() -> Tiny:
+    """GLM-4.5 style: q/k/v biases and q/k norms, one dense lead block, 4 routed + 1 shared expert, exp_probs_b,
+    and the NextN block the converter keeps (blk.2: a MoE layer plus nextn.*; block_count 3, nextn 1)."""
+    embd, ff, ff_exp, heads, kv, hd, n, vocab, experts = 256, 512, 256, 4, 2, 64, 2, 256, 4
+    tensors = _ends(embd, vocab, tied=False)
+    for i in range(n + 1):
+        p = f"blk.{i}."
+        tensors += _attention(i, embd, heads, kv, hd, bias=True, qk_norm=True)
+        tensors.append((p + "post_attention_norm.weight", (embd,)))
+        if i == 0:
+            tensors += [(p + "ffn_gate.weight", (embd, ff)), (p + "ffn_up.weight", (embd, ff)),
+                        (p + "ffn_down.weight", (ff, embd))]
+            continue
+        tensors += [(p + "ffn_gate_inp.weight", (embd, experts)), (p + "exp_probs_b.bias", (experts,)),
+                    (p + "ffn_gate_exps.weight", (embd, ff_exp, experts)),
+                    (p + "ffn_up_exps.weight", (embd, ff_exp, experts)),
+                    (p + "ffn_down_exps.weight", (ff_exp, embd, experts)),
+                    (p + "ffn_gate_shexp.weight", (embd, ff_exp)), (p + "ffn_up_shexp.weight", (embd, ff_exp)),
+                    (p + "ffn_down_shexp.weight", (ff_exp, embd))]
+        if i == n:
+            tensors += [(p + "nextn.eh_proj.weight", (2 * embd, embd)), (p + "nextn.enorm.weight", (embd,)),
+                        (p + "nextn.hnorm.weight", (embd,)), (p + "nextn.shared_head_norm.weight", (embd,)),
+                        (p + "nextn.embed_tokens.weight", (embd, vocab)),
+                        (p + "nextn.shared_head_head.weight", (embd, vocab))]
+    kvs = _common(ctx=4096, embd=embd, blocks=n + 1, ff=ff, heads=heads, kv_heads=kv) + (
+        ("add_key_length", hd), ("add_value_length", hd), ("add_rope_dimension_count", hd // 2),
+        ("add_vocab_size", vocab), ("add_leading_dense_block_count", 1), ("add_expert_count", experts),
+        ("add_expert_used_count", 2), ("add_expert_feed_forward_length", ff_exp), ("add_expert_shared_count", 1),
+        ("add_expert_weights_scale", 2.5), ("add_expert_weights_norm", True),
+        ("add_expert_gating_func", gguf.ExpertGatingFuncType.SIGMOID), ("add_nextn_predict_layers", 1)) + _vocab(vocab)
+    return Tiny("glm4moe", kvs, tuple(tensors))
+
+
 MODELS: dict[str, Callable[[], Tiny]] = {
     "llama": llama, "qwen2": qwen2, "qwen3moe": qwen3moe, "deepseek2": deepseek2, "mixtral": mixtral,
     "gemma3": gemma3, "gemma3n": gemma3n, "gpt-oss": gpt_oss, "deepseek2-kv_b": deepseek2_kv_b, "odd-rows": odd_rows,
     "gpt-oss-mxfp4": gpt_oss_mxfp4,  # only in the option cases (--allow-requantize)
+    "glm4moe": glm4moe,
 }
-MOE = ("qwen3moe", "deepseek2", "mixtral", "gpt-oss", "deepseek2-kv_b")
+MOE = ("qwen3moe", "deepseek2", "mixtral", "gpt-oss", "deepseek2-kv_b", "glm4moe")
 
 
 def _is_f32(name: str, ne: tuple[int, ...]) -> bool:
@@ -351,15 +386,6 @@ WITH_IMATRIX = ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M", "IQ3_XX
                 "IQ4_XS")
 
 
-# Known divergence (version drift): on rows that are not a multiple of 32, a file type whose own type has a block of
-# 32 and no fallback (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) makes the "current" rules (llama.cpp 007dbbf3, whose
-# tensor_type_fallback threw for any type outside its table) stop; the llama.cpp tested here (0c1e5709) keeps a
-# 32-block target in the `default:` branch, and the ne0 % 32 check after it then writes F16.
-DRIFT_F16 = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL")
-_DRIFT = pytest.mark.xfail(raises=QuantizeError, strict=True, reason="llama.cpp 0c1e5709 writes F16 where the "
-                           "current rules (007dbbf3) stop: 32-block types without a fallback on rows % 32 != 0")
-
-
 def _cases() -> list[Any]:
     cases = []
     for arch in MODELS:
@@ -368,9 +394,7 @@ def _cases() -> list[Any]:
         ftypes = PLAIN + (("MXFP4_MOE",) if arch in MOE else ())
         for imatrix, names in ((False, ftypes), (True, WITH_IMATRIX)):
             for f in names:
-                marks = [_DRIFT] if arch == "odd-rows" and f in DRIFT_F16 else []
-                cases.append(pytest.param(arch, f, imatrix, id=f"{arch}-{f}{'-imatrix' if imatrix else ''}",
-                                          marks=marks))
+                cases.append(pytest.param(arch, f, imatrix, id=f"{arch}-{f}{'-imatrix' if imatrix else ''}"))
     return cases
 
 
@@ -451,10 +475,16 @@ OPTION_CASES = [
     ("gpt-oss", "Q5_K_M", ("--token-embedding-type", "q4_k")),  # explicit types skip the shape fallback
     ("gemma3n", "Q4_K_M", ("--token-embedding-type", "q8_0")),  # token_embd and per_layer_token_embd
     ("gemma3n", "Q4_K_M", ("--tensor-type", "per_layer_token_embd=q5_k")),
-    pytest.param("gemma3n", "Q4_K_M", ("--token-embedding-type", "q8_0", "--tensor-type", "per_layer_token_embd=q4_k"),
-                 marks=pytest.mark.xfail(raises=AssertionError, strict=True, reason=(
-                     "llama.cpp 0c1e5709 lets a matching --tensor-type name per_layer_token_embd even with "
-                     "--token-embedding-type; the current rules (007dbbf3) give it the token embedding type"))),
+    # 2026-10: a matching --tensor-type names per_layer_token_embd even with --token-embedding-type
+    ("gemma3n", "Q4_K_M", ("--token-embedding-type", "q8_0", "--tensor-type", "per_layer_token_embd=q4_k")),
+    # layout options
+    ("llama", "Q4_K_M", ("--leave-output-tensor",)),
+    ("gemma3", "Q4_K_M", ("--leave-output-tensor",)),  # tied: token_embd is still quantized
+    ("llama", "Q4_K_M", ("--prune-layers", "1,2")),  # blocks 0 and 3 kept, 3 renumbered 1; counters of the input
+    ("glm4moe", "Q4_K_M", ("--prune-layers", "0")),
+    ("llama", "Q4_K_M", ("--override-kv", "general.name=str:tiny-llama", "--override-kv", "general.file_type=int:7")),
+    ("llama", "Q4_K_M", ("--override-kv", "llama.context_length=int:8192", "--override-kv",
+                         "llama.rope.freq_base=float:500000", "--override-kv", "tokenizer.ggml.add_bos_token=bool:true")),
     # gpt-oss as converted (MXFP4 experts): MXFP4_MOE keeps them; other file types requantize them
     ("gpt-oss-mxfp4", "MXFP4_MOE", ()),
     ("gpt-oss-mxfp4", "Q4_K_M", ()),  # refused: requantizing needs --allow-requantize
@@ -477,6 +507,12 @@ def _options(ftype: str, flags: tuple[str, ...]) -> QuantOptions:
             kw["output_tensor_type"] = next(it)
         elif flag == "--token-embedding-type":
             kw["token_embedding_type"] = next(it)
+        elif flag == "--leave-output-tensor":
+            kw["leave_output_tensor"] = True
+        elif flag == "--prune-layers":
+            kw["prune_layers"] = parse_prune_layers(next(it))
+        elif flag == "--override-kv":
+            kw["override_kv"] = kw.get("override_kv", ()) + (parse_override_kv(next(it)),)
     return QuantOptions(ftype, tensor_types=tuple(tensor_types), **kw)
 
 
