@@ -118,11 +118,180 @@ def test_an_uncovered_architecture_names_what_is_missing() -> None:
 
 
 def test_a_kv_only_architecture_names_the_tensors_it_cannot_map() -> None:
-    # Qwen3-Next: hyperparameters only; its linear-attention tensors have no name in gguf-py's generic map
-    cfg = {"architectures": ["Qwen3NextForCausalLM"], "model_type": "qwen3_next", "num_hidden_layers": 2}
-    specs = [("model.embed_tokens.weight", (8, 4), "BF16"), ("model.layers.0.linear_attn.dt_bias", (4,), "F32"),
-             ("model.layers.1.linear_attn.dt_bias", (4,), "F32"), ("model.layers.0.input_layernorm.weight", (4,), "BF16")]
-    with pytest.raises(ConversionError, match=r"Qwen3NextForCausalLM.*not its tensor steps; gguf-py's tensor map "
-                                              r"for qwen3next cannot name 2 tensors: model\.layers\.\{N\}\.linear_attn"
-                                              r"\.dt_bias \(2\)"):
+    # Jamba: hyperparameters only; a tensor gguf-py's jamba map has no name for is named in the error
+    cfg = {"architectures": ["JambaForCausalLM"], "model_type": "jamba", "num_hidden_layers": 2}
+    specs = [("model.embed_tokens.weight", (8, 4), "BF16"), ("model.layers.0.mamba.fancy_proj.weight", (4, 4), "BF16"),
+             ("model.layers.1.mamba.fancy_proj.weight", (4, 4), "BF16"),
+             ("model.layers.0.input_layernorm.weight", (4,), "BF16")]
+    with pytest.raises(ConversionError, match=r"JambaForCausalLM.*not its tensor steps; gguf-py's tensor map "
+                                              r"for jamba cannot name 2 tensors: model\.layers\.\{N\}\.mamba"
+                                              r"\.fancy_proj\.weight \(2\)"):
         to_gguf_view(checkpoint(cfg, specs))
+
+
+# ------------------------------------------------------------------------------------------------
+# Qwen3.5 (dense and MoE): hybrid linear attention (Gated DeltaNet) every 3 of 4 layers, MTP block kept
+# ------------------------------------------------------------------------------------------------
+REAP = "bryce-hoehn__Qwen3.5-18B-REAP-A3B-Coding"
+QWEN35_27B = {  # Qwen/Qwen3.5-27B config.json (text part)
+    "architectures": ["Qwen3_5ForConditionalGeneration"], "model_type": "qwen3_5_text", "hidden_size": 5120,
+    "num_hidden_layers": 64, "num_attention_heads": 24, "num_key_value_heads": 4, "head_dim": 256,
+    "intermediate_size": 17408, "linear_num_key_heads": 16, "linear_num_value_heads": 48,
+    "linear_key_head_dim": 128, "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4,
+    "full_attention_interval": 4, "vocab_size": 248320, "mtp_num_hidden_layers": 1, "tie_word_embeddings": False,
+    "max_position_embeddings": 262144, "rms_norm_eps": 1e-06,
+    "rope_parameters": {"mrope_interleaved": True, "mrope_section": [11, 11, 10], "partial_rotary_factor": 0.25,
+                        "rope_theta": 10000000, "rope_type": "default"},
+}
+
+
+def qwen35_moe_config(experts: int) -> dict[str, Any]:
+    """Qwen3.5-35B-A3B's text config: the REAP checkpoint's real config.json, which only cut the experts."""
+    from .test_convert_view import real_config
+
+    return {**real_config(REAP), "num_experts": experts}
+
+
+def qwen35(cfg: dict[str, Any], *, mtp: bool, prefix: str = "model.language_model.") -> list[Spec]:
+    """modeling_qwen3_5(_moe).py names (as in the REAP index): linear_attn.{in_proj_qkv,in_proj_z,in_proj_a,
+    in_proj_b,conv1d,A_log,dt_bias,norm,out_proj} on linear layers, self_attn with the output gate folded into q_proj
+    on every full_attention_interval-th layer; dense mlp or experts + shared_expert (+ its sigmoid gate); mtp.*."""
+    h, v, n = cfg["hidden_size"], cfg["vocab_size"], cfg["num_hidden_layers"]
+    heads, kv, hd = cfg["num_attention_heads"], cfg["num_key_value_heads"], cfg["head_dim"]
+    nk, nv, hk, hv = (cfg[k] for k in ("linear_num_key_heads", "linear_num_value_heads", "linear_key_head_dim",
+                                       "linear_value_head_dim"))
+    conv = 2 * nk * hk + nv * hv
+    types = cfg.get("layer_types") or ["full_attention" if (i + 1) % cfg["full_attention_interval"] == 0
+                                       else "linear_attention" for i in range(n)]
+
+    def layer(p: str, kind: str) -> list[Spec]:
+        out: list[Spec] = [(p + "input_layernorm.weight", (h,), "BF16"),
+                           (p + "post_attention_layernorm.weight", (h,), "BF16")]
+        if kind == "linear_attention":
+            a = p + "linear_attn."
+            out += [(a + "in_proj_qkv.weight", (conv, h), "BF16"), (a + "in_proj_z.weight", (nv * hv, h), "BF16"),
+                    (a + "in_proj_a.weight", (nv, h), "BF16"), (a + "in_proj_b.weight", (nv, h), "BF16"),
+                    (a + "conv1d.weight", (conv, 1, cfg["linear_conv_kernel_dim"]), "BF16"),
+                    (a + "A_log", (nv,), "F32"), (a + "dt_bias", (nv,), "BF16"), (a + "norm.weight", (hv,), "F32"),
+                    (a + "out_proj.weight", (h, nv * hv), "BF16")]
+        else:
+            a = p + "self_attn."
+            out += [(a + "q_proj.weight", (2 * heads * hd, h), "BF16"), (a + "k_proj.weight", (kv * hd, h), "BF16"),
+                    (a + "v_proj.weight", (kv * hd, h), "BF16"), (a + "o_proj.weight", (h, heads * hd), "BF16"),
+                    (a + "q_norm.weight", (hd,), "BF16"), (a + "k_norm.weight", (hd,), "BF16")]
+        if "num_experts" in cfg:
+            m, e, ff, sff = p + "mlp.", cfg["num_experts"], cfg["moe_intermediate_size"], cfg[
+                "shared_expert_intermediate_size"]
+            out += [(m + "gate.weight", (e, h), "BF16"), (m + "shared_expert_gate.weight", (1, h), "BF16"),
+                    (m + "shared_expert.gate_proj.weight", (sff, h), "BF16"),
+                    (m + "shared_expert.up_proj.weight", (sff, h), "BF16"),
+                    (m + "shared_expert.down_proj.weight", (h, sff), "BF16")]
+            for x in range(e):
+                out += [(m + f"experts.{x}.gate_proj.weight", (ff, h), "BF16"),
+                        (m + f"experts.{x}.up_proj.weight", (ff, h), "BF16"),
+                        (m + f"experts.{x}.down_proj.weight", (h, ff), "BF16")]
+        else:
+            ff = cfg["intermediate_size"]
+            out += [(p + "mlp.gate_proj.weight", (ff, h), "BF16"), (p + "mlp.up_proj.weight", (ff, h), "BF16"),
+                    (p + "mlp.down_proj.weight", (h, ff), "BF16")]
+        return out
+
+    out: list[Spec] = [(prefix + "embed_tokens.weight", (v, h), "BF16")]
+    for i in range(n):
+        out += layer(f"{prefix}layers.{i}.", types[i])
+    out += [(prefix + "norm.weight", (h,), "BF16"), ("lm_head.weight", (v, h), "BF16")]
+    if mtp:  # one full-attention layer plus the fc and its norms
+        out += layer("mtp.layers.0.", "full_attention") + [
+            ("mtp.fc.weight", (h, 2 * h), "BF16"), ("mtp.pre_fc_norm_embedding.weight", (h,), "BF16"),
+            ("mtp.pre_fc_norm_hidden.weight", (h,), "BF16"), ("mtp.norm.weight", (h,), "BF16")]
+    return out
+
+
+@needs_shared
+def test_qwen35_builder_names_are_the_real_reap_index() -> None:
+    from .test_convert_view import real_index_names
+
+    cfg = qwen35_moe_config(128)
+    assert {n for n, _s, _d in qwen35(cfg, mtp=False)} == real_index_names(REAP)  # 15,973 tensors
+
+
+@needs_shared
+@pytest.mark.parametrize("model", ["Qwen3.5-35B-A3B", "Qwen3.5-27B"])
+def test_qwen35_matches_the_real_bf16_map_and_keeps_the_mtp_block(model) -> None:
+    """The maps were made by a converter that dropped mtp.*; today's keeps it as block num_hidden_layers (its
+    tensors are checked apart). Everything else is the map, tensor for tensor."""
+    cfg = qwen35_moe_config(256) if "A3B" in model else QWEN35_27B
+    view = to_gguf_view(checkpoint(cfg, qwen35(cfg, mtp=True)))
+    n = cfg["num_hidden_layers"]
+    mine = {t.name: (t.shape, t.dtype, t.nbytes) for t in view.checkpoint.tensors}
+    mtp = {k: v for k, v in mine.items() if k.startswith(f"blk.{n}.")}
+    real = read_thireus_map(model)
+    assert {k: v for k, v in mine.items() if k not in mtp} == real
+    h = cfg["hidden_size"]
+    assert mtp[f"blk.{n}.nextn.eh_proj.weight"] == ((2 * h, h), "BF16", 2 * h * h * 2)
+    assert mtp[f"blk.{n}.nextn.enorm.weight"][1] == mtp[f"blk.{n}.nextn.shared_head_norm.weight"][1] == "F32"
+    assert mtp[f"blk.{n}.attn_q.weight"] == real["blk.3.attn_q.weight"]  # a full-attention layer
+    md = view.checkpoint.metadata
+    arch = "qwen35moe" if "A3B" in model else "qwen35"
+    assert md[f"{arch}.block_count"] == n + 1 and md[f"{arch}.nextn_predict_layers"] == 1
+
+
+@needs_shared
+def test_qwen35_reap_checkpoint_has_half_the_experts_of_the_full_model() -> None:
+    """The REAP index (no mtp.* tensors): the view is the 35B-A3B map with 128 experts instead of 256 — ffn_*_exps
+    ne2 and the router's ne1 halved, bytes halved; block_count still counts the MTP block the config declares."""
+    cfg = qwen35_moe_config(128)
+    view = to_gguf_view(checkpoint(cfg, qwen35(cfg, mtp=False)))
+    real = read_thireus_map("Qwen3.5-35B-A3B")
+    expected = {}
+    for name, (ne, dtype, nbytes) in real.items():
+        if "_exps." in name:
+            ne, nbytes = (*ne[:2], 128), nbytes // 2
+        elif name.endswith("ffn_gate_inp.weight"):
+            ne, nbytes = (ne[0], 128), nbytes // 2
+        expected[name] = (ne, dtype, nbytes)
+    assert {t.name: (t.shape, t.dtype, t.nbytes) for t in view.checkpoint.tensors} == expected
+    assert len(expected) == 733
+    assert view.checkpoint.metadata["qwen35moe.block_count"] == 41  # _QwenMtpMixin: 40 + mtp_num_hidden_layers
+
+
+def test_qwen3_next_splits_in_proj_qkvz_and_drops_mtp() -> None:
+    """A small Qwen3-Next (4 layers, the 4th full attention; 4 experts): shapes by hand.
+    nk = 4 key heads of hk = 32, nv = 8 value heads of hv = 32 (r = 2): in_proj_qkvz has nk * (2 hk + 2 r hv)
+    = 4 * (64 + 128) = 768 rows -> attn_qkv 2 nk hk + nv hv = 256 + 256 = 512 rows, attn_gate nv hv = 256 rows;
+    in_proj_ba nk * 2 r = 16 rows (ssm_ba); conv1d [2 nk hk + nv hv, 1, 4] = [512, 1, 4] -> ne (4, 512)."""
+    h, v = 128, 1024
+    cfg = {"architectures": ["Qwen3NextForCausalLM"], "model_type": "qwen3_next", "hidden_size": h,
+           "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 64,
+           "linear_num_key_heads": 4, "linear_num_value_heads": 8, "linear_key_head_dim": 32,
+           "linear_value_head_dim": 32, "linear_conv_kernel_dim": 4, "full_attention_interval": 4,
+           "num_experts": 4, "moe_intermediate_size": 64, "shared_expert_intermediate_size": 64, "vocab_size": v,
+           "intermediate_size": 256, "tie_word_embeddings": False, "rms_norm_eps": 1e-6}
+    specs: list[Spec] = [("model.embed_tokens.weight", (v, h), "BF16"), ("model.norm.weight", (h,), "BF16"),
+                         ("lm_head.weight", (v, h), "BF16"), ("mtp.fc.weight", (h, 2 * h), "BF16")]
+    for i in range(4):
+        p = f"model.layers.{i}."
+        if i < 3:
+            a = p + "linear_attn."
+            specs += [(a + "in_proj_qkvz.weight", (768, h), "BF16"), (a + "in_proj_ba.weight", (16, h), "BF16"),
+                      (a + "conv1d.weight", (512, 1, 4), "BF16"), (a + "A_log", (8,), "F32"),
+                      (a + "dt_bias", (8,), "BF16"), (a + "norm.weight", (32,), "F32"),
+                      (a + "out_proj.weight", (h, 256), "BF16")]
+        else:
+            a = p + "self_attn."
+            specs += [(a + "q_proj.weight", (512, h), "BF16"), (a + "k_proj.weight", (128, h), "BF16"),
+                      (a + "v_proj.weight", (128, h), "BF16"), (a + "o_proj.weight", (h, 256), "BF16")]
+        specs += [(p + "mlp.gate.weight", (4, h), "BF16"), (p + "mlp.shared_expert_gate.weight", (1, h), "BF16")]
+        specs += [(p + f"mlp.experts.{x}.{w}.weight", (64, h) if w != "down_proj" else (h, 64), "BF16")
+                  for x in range(4) for w in ("gate_proj", "up_proj", "down_proj")]
+    t = {x.name: (x.shape, x.dtype) for x in to_gguf_view(checkpoint(cfg, specs)).checkpoint.tensors}
+    assert t["blk.0.attn_qkv.weight"] == ((128, 512), "BF16") and t["blk.0.attn_gate.weight"] == ((128, 256), "BF16")
+    assert t["blk.1.ssm_ba.weight"] == ((128, 16), "BF16") and t["blk.2.ssm_conv1d.weight"] == ((4, 512), "F32")
+    assert t["blk.0.ssm_a"] == ((8,), "F32") and t["blk.0.ssm_dt.bias"] == ((8,), "F32")
+    assert t["blk.0.ssm_out.weight"] == ((256, 128), "BF16") and t["blk.3.attn_q.weight"] == ((128, 512), "BF16")
+    assert t["blk.3.ffn_down_exps.weight"] == ((64, 128, 4), "BF16")
+    assert t["blk.3.ffn_gate_inp_shexp.weight"] == ((128, 1), "F32")
+    assert not any("nextn" in n or "mtp" in n or "eh_proj" in n for n in t)
+    # ends; 3 linear layers (qkv, gate, ba, conv1d, a, dt, norm, out + router, shexp gate + 3 stacked experts);
+    # the full-attention layer (q, k, v, o + router, shexp gate + 3 stacked experts)
+    assert len(t) == 3 + 3 * (8 + 2 + 3) + (4 + 2 + 3)

@@ -237,7 +237,7 @@ class Converter:
             if drop is not None:
                 self.log.drop(drop.reason, t, drop.material)
                 continue
-            kept.append((t, rename(self.spec.renames, t.name)))
+            kept.append((t, rename(self.spec.renames, t.name, self.names)))
         by_name = {name: t for t, name in kept}
         consumed = self._mxfp4_scales(name for _t, name in kept)
         experts = ExpertBuffer(self)

@@ -169,11 +169,23 @@ def _read_kv(r: _Reader, raw: Any, where: str) -> KvCall:
     return KvCall(call, r.expr(spec["value"], f"{where}.value"), r.opt_expr(spec.get("when"), f"{where}.when"), enum)
 
 
+_TO_EXPR = re.compile(r"\{=(.*?)\}")
+
+
 def _read_rename(r: _Reader, raw: Any, where: str) -> NameRule:
+    """A regex substitution; `{=EXPR}` in `to` is an expression over the config and the match's named groups
+    (Qwen's `mtp.layers.{i}` becomes `model.layers.{num_hidden_layers + i}`)."""
     spec = r.mapping(raw, where, {"match", "to"}, ["match", "to"])
     if not isinstance(spec["to"], str):
         raise r.fail(where, "'to' must be a string")
-    return NameRule(r.regex(spec["match"], f"{where}.match"), to=spec["to"])
+    exprs: list[Any] = []
+
+    def placeholder(m: re.Match[str]) -> str:
+        exprs.append(r.expr(m.group(1), f"{where}.to"))
+        return f"{{E{len(exprs) - 1}}}"
+
+    to = _TO_EXPR.sub(placeholder, spec["to"])
+    return NameRule(r.regex(spec["match"], f"{where}.match"), to=to, exprs=tuple(exprs))
 
 
 def _read_drop(r: _Reader, raw: Any, where: str) -> NameRule:

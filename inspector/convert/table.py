@@ -39,7 +39,8 @@ class KvCall:
 @dataclass(frozen=True)
 class NameRule:
     pattern: re.Pattern[str]
-    to: str | None = None  # renames
+    to: str | None = None  # renames; `{E0}`, `{E1}` … stand for `exprs`, evaluated per match
+    exprs: tuple[Expr, ...] = ()
     when: Expr | None = None
     reason: str = ""  # drops
     material: bool = False
