@@ -295,3 +295,85 @@ def test_qwen3_next_splits_in_proj_qkvz_and_drops_mtp() -> None:
     # ends; 3 linear layers (qkv, gate, ba, conv1d, a, dt, norm, out + router, shexp gate + 3 stacked experts);
     # the full-attention layer (q, k, v, o + router, shexp gate + 3 stacked experts)
     assert len(t) == 3 + 3 * (8 + 2 + 3) + (4 + 2 + 3)
+
+
+# ------------------------------------------------------------------------------------------------
+# DeepSeek-V2-style GLMs (GLM-4.7-Flash, GLM-5.1) and Kimi K2: MLA, NextN block kept by the GLM classes
+# ------------------------------------------------------------------------------------------------
+GLM_4_7_FLASH = {  # zai-org/GLM-4.7-Flash config.json
+    "architectures": ["Glm4MoeLiteForCausalLM"], "model_type": "glm4_moe_lite", "hidden_size": 2048,
+    "num_hidden_layers": 47, "num_attention_heads": 20, "num_key_value_heads": 20, "q_lora_rank": 768,
+    "kv_lora_rank": 512, "qk_nope_head_dim": 192, "qk_rope_head_dim": 64, "v_head_dim": 256,
+    "intermediate_size": 10240, "moe_intermediate_size": 1536, "n_routed_experts": 64, "n_shared_experts": 1,
+    "first_k_dense_replace": 1, "num_nextn_predict_layers": 1, "num_experts_per_tok": 4, "vocab_size": 154880,
+    "max_position_embeddings": 202752, "rope_theta": 1000000, "rms_norm_eps": 1e-05, "routed_scaling_factor": 1.8,
+    "norm_topk_prob": True, "topk_method": "noaux_tc", "n_group": 1, "topk_group": 1, "tie_word_embeddings": False,
+}
+GLM_5_1 = {  # zai-org/GLM-5.1 config.json
+    "architectures": ["GlmMoeDsaForCausalLM"], "model_type": "glm_moe_dsa", "hidden_size": 6144,
+    "num_hidden_layers": 78, "num_attention_heads": 64, "num_key_value_heads": 64, "q_lora_rank": 2048,
+    "kv_lora_rank": 512, "qk_nope_head_dim": 192, "qk_rope_head_dim": 64, "v_head_dim": 256,
+    "intermediate_size": 12288, "moe_intermediate_size": 2048, "n_routed_experts": 256, "n_shared_experts": 1,
+    "first_k_dense_replace": 3, "num_nextn_predict_layers": 1, "num_experts_per_tok": 8, "vocab_size": 154880,
+    "index_n_heads": 32, "index_head_dim": 128, "index_topk": 2048, "max_position_embeddings": 202752,
+    "rope_theta": 1000000, "rms_norm_eps": 1e-05, "routed_scaling_factor": 2.5, "norm_topk_prob": True,
+    "n_group": 1, "topk_group": 1, "tie_word_embeddings": False,
+}
+KIMI_K2 = {  # moonshotai/Kimi-K2-Instruct config.json (DeepseekV3ForCausalLM; FP8 blocks of 128)
+    "architectures": ["DeepseekV3ForCausalLM"], "model_type": "kimi_k2", "hidden_size": 7168,
+    "num_hidden_layers": 61, "num_attention_heads": 64, "num_key_value_heads": 64, "q_lora_rank": 1536,
+    "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
+    "intermediate_size": 18432, "moe_intermediate_size": 2048, "n_routed_experts": 384, "n_shared_experts": 1,
+    "first_k_dense_replace": 1, "num_nextn_predict_layers": 0, "num_experts_per_tok": 8, "vocab_size": 163840,
+    "max_position_embeddings": 131072, "rope_theta": 50000.0, "rms_norm_eps": 1e-06, "routed_scaling_factor": 2.827,
+    "norm_topk_prob": True, "n_group": 1, "topk_group": 1, "tie_word_embeddings": False,
+    "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128],
+                            "activation_scheme": "dynamic"},
+}
+
+
+def with_indexer(cfg: dict[str, Any], specs: list[Spec], *, mtp_heads: bool) -> list[Spec]:
+    """GLM-5's DSA indexer per layer (modeling_glm_moe_dsa.py: self_attn.indexer.{wq_b, wk, k_norm, weights_proj});
+    GLM-5.x ships its NextN layer without its own embed_tokens / shared_head.head."""
+    h, ql, ih, idim = cfg["hidden_size"], cfg["q_lora_rank"], cfg["index_n_heads"], cfg["index_head_dim"]
+    n_all = cfg["num_hidden_layers"] + cfg["num_nextn_predict_layers"]
+    out = [s for s in specs if mtp_heads or not s[0].endswith(
+        (f"layers.{n_all - 1}.embed_tokens.weight", f"layers.{n_all - 1}.shared_head.head.weight"))]
+    for i in range(n_all):
+        p = f"model.layers.{i}.self_attn.indexer."
+        out += [(p + "wq_b.weight", (ih * idim, ql), "BF16"), (p + "wk.weight", (idim, h), "BF16"),
+                (p + "k_norm.weight", (idim,), "BF16"), (p + "k_norm.bias", (idim,), "BF16"),
+                (p + "weights_proj.weight", (ih, h), "BF16")]
+    return out
+
+
+@needs_shared
+@pytest.mark.parametrize("model", ["GLM-4.7-Flash", "GLM-5.1", "Kimi-K2-Thinking"])
+def test_mla_families_match_the_real_bf16_maps(model) -> None:
+    from .test_convert_view import deepseek_v3
+
+    if model == "GLM-5.1":
+        cfg = GLM_5_1
+        specs = with_indexer(cfg, deepseek_v3(cfg), mtp_heads=False)
+    elif model == "GLM-4.7-Flash":
+        cfg = GLM_4_7_FLASH
+        specs = deepseek_v3(cfg)
+    else:  # the FP8 release, dequantized to BF16 by the converter (scales folded in)
+        cfg = KIMI_K2
+        specs = deepseek_v3(cfg, fp8=True)
+    view = to_gguf_view(checkpoint(cfg, specs))
+    mine = {t.name: (t.shape, t.dtype, t.nbytes) for t in view.checkpoint.tensors}
+    real = read_thireus_map(model)
+    n = cfg["num_hidden_layers"]
+    if model == "GLM-4.7-Flash":
+        # the map's converter dropped the NextN block (like DeepseekV2Model); Glm4MoeLiteModel keeps it now
+        mtp = {k: v for k, v in mine.items() if k.startswith(f"blk.{n}.")}
+        mine = {k: v for k, v in mine.items() if k not in mtp}
+        h = cfg["hidden_size"]
+        assert mtp[f"blk.{n}.nextn.eh_proj.weight"] == ((2 * h, h), "BF16", 2 * h * h * 2)
+        assert mtp[f"blk.{n}.nextn.embed_tokens.weight"][0] == (h, cfg["vocab_size"])
+        assert mtp[f"blk.{n}.attn_k_b.weight"] == real["blk.1.attn_k_b.weight"]
+        assert view.checkpoint.metadata["deepseek2.nextn_predict_layers"] == 1
+    assert mine == real
+    arch = view.checkpoint.metadata["general.architecture"]
+    assert view.checkpoint.metadata[f"{arch}.block_count"] == n + cfg["num_nextn_predict_layers"]

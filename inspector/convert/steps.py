@@ -195,6 +195,9 @@ def _split(tr: Transform, shape: list[int], names: Mapping[str, Any]) -> list[li
 # Tensors the converter's own (newer) gguf-py lists for an architecture that gguf 0.19.0 does not yet: the NextN
 # block of Qwen3.5 (conversion/qwen.py _QwenMtpMixin names it through MODEL_TENSOR.NEXTN_*).
 _LATER_TENSORS: dict[str, tuple[str, ...]] = {
+    # Glm4MoeLiteModel keeps the NextN block of a DEEPSEEK2-arch file
+    "DEEPSEEK2": ("NEXTN_EH_PROJ", "NEXTN_ENORM", "NEXTN_HNORM", "NEXTN_SHARED_HEAD_NORM", "NEXTN_EMBED_TOKENS",
+                  "NEXTN_SHARED_HEAD_HEAD"),
     "QWEN35": ("NEXTN_EH_PROJ", "NEXTN_ENORM", "NEXTN_HNORM", "NEXTN_SHARED_HEAD_NORM", "NEXTN_EMBED_TOKENS",
                "NEXTN_SHARED_HEAD_HEAD"),
     "QWEN35MOE": ("NEXTN_EH_PROJ", "NEXTN_ENORM", "NEXTN_HNORM", "NEXTN_SHARED_HEAD_NORM", "NEXTN_EMBED_TOKENS",
