@@ -6,6 +6,7 @@ with the HF module names of its modeling file; the comparison is with real files
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import pytest
@@ -377,3 +378,98 @@ def test_mla_families_match_the_real_bf16_maps(model) -> None:
     assert mine == real
     arch = view.checkpoint.metadata["general.architecture"]
     assert view.checkpoint.metadata[f"{arch}.block_count"] == n + cfg["num_nextn_predict_layers"]
+
+
+# ------------------------------------------------------------------------------------------------
+# Mistral Small 3 / Devstral
+# ------------------------------------------------------------------------------------------------
+DEVSTRAL = "fetchwiki__mistralai-Devstral-Small-2507"
+
+
+@needs_shared
+def test_devstral_small_from_its_real_index_and_config() -> None:
+    """Devstral-Small-2507 (MistralForCausalLM, LlamaModel): the real index's 363 names with shapes from the real
+    config (head_dim 128 < hidden / heads = 160). Its BF16 bytes are the index's total_size, 47,144,806,400; the
+    view has the same tensors with the 81 norms (2 per layer + the final one, 5,120 values each) in F32: 2 bytes more
+    per value."""
+    from .test_convert_view import dense_llama, real_config, real_index_names
+
+    cfg = real_config(DEVSTRAL)
+    specs = dense_llama(cfg)
+    assert {n for n, _s, _d in specs} == real_index_names(DEVSTRAL)
+    assert sum(math.prod(s) * 2 for _n, s, _d in specs) == 47_144_806_400
+    view = to_gguf_view(checkpoint(cfg, specs)).checkpoint
+    assert len(view.tensors) == 363 and view.metadata["general.architecture"] == "llama"
+    assert view.nbytes == 47_144_806_400 + 81 * 5120 * 2
+    t = by_name(view)
+    assert t["blk.0.attn_q.weight"].shape == (5120, 32 * 128) and t["blk.0.attn_k.weight"].shape == (5120, 8 * 128)
+    assert view.metadata["llama.attention.key_length"] == 128 and view.metadata["llama.rope.dimension_count"] == 128
+
+
+@needs_shared
+def test_mistral_small_3_1_text_part_is_devstrals_layout_under_mistral3() -> None:
+    """Mistral-Small-3.1-24B (Mistral3ForConditionalGeneration): the same 24B text model under language_model.*,
+    plus a Pixtral vision tower and projector that go to the mmproj file."""
+    from .test_convert_view import dense_llama, real_config
+
+    text = real_config(DEVSTRAL)
+    cfg = {"architectures": ["Mistral3ForConditionalGeneration"], "model_type": "mistral3",
+           "text_config": {**text, "model_type": "mistral"}, "vision_config": {"hidden_size": 1024}}
+    specs = [(("language_model." + n) if not n.startswith("lm_head") else "language_model." + n, s, d)
+             for n, s, d in dense_llama(text)]
+    vision = [("vision_tower.transformer.layers.0.attention.q_proj.weight", (1024, 1024), "BF16"),
+              ("multi_modal_projector.linear_1.weight", (5120, 1024), "BF16")]
+    view = to_gguf_view(checkpoint(cfg, specs + vision)).checkpoint
+    devstral = to_gguf_view(checkpoint(text, dense_llama(text))).checkpoint
+    assert {t.name: (t.shape, t.dtype) for t in view.tensors} == {t.name: (t.shape, t.dtype) for t in devstral.tensors}
+    assert view.metadata["general.architecture"] == "mistral3" and view.metadata["mistral3.block_count"] == 40
+    assert any("mmproj" in w and "2 tensors" in w for w in view.warnings)
+
+
+# ------------------------------------------------------------------------------------------------
+# Llama 4 (MoE every interleave_moe_layer_step-th layer, stacked experts, vision tower to mmproj)
+# ------------------------------------------------------------------------------------------------
+def test_llama4_transposes_and_splits_stacked_experts() -> None:
+    """Maverick-style text config, shrunk: 2 layers, interleave_moe_layer_step 2 (layer 0 dense with
+    intermediate_size_mlp 512, layer 1 MoE with 4 experts of intermediate_size 128 plus a shared expert).
+    experts.gate_up_proj [E, h, 2 ff] = [4, 256, 256] -> transposed [4, 256, 256] -> split into gate and up
+    [4, 128, 256] each -> ne (256, 128, 4); down_proj [E, ff, h] = [4, 128, 256] -> [4, 256, 128] -> ne (128, 256, 4)."""
+    h, v, ff, ff_mlp, e = 256, 1024, 128, 512, 4
+    text = {"model_type": "llama4_text", "hidden_size": h, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "head_dim": 64, "intermediate_size": ff, "intermediate_size_mlp": ff_mlp,
+            "num_local_experts": e, "num_experts_per_tok": 1, "interleave_moe_layer_step": 2, "vocab_size": v,
+            "rope_theta": 500000.0, "rms_norm_eps": 1e-5, "max_position_embeddings": 1048576}
+    cfg = {"architectures": ["Llama4ForConditionalGeneration"], "model_type": "llama4", "text_config": text,
+           "vision_config": {"hidden_size": 64}}
+    p = "language_model.model."
+    specs: list[Spec] = [(p + "embed_tokens.weight", (v, h), "BF16"), (p + "norm.weight", (h,), "BF16"),
+                         ("language_model.lm_head.weight", (v, h), "BF16"),
+                         ("vision_model.patch_embedding.linear.weight", (64, 588), "BF16"),
+                         ("multi_modal_projector.linear_1.weight", (h, 64), "BF16")]
+    for i in range(2):
+        q = f"{p}layers.{i}."
+        specs += [(q + "input_layernorm.weight", (h,), "BF16"), (q + "post_attention_layernorm.weight", (h,), "BF16"),
+                  (q + "self_attn.q_proj.weight", (256, h), "BF16"), (q + "self_attn.k_proj.weight", (128, h), "BF16"),
+                  (q + "self_attn.v_proj.weight", (128, h), "BF16"), (q + "self_attn.o_proj.weight", (h, 256), "BF16")]
+        if i == 0:
+            specs += [(q + "feed_forward.gate_proj.weight", (ff_mlp, h), "BF16"),
+                      (q + "feed_forward.up_proj.weight", (ff_mlp, h), "BF16"),
+                      (q + "feed_forward.down_proj.weight", (h, ff_mlp), "BF16")]
+        else:
+            specs += [(q + "feed_forward.router.weight", (e, h), "BF16"),
+                      (q + "feed_forward.experts.gate_up_proj", (e, h, 2 * ff), "BF16"),
+                      (q + "feed_forward.experts.down_proj", (e, ff, h), "BF16"),
+                      (q + "feed_forward.shared_expert.gate_proj.weight", (ff, h), "BF16"),
+                      (q + "feed_forward.shared_expert.up_proj.weight", (ff, h), "BF16"),
+                      (q + "feed_forward.shared_expert.down_proj.weight", (h, ff), "BF16")]
+    view = to_gguf_view(checkpoint(cfg, specs)).checkpoint
+    t = {x.name: (x.shape, x.dtype, x.nbytes) for x in view.tensors}
+    assert t["blk.1.ffn_gate_exps.weight"] == ((256, 128, 4), "BF16", 256 * 128 * 4 * 2)
+    assert t["blk.1.ffn_up_exps.weight"] == ((256, 128, 4), "BF16", 262_144)
+    assert t["blk.1.ffn_down_exps.weight"] == ((128, 256, 4), "BF16", 262_144)
+    assert t["blk.1.ffn_gate_inp.weight"] == ((256, 4), "F32", 256 * 4 * 4)
+    assert t["blk.0.ffn_gate.weight"][0] == (256, 512) and t["blk.1.ffn_down_shexp.weight"][0] == (128, 256)
+    assert len(t) == 3 + 2 * 6 + 3 + (1 + 3 + 3)  # ends; attention + norms per layer; dense FFN; router, exps, shexp
+    md = view.metadata
+    assert md["llama4.feed_forward_length"] == 512 and md["llama4.expert_feed_forward_length"] == 128
+    assert md["llama4.interleave_moe_layer_step"] == 2 and md["llama4.expert_count"] == 4
