@@ -473,3 +473,107 @@ def test_llama4_transposes_and_splits_stacked_experts() -> None:
     md = view.metadata
     assert md["llama4.feed_forward_length"] == 512 and md["llama4.expert_feed_forward_length"] == 128
     assert md["llama4.interleave_moe_layer_step"] == 2 and md["llama4.expert_count"] == 4
+
+
+# ------------------------------------------------------------------------------------------------
+# Granite 4 hybrid (GraniteMoeHybridForCausalLM): Mamba2 layers + attention layers, MoE with a shared expert
+# ------------------------------------------------------------------------------------------------
+def test_granite_hybrid_reshapes_the_mamba2_tensors() -> None:
+    """Granite-4.0-H-style, shrunk: hidden 256, layers [mamba, mamba, attention, mamba], mamba_n_heads 8 of
+    mamba_d_head 64 (d_inner = 2 × 256 = 512), 1 group, d_state 128, conv 4; 4 experts of 128, shared 256.
+    in_proj rows 2 d_inner + 2 n_group d_state + n_heads = 1024 + 256 + 8 = 1288; conv1d [d_inner + 2 n_group
+    d_state, 1, 4] = [768, 1, 4] -> ne (4, 768); A_log, D [8] -> [8, 1] -> ne (1, 8); norm [512] -> [1, 512] ->
+    ne (512, 1); input_linear [4, 256, 256] -> gate and up [4, 128, 256] each -> ne (256, 128, 4)."""
+    h, v = 256, 1024
+    cfg = {"architectures": ["GraniteMoeHybridForCausalLM"], "model_type": "granitemoehybrid", "hidden_size": h,
+           "num_hidden_layers": 4, "num_attention_heads": 4, "num_key_value_heads": 1,
+           "layer_types": ["mamba", "mamba", "attention", "mamba"], "mamba_n_heads": 8, "mamba_d_head": 64,
+           "mamba_expand": 2, "mamba_n_groups": 1, "mamba_d_state": 128, "mamba_d_conv": 4,
+           "num_local_experts": 4, "num_experts_per_tok": 2, "intermediate_size": 128,
+           "shared_intermediate_size": 256, "vocab_size": v, "tie_word_embeddings": True,
+           "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "position_embedding_type": "nope"}
+    specs: list[Spec] = [("model.embed_tokens.weight", (v, h), "BF16"), ("model.norm.weight", (h,), "BF16")]
+    for i, kind in enumerate(cfg["layer_types"]):
+        p = f"model.layers.{i}."
+        specs += [(p + "input_layernorm.weight", (h,), "BF16"), (p + "post_attention_layernorm.weight", (h,), "BF16"),
+                  (p + "block_sparse_moe.router.layer.weight", (4, h), "BF16"),
+                  (p + "block_sparse_moe.input_linear.weight", (4, 256, h), "BF16"),
+                  (p + "block_sparse_moe.output_linear.weight", (4, h, 128), "BF16"),
+                  (p + "shared_mlp.input_linear.weight", (512, h), "BF16"),
+                  (p + "shared_mlp.output_linear.weight", (h, 256), "BF16")]
+        if kind == "mamba":
+            m = p + "mamba."
+            specs += [(m + "in_proj.weight", (1288, h), "BF16"), (m + "conv1d.weight", (768, 1, 4), "BF16"),
+                      (m + "conv1d.bias", (768,), "BF16"), (m + "A_log", (8,), "F32"), (m + "D", (8,), "F32"),
+                      (m + "dt_bias", (8,), "F32"), (m + "norm.weight", (512,), "BF16"),
+                      (m + "out_proj.weight", (h, 512), "BF16")]
+        else:
+            a = p + "self_attn."
+            specs += [(a + "q_proj.weight", (h, h), "BF16"), (a + "k_proj.weight", (64, h), "BF16"),
+                      (a + "v_proj.weight", (64, h), "BF16"), (a + "o_proj.weight", (h, h), "BF16")]
+    view = to_gguf_view(checkpoint(cfg, specs)).checkpoint
+    t = {x.name: (x.shape, x.dtype) for x in view.tensors}
+    assert t["blk.0.ssm_in.weight"] == ((256, 1288), "BF16") and t["blk.0.ssm_conv1d.weight"] == ((4, 768), "F32")
+    assert t["blk.0.ssm_a"] == ((1, 8), "F32") and t["blk.0.ssm_d"] == ((1, 8), "F32")
+    assert t["blk.3.ssm_dt.bias"] == ((8,), "F32") and t["blk.1.ssm_norm.weight"] == ((512, 1), "F32")
+    assert t["blk.1.ssm_conv1d.bias"] == ((768,), "F32") and t["blk.0.ssm_out.weight"] == ((512, 256), "BF16")
+    assert t["blk.2.attn_k.weight"] == ((256, 64), "BF16") and "blk.2.ssm_in.weight" not in t
+    assert t["blk.2.ffn_gate_exps.weight"] == ((256, 128, 4), "BF16") and t["blk.2.ffn_up_shexp.weight"] == (
+        (256, 256), "BF16")
+    assert t["blk.3.ffn_down_exps.weight"] == ((128, 256, 4), "BF16") and t["blk.3.ffn_down_shexp.weight"] == (
+        (256, 256), "BF16")
+    assert "output.weight" not in t  # tied
+    md = view.metadata
+    assert md["granitehybrid.attention.head_count_kv"] == [0, 0, 1, 0] and md["granitehybrid.ssm.inner_size"] == 512
+
+
+# ------------------------------------------------------------------------------------------------
+# Gemma 3n (Gemma3nForConditionalGeneration): altup / laurel / per-layer embeddings
+# ------------------------------------------------------------------------------------------------
+def test_gemma3n_pads_embeddings_and_stacks_altup() -> None:
+    """Gemma-3n-E2B-style text config, shrunk to 2 layers: hidden 256, per-layer input 32, vocab 1,040 of which the
+    checkpoint's embed_tokens_per_layer holds 1,024 rows (vocab_size_per_layer_input): padded to 1,040 -> ne
+    (2 × 32, 1040); altup_projections.{0,1,2} [256, 256] stacked -> ne (256, 256, 3); the *_scale vector gets
+    ".weight"; the audio and vision towers go to the mmproj file."""
+    h, v, vp, pl = 256, 1040, 1024, 32
+    text = {"model_type": "gemma3n_text", "hidden_size": h, "num_hidden_layers": 2, "num_attention_heads": 2,
+            "num_key_value_heads": 1, "head_dim": 128, "intermediate_size": [512, 512], "vocab_size": v,
+            "vocab_size_per_layer_input": vp, "hidden_size_per_layer_input": pl, "altup_num_inputs": 4,
+            "altup_active_idx": 0, "num_kv_shared_layers": 0, "laurel_rank": 64, "sliding_window": 512,
+            "activation_sparsity_pattern": [0.95, 0.0], "layer_types": ["sliding_attention", "full_attention"],
+            "rms_norm_eps": 1e-6, "max_position_embeddings": 32768, "rope_theta": 1000000.0}
+    cfg = {"architectures": ["Gemma3nForConditionalGeneration"], "model_type": "gemma3n", "text_config": text,
+           "vision_config": {"hidden_size": 64}, "audio_config": {"hidden_size": 64}}
+    p = "model.language_model."
+    specs: list[Spec] = [(p + "embed_tokens.weight", (v, h), "BF16"),
+                         (p + "embed_tokens_per_layer.weight", (vp, 2 * pl), "BF16"),
+                         (p + "per_layer_model_projection.weight", (2 * pl, h), "BF16"),
+                         (p + "per_layer_projection_norm.weight", (pl,), "BF16"), (p + "norm.weight", (h,), "BF16"),
+                         ("model.vision_tower.timm_model.stem.conv.weight", (64, 3, 4, 4), "BF16"),
+                         ("model.audio_tower.conformer.0.attention.attn.q_proj.weight", (64, 64), "BF16"),
+                         ("model.embed_vision.embedding_projection.weight", (h, 64), "BF16")]
+    specs += [(p + f"{w}.{i}.weight", (h, h), "BF16") for w in ("altup_projections", "altup_unembed_projections")
+              for i in range(3)]
+    for i in range(2):
+        q = f"{p}layers.{i}."
+        specs += [(q + "self_attn.q_proj.weight", (256, h), "BF16"), (q + "self_attn.k_proj.weight", (128, h), "BF16"),
+                  (q + "self_attn.v_proj.weight", (128, h), "BF16"), (q + "self_attn.o_proj.weight", (h, 256), "BF16"),
+                  (q + "mlp.gate_proj.weight", (512, h), "BF16"), (q + "mlp.up_proj.weight", (512, h), "BF16"),
+                  (q + "mlp.down_proj.weight", (h, 512), "BF16"), (q + "input_layernorm.weight", (h,), "BF16"),
+                  (q + "altup.correct_output_scale", (h,), "BF16"), (q + "altup.correction_coefs.weight", (4, 4), "BF16"),
+                  (q + "altup.prediction_coefs.weight", (16, 4), "BF16"), (q + "altup.modality_router.weight", (4, h), "BF16"),
+                  (q + "laurel.linear_left.weight", (64, h), "BF16"), (q + "laurel.linear_right.weight", (h, 64), "BF16"),
+                  (q + "per_layer_input_gate.weight", (pl, h), "BF16"), (q + "per_layer_projection.weight", (h, pl), "BF16")]
+    view = to_gguf_view(checkpoint(cfg, specs)).checkpoint
+    t = {x.name: (x.shape, x.dtype, x.nbytes) for x in view.tensors}
+    assert t["per_layer_token_embd.weight"] == ((64, 1040), "BF16", 64 * 1040 * 2)  # padded from 1,024 rows
+    assert t["token_embd.weight"] == ((256, 1040), "BF16", 256 * 1040 * 2)  # already vocab_size rows
+    assert t["altup_proj.weight"] == ((256, 256, 3), "BF16", 256 * 256 * 3 * 2)
+    assert t["altup_unembd_proj.weight"][0] == (256, 256, 3)
+    assert t["blk.1.altup_correct_scale.weight"] == ((256,), "F32", 1024)
+    assert t["blk.0.laurel_l.weight"][0] == (256, 64) and t["blk.0.inp_gate.weight"][0] == (256, 32)
+    assert not any(n.startswith(("v.", "a.")) or "tower" in n or "embed_vision" in n for n in t)
+    md = view.metadata
+    assert md["gemma3n.embedding_length_per_layer_input"] == 32 and md["gemma3n.altup.num_inputs"] == 4
+    assert md["gemma3n.activation_sparsity_scale"][1] == float("-inf")
+    assert abs(md["gemma3n.activation_sparsity_scale"][0] - 1.6448536) < 1e-6  # Φ⁻¹(0.95)

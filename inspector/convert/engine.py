@@ -311,6 +311,7 @@ class Converter:
                 return self._cannot(item, str(e))
             return [Pending(o.name.format(**groups), tuple(s), item.dtype, sources, raw_type,
                              synthesized=len(pieces) > 1 or tr.view is not None or tr.truncate_dim is not None
+                             or tr.pad_dim is not None
                              or len(sources) > 1)
                     for o, s in zip(tr.outputs, pieces)]
         return None

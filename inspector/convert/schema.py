@@ -87,7 +87,7 @@ _ARCH_KEYS = {"id", "converter_class", "gguf_arch", "hf_architectures", "model_t
               "transforms", "experts", "extras", "kv_hparams", "kv", "tokenizer", "assumptions", "keep_quantized",
               "kv_only", "when", "block_count"}
 _TENSOR_KEYS = ("drops", "renames", "transforms", "experts", "extras", "assumptions", "keep_quantized")
-_TRANSFORM_KEYS = {"match", "when", "mxfp4_blocks", "transpose", "view", "split", "truncate", "outputs"}
+_TRANSFORM_KEYS = {"match", "when", "mxfp4_blocks", "transpose", "view", "split", "truncate", "pad", "outputs"}
 
 
 def parse_table(text: str, path: str) -> ArchTable:
@@ -241,6 +241,10 @@ def _read_transform(r: _Reader, raw: Any, where: str) -> Transform:
         trunc = r.mapping(spec["truncate"], f"{where}.truncate", {"dim", "size"}, ["dim", "size"])
         t["truncate_dim"] = int(trunc["dim"])
         t["truncate_size"] = r.expr(trunc["size"], f"{where}.truncate.size")
+    if spec.get("pad") is not None:  # rows added up to `size` (Gemma 3n pads its embeddings to the full vocabulary)
+        pad = r.mapping(spec["pad"], f"{where}.pad", {"dim", "size"}, ["dim", "size"])
+        t["pad_dim"] = int(pad["dim"])
+        t["pad_size"] = r.expr(pad["size"], f"{where}.pad.size")
     return Transform(**t)
 
 

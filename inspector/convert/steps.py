@@ -166,6 +166,11 @@ def reshape(tr: Transform, shape: list[int], names: Mapping[str, Any]) -> list[l
         if not isinstance(size, int) or size <= 0:
             raise Unavailable("truncate size is not a positive integer")
         shape[tr.truncate_dim] = min(shape[tr.truncate_dim], size)
+    if tr.pad_dim is not None:
+        size = tr.pad_size.value(names) if tr.pad_size else None
+        if not isinstance(size, int) or size <= 0:
+            raise Unavailable("pad size is not a positive integer")
+        shape[tr.pad_dim] = max(shape[tr.pad_dim], size)
     if tr.split_dim is None:
         pieces = [shape]
     else:

@@ -66,6 +66,8 @@ class Transform:
     split_interleave: int | None = None
     truncate_dim: int | None = None
     truncate_size: Expr | None = None
+    pad_dim: int | None = None
+    pad_size: Expr | None = None
 
 
 @dataclass(frozen=True)
