@@ -321,13 +321,111 @@ def glm4moe() -> Tiny:
     return Tiny("glm4moe", kvs, tuple(tensors))
 
 
+def qwen35moe() -> Tiny:
+    """Qwen3.5-MoE style: 3 Gated-DeltaNet layers (attn_qkv in the attn_v counter, attn_gate, ssm_alpha/beta, the
+    unquantized ssm_a/ssm_conv1d/ssm_dt) and a gated full-attention layer; 4 experts, a shared expert and its
+    [256, 1] gate (1-D for the rules)."""
+    embd, heads, kv, hd, n, vocab, experts, ff = 256, 2, 1, 128, 4, 256, 4, 256
+    nk, hk, nv, hv = 2, 64, 4, 64
+    conv = 2 * nk * hk + nv * hv
+    tensors = _ends(embd, vocab, tied=False)
+    for i in range(n):
+        p = f"blk.{i}."
+        tensors += [(p + "attn_norm.weight", (embd,)), (p + "post_attention_norm.weight", (embd,))]
+        if (i + 1) % 4:
+            tensors += [(p + "attn_qkv.weight", (embd, conv)), (p + "attn_gate.weight", (embd, nv * hv)),
+                        (p + "ssm_a", (nv,)), (p + "ssm_conv1d.weight", (4, conv)), (p + "ssm_dt.bias", (nv,)),
+                        (p + "ssm_alpha.weight", (embd, nv)), (p + "ssm_beta.weight", (embd, nv)),
+                        (p + "ssm_norm.weight", (hv,)), (p + "ssm_out.weight", (nv * hv, embd))]
+        else:
+            tensors += [(p + "attn_q.weight", (embd, 2 * heads * hd)), (p + "attn_k.weight", (embd, kv * hd)),
+                        (p + "attn_v.weight", (embd, kv * hd)), (p + "attn_output.weight", (heads * hd, embd)),
+                        (p + "attn_q_norm.weight", (hd,)), (p + "attn_k_norm.weight", (hd,))]
+        tensors += [(p + "ffn_gate_inp.weight", (embd, experts)), (p + "ffn_gate_exps.weight", (embd, ff, experts)),
+                    (p + "ffn_up_exps.weight", (embd, ff, experts)), (p + "ffn_down_exps.weight", (ff, embd, experts)),
+                    (p + "ffn_gate_inp_shexp.weight", (embd, 1)), (p + "ffn_gate_shexp.weight", (embd, ff)),
+                    (p + "ffn_up_shexp.weight", (embd, ff)), (p + "ffn_down_shexp.weight", (ff, embd))]
+    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=512, heads=heads, kv_heads=kv) + (
+        ("add_key_length", hd), ("add_value_length", hd), ("add_rope_dimension_count", hd // 4),
+        ("add_rope_dimension_sections", [11, 11, 10, 0]), ("add_ssm_conv_kernel", 4), ("add_ssm_inner_size", nv * hv),
+        ("add_ssm_state_size", hk), ("add_ssm_time_step_rank", nv), ("add_ssm_group_count", nk),
+        ("add_full_attention_interval", 4), ("add_expert_count", experts), ("add_expert_used_count", 2),
+        ("add_expert_feed_forward_length", ff), ("add_expert_shared_feed_forward_length", ff)) + _vocab(vocab)
+    return Tiny("qwen35moe", kvs, tuple(tensors))
+
+
+def llama4() -> Tiny:
+    """Llama 4 style: MoE every second layer (interleave_moe_layer_step 2) with one shared expert, a dense layer
+    between; 4 experts (n_expert >= 4, not 8)."""
+    embd, ff, ff_exp, heads, kv, hd, n, vocab, experts = 256, 512, 256, 4, 2, 64, 2, 256, 4
+    tensors = _ends(embd, vocab, tied=False)
+    for i in range(n):
+        tensors += _attention(i, embd, heads, kv, hd)
+        if i == 0:
+            tensors += _dense_ffn(i, embd, ff)
+        else:
+            p = f"blk.{i}."
+            tensors += _moe_ffn(i, embd, ff_exp, experts) + [
+                (p + "ffn_gate_shexp.weight", (embd, ff_exp)), (p + "ffn_up_shexp.weight", (embd, ff_exp)),
+                (p + "ffn_down_shexp.weight", (ff_exp, embd))]
+    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=kv) + (
+        ("add_rope_dimension_count", hd), ("add_vocab_size", vocab), ("add_expert_count", experts),
+        ("add_expert_used_count", 1), ("add_expert_feed_forward_length", ff_exp),
+        ("add_interleave_moe_layer_step", 2)) + _vocab(vocab)
+    return Tiny("llama4", kvs, tuple(tensors))
+
+
+def mistral3() -> Tiny:
+    """Mistral Small 3 style text model (gguf arch mistral3): GQA 4, head_dim 128 < n_embd / n_head, untied."""
+    embd, ff, heads, kv, hd, n, vocab = 256, 512, 4, 1, 128, 4, 256
+    tensors = _ends(embd, vocab, tied=False)
+    for i in range(n):
+        tensors += _attention(i, embd, heads, kv, hd) + _dense_ffn(i, embd, ff)
+    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=kv) + (
+        ("add_key_length", hd), ("add_value_length", hd), ("add_rope_dimension_count", hd),
+        ("add_vocab_size", vocab)) + _vocab(vocab)
+    return Tiny("mistral3", kvs, tuple(tensors))
+
+
+def granitehybrid() -> Tiny:
+    """Granite 4 hybrid style: layers [Mamba2, Mamba2, attention, Mamba2] (head_count_kv [0, 0, 1, 0]: layer 0's 0
+    makes n_gqa 0 for the rules), MoE with a shared expert on every layer, tied embeddings."""
+    embd, heads, hd, vocab, experts, ff = 256, 4, 64, 256, 4, 256
+    d_inner, n_heads, d_state, groups = 512, 8, 128, 1
+    kinds = ("ssm", "ssm", "attn", "ssm")
+    tensors = _ends(embd, vocab, tied=True)
+    for i, kind in enumerate(kinds):
+        p = f"blk.{i}."
+        if kind == "ssm":
+            conv = d_inner + 2 * groups * d_state
+            tensors += [(p + "attn_norm.weight", (embd,)),
+                        (p + "ssm_in.weight", (embd, 2 * d_inner + 2 * groups * d_state + n_heads)),
+                        (p + "ssm_conv1d.weight", (4, conv)), (p + "ssm_conv1d.bias", (conv,)),
+                        (p + "ssm_a", (1, n_heads)), (p + "ssm_d", (1, n_heads)), (p + "ssm_dt.bias", (n_heads,)),
+                        (p + "ssm_norm.weight", (d_inner // groups, groups)), (p + "ssm_out.weight", (d_inner, embd))]
+        else:
+            tensors += _attention(i, embd, heads, 1, hd)
+        tensors += _moe_ffn(i, embd, ff, experts) + [
+            (p + "ffn_gate_shexp.weight", (embd, ff)), (p + "ffn_up_shexp.weight", (embd, ff)),
+            (p + "ffn_down_shexp.weight", (ff, embd))]
+    kvs = _common(ctx=4096, embd=embd, blocks=len(kinds), ff=512, heads=heads, kv_heads=1)[:5] + (
+        ("add_head_count_kv", [1 if k == "attn" else 0 for k in kinds]), ("add_layer_norm_rms_eps", 1e-6),
+        ("add_rope_freq_base", 10000.0), ("add_rope_dimension_count", hd), ("add_vocab_size", vocab),
+        ("add_ssm_conv_kernel", 4), ("add_ssm_inner_size", d_inner), ("add_ssm_state_size", d_state),
+        ("add_ssm_time_step_rank", n_heads), ("add_ssm_group_count", groups), ("add_expert_count", experts),
+        ("add_expert_used_count", 2), ("add_expert_feed_forward_length", ff),
+        ("add_expert_shared_feed_forward_length", ff)) + _vocab(vocab)
+    return Tiny("granitehybrid", kvs, tuple(tensors))
+
+
 MODELS: dict[str, Callable[[], Tiny]] = {
     "llama": llama, "qwen2": qwen2, "qwen3moe": qwen3moe, "deepseek2": deepseek2, "mixtral": mixtral,
     "gemma3": gemma3, "gemma3n": gemma3n, "gpt-oss": gpt_oss, "deepseek2-kv_b": deepseek2_kv_b, "odd-rows": odd_rows,
     "gpt-oss-mxfp4": gpt_oss_mxfp4,  # only in the option cases (--allow-requantize)
-    "glm4moe": glm4moe,
+    "glm4moe": glm4moe, "qwen35moe": qwen35moe, "llama4": llama4, "mistral3": mistral3, "granitehybrid": granitehybrid,
 }
-MOE = ("qwen3moe", "deepseek2", "mixtral", "gpt-oss", "deepseek2-kv_b", "glm4moe")
+MOE = ("qwen3moe", "deepseek2", "mixtral", "gpt-oss", "deepseek2-kv_b", "glm4moe", "qwen35moe", "llama4",
+       "granitehybrid")
 
 
 def _is_f32(name: str, ne: tuple[int, ...]) -> bool:
