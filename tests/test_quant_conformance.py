@@ -618,3 +618,36 @@ def _options(ftype: str, flags: tuple[str, ...]) -> QuantOptions:
 def test_llama_quantize_options_agree(inputs, arch: str, ftype: str, flags: tuple[str, ...]) -> None:
     src, _ = inputs(arch)
     check(src, src.parent / f"out-{ftype}-options.gguf", _options(ftype, flags), flags)
+
+
+def test_llama_quantize_keep_split_agrees(tmp_path: Path) -> None:
+    """--keep-split on a 3-split input (gguf-py's split writer, 10 tensors per split): one output file per input
+    split, each with its tensors, types, offsets, header and size as predicted."""
+    model = llama()
+    rng = np.random.default_rng(0)
+    writer = gguf.GGUFWriter(str(tmp_path / "in.gguf"), model.arch, split_max_tensors=10)
+    writer.add_name("tiny-llama-split")
+    writer.add_file_type(model.file_type)
+    for method, value in model.kvs:
+        getattr(writer, method)(value)
+    for name, ne in model.tensors:
+        data = rng.standard_normal(tuple(reversed(ne)), dtype=np.float32) * 0.02
+        writer.add_tensor(name, data if _is_f32(name, ne) else data.astype(np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    first = sorted(tmp_path.glob("in-*.gguf"))[0]
+    args = [BINARY, "--keep-split", first.name, "out.gguf", "Q4_K_M", "2"]
+    run = subprocess.run(args, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    outs = sorted(tmp_path.glob("out-*.gguf"))
+    prediction = predict(load(str(first)), QuantOptions("Q4_K_M", keep_split=True))
+    files = prediction.checkpoint.files
+    assert [Path(f.path).name for f in files] == [p.name.replace("out-", "ggml-model-Q4_K_M-") for p in outs]
+    for i, (path, predicted) in enumerate(zip(outs, files)):
+        real = parse_gguf(LocalFile(str(path)))
+        mine = [t for t in prediction.checkpoint.tensors if t.file_index == i]
+        assert [(t.name, t.dtype.upper(), t.offset) for t in mine] == [
+            (t.name, t.gtype.name, t.offset) for t in real.tensors]
+        assert predicted.header_bytes == real.data_offset and predicted.size == real.file_size
