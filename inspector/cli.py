@@ -174,7 +174,7 @@ def common_output_options(f: Any) -> Any:
 
 
 # --quant-rules names (inspector/quant/rulesets.py; kept literal so that --help loads no library; a test checks them)
-QUANT_RULE_NAMES = ("current", "legacy", "2026-10", "2026-07", "2025-08")
+QUANT_RULE_NAMES = ("current", "legacy", "2026-10", "2026-07", "2025-08", "ik_llama")
 
 
 def quant_options(f: Any) -> Any:
@@ -188,7 +188,8 @@ def quant_options(f: Any) -> Any:
                      help="One row per common file type: predicted file size and bytes per device."),
         opt(q, "--quant-rules", "quant_rules", type=click.Choice(QUANT_RULE_NAMES), default="current",
                      show_default=True, help="Which llama-quantize: dated llama.cpp rule sets (current = 2026-10, "
-                                             "legacy = 2025-08, most Hub files); docs/quantization.md."),
+                                             "legacy = 2025-08, most Hub files) or ik_llama.cpp's; "
+                                             "docs/quantization.md."),
         opt(q, "--tensor-type", "tensor_type", multiple=True, metavar="REGEX=TYPE",
                      help="With --quant: llama-quantize --tensor-type. Without: a recipe line applied literally."),
         opt(q, "--tensor-type-file", "tensor_type_file", type=click.Path(dir_okay=False), metavar="FILE",

@@ -186,9 +186,13 @@ def quant_request(values: Mapping[str, Any]) -> tuple[QuantOptions, bool, tuple[
         v.update(tensor_type=(), tensor_type_file=None)
     else:
         recipe = None
-    tensor_types = tuple(parse_tensor_type(x) for x in v["tensor_type"] or ())
+    type_of = None
+    if v["quant_rules"] == "ik_llama":  # ik_llama.cpp's quantizer takes its own types too
+        from .quant.rules_ik import resolve_ik_type as type_of
+    kw = {"type_of": type_of} if type_of else {}
+    tensor_types = tuple(parse_tensor_type(x, **kw) for x in v["tensor_type"] or ())
     if v["tensor_type_file"]:
-        tensor_types += parse_tensor_type_file(v["tensor_type_file"])
+        tensor_types += parse_tensor_type_file(v["tensor_type_file"], **kw)
     options = QuantOptions(
         ftype=v["quant"] or "COPY", rules=v["quant_rules"] or "current", tensor_types=tensor_types,
         output_tensor_type=v["output_tensor_type"], token_embedding_type=v["token_embedding_type"],

@@ -121,6 +121,10 @@ def known_to(info: FtypeInfo, rules: str | RuleSet) -> bool:
 
 def ftype_names(rules: str | RuleSet = "current") -> list[str]:
     """Every name (aliases included) the rule set accepts, in table order."""
+    if resolve_rules(rules).ik:
+        from .rules_ik import IK_FTYPES
+
+        return [n for info in IK_FTYPES.values() for n in (info.name, *info.aliases)]
     names: list[str] = []
     for info in FTYPES.values():
         if known_to(info, rules):
@@ -137,6 +141,10 @@ def resolve_ftype(name: str, rules: str | RuleSet = "current") -> FtypeInfo:
             names.
     """
     rule_set = resolve_rules(rules)
+    if rule_set.ik:  # ik_llama.cpp's own file type table
+        from .rules_ik import resolve_ik_ftype
+
+        return resolve_ik_ftype(name)
     key = name.strip().upper()
     key = _ALIASES.get(key, key)
     info = FTYPES.get(key)

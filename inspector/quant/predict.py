@@ -34,6 +34,7 @@ from .header import (
 from .layout import apply_overrides, prune_renames, split_path
 from .overrides import compile_patterns
 from .rules import Choice, ModelFacts, QuantizeError, TypeChooser
+from .rules_ik import IkTypeChooser, ik_model_type, ik_type, ik_vocab_size, resolve_ik_type
 from .rulesets import RuleSet, resolve_rules
 from .tables import ATTN_V_COUNTED, block_index, ggml_n_dims, loader_sort_key
 
@@ -104,17 +105,22 @@ def predict(checkpoint: Checkpoint, options: QuantOptions, *, header_estimate: i
         QuantizeError: llama-quantize itself would stop (a shape with no fallback, requantizing refused, a type
             llama.cpp cannot read, a bad layer index).
     """
-    info = resolve_ftype(options.ftype, options.rules)
-    patterns = compile_patterns(options.tensor_types)
-    output_type = options.output_tensor_type and resolve_type(options.output_tensor_type, "--output-tensor-type")
-    embd_type = options.token_embedding_type and resolve_type(options.token_embedding_type, "--token-embedding-type")
+    rule_set = resolve_rules(options.rules)
+    info = resolve_ftype(options.ftype, rule_set)
+    if rule_set.ik and options.prune_layers:
+        raise UsageError("ik_llama.cpp's llama-quantize has no --prune-layers", hint="use a llama.cpp rule set")
+    type_of = resolve_ik_type if rule_set.ik else resolve_type
+    patterns = compile_patterns(options.tensor_types, type_of)
+    output_type = options.output_tensor_type and type_of(options.output_tensor_type, "--output-tensor-type")
+    embd_type = options.token_embedding_type and type_of(options.token_embedding_type, "--token-embedding-type")
     estimate = header_estimate
     if checkpoint.format != "gguf" and estimate is None:
         raise UsageError(f"{checkpoint.source}: predicting a llama.cpp quantization needs GGUF tensor names; "
                          "this is a raw safetensors checkpoint", hint="use the converter view of the repository")
 
-    rule_set = resolve_rules(options.rules)
-    loader_order = sorted(checkpoint.tensors, key=lambda t: loader_sort_key(t.name))
+    # ik_llama.cpp's loader keeps the file order; llama.cpp's sorts (weight_name_comparer)
+    loader_order = (list(checkpoint.tensors) if rule_set.ik
+                    else sorted(checkpoint.tensors, key=lambda t: loader_sort_key(t.name)))
     # the loader applies --override-kv to the hyperparameters the rules read
     loaded = apply_overrides(checkpoint.metadata, options.override_kv)
     facts = ModelFacts.from_metadata(loaded, checkpoint.architecture, _fallback_layers(loader_order))
@@ -122,19 +128,7 @@ def predict(checkpoint: Checkpoint, options: QuantOptions, *, header_estimate: i
     single_file = checkpoint.format != "gguf" or len(checkpoint.files) <= 1
     if options.keep_split and not single_file:  # visited and written by (input split, offset)
         kept = sorted(kept, key=lambda t: (t.file_index, t.offset))
-    chooser = TypeChooser(
-        rules=rule_set,
-        ftype=info,
-        facts=facts,
-        n_attention_wv=sum(any(s in renamed[t.name] for s in ATTN_V_COUNTED) for t in kept),
-        tied_embeddings=not any(renamed[t.name] == "output.weight" for t in kept),
-        patterns=patterns,
-        output_tensor_type=output_type,
-        token_embedding_type=embd_type,
-        pure=options.pure,
-        imatrix=options.imatrix,
-        leave_output=options.leave_output_tensor,
-    )
+    chooser = _chooser(rule_set, info, facts, loaded, kept, renamed, patterns, output_type, embd_type, options)
     choices = {renamed[t.name]: _choose(chooser, t, options, renamed[t.name]) for t in kept}
 
     out_metadata = _output_metadata(checkpoint.metadata, info, options, facts.arch, block_count)
@@ -184,6 +178,34 @@ def _with_ftype(options: QuantOptions, name: str) -> QuantOptions:
     return replace(options, ftype=name)
 
 
+def _chooser(rule_set: RuleSet, info: FtypeInfo, facts: ModelFacts, loaded: Mapping[str, Any],
+             kept: list[TensorInfo], renamed: Mapping[str, str], patterns: list[Any], output_type: str | None,
+             embd_type: str | None, options: QuantOptions) -> TypeChooser | IkTypeChooser:
+    """llama.cpp's chooser, or ik_llama.cpp's (rules_ik.py) for the ik_llama rule set."""
+    names = [renamed[t.name] for t in kept]
+    if rule_set.ik:  # ik counts attn_v and attn_qkv; has_output is "output.weight" present
+        return IkTypeChooser(
+            ftype=info, facts=facts, model_type=ik_model_type(facts.arch, loaded, facts),
+            n_vocab=ik_vocab_size(facts.arch, loaded),
+            n_attention_wv=sum(("attn_v.weight" in n or "attn_qkv.weight" in n) for n in names),
+            has_output="output.weight" in names, patterns=patterns, output_tensor_type=output_type,
+            token_embedding_type=embd_type, pure=options.pure, imatrix=options.imatrix,
+            leave_output=options.leave_output_tensor)
+    return TypeChooser(
+        rules=rule_set,
+        ftype=info,
+        facts=facts,
+        n_attention_wv=sum(any(s in n for s in ATTN_V_COUNTED) for n in names),
+        tied_embeddings="output.weight" not in names,
+        patterns=patterns,
+        output_tensor_type=output_type,
+        token_embedding_type=embd_type,
+        pure=options.pure,
+        imatrix=options.imatrix,
+        leave_output=options.leave_output_tensor,
+    )
+
+
 def _fallback_layers(tensors: list[TensorInfo]) -> int:
     layers = [block_index(t.name) for t in tensors]
     return max((n for n in layers if n is not None), default=-1) + 1
@@ -197,10 +219,11 @@ def _pruned(loader_order: list[TensorInfo], prune: tuple[int, ...]
     return kept, {t.name: renames[t.name] for t in kept}, block_count  # type: ignore[misc]
 
 
-def _choose(chooser: TypeChooser, tensor: TensorInfo, options: QuantOptions, name: str) -> Choice:
+def _choose(chooser: TypeChooser | IkTypeChooser, tensor: TensorInfo, options: QuantOptions, name: str) -> Choice:
     current = tensor.dtype.upper()
     gtype = type_by_name(current)
-    if gtype is None or gtype.origin != "ggml":
+    ik = isinstance(chooser, IkTypeChooser)
+    if gtype is None or (gtype.origin != "ggml" and not ik):
         raise QuantizeError(f"tensor {tensor.name!r} has type {tensor.dtype}, which mainline llama.cpp cannot read; "
                             "llama-quantize would not load this file")
     choice = chooser.choose(name, tensor.shape, current)
@@ -213,9 +236,10 @@ def _choose(chooser: TypeChooser, tensor: TensorInfo, options: QuantOptions, nam
     if current not in ("F32", "F16", "BF16") and not is_quantized_type(current):
         raise QuantizeError(f"llama-quantize cannot convert tensor {name!r} from {current} to {target}")
     ne0 = tensor.shape[0] if tensor.shape else 1
-    if ne0 % ggml_type(target).block_size:
+    block = _gtype(target).block_size
+    if ne0 % block:
         raise QuantizeError(f"llama-quantize would stop at tensor {name!r}: its row length {ne0} is not a "
-                            f"multiple of {target}'s block size {ggml_type(target).block_size}",
+                            f"multiple of {target}'s block size {block}",
                             hint="pick a type whose block divides the row length")
     return choice
 
@@ -238,9 +262,17 @@ def _place(kept: list[TensorInfo], renamed: Mapping[str, str], choices: Mapping[
     return tuple(out), [end - start for end, start in zip(offsets, headers)]
 
 
+def _gtype(type_name: str) -> Any:
+    """A ggml type by name: mainline's, or ik_llama.cpp's (only the ik rule set chooses those)."""
+    try:
+        return ggml_type(type_name)
+    except KeyError:
+        return ik_type(type_name)
+
+
 def _nbytes(type_name: str, ne: tuple[int, ...]) -> int:
     """ggml_nbytes of a contiguous tensor: rows × row size (ne0 is a multiple of the block, checked before)."""
-    gtype = ggml_type(type_name)
+    gtype = _gtype(type_name)
     rows = 1
     for n in ne[1:]:
         rows *= n
@@ -257,6 +289,8 @@ def _output_metadata(metadata: Mapping[str, Any], info: FtypeInfo, options: Quan
         out.pop(key, None)  # gguf_set_val_* removes and re-appends
         out[key] = value
     out = apply_overrides(out, options.override_kv)
+    if resolve_rules(options.rules).ik and info.ftype is not None:  # ik sets general.file_type after the overrides
+        out = apply_overrides(out, (("general.file_type", info.ftype),))
     if options.imatrix:
         out = apply_overrides(out, ASSUMED_IMATRIX_KVS.items())
     if block_count >= 0:

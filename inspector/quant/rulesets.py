@@ -31,7 +31,7 @@ from typing import Mapping
 
 from ..errors import UsageError
 
-FAMILY_2025, FAMILY_2026 = "2025", "2026"
+FAMILY_2025, FAMILY_2026, FAMILY_IK = "2025", "2026", "ik"
 
 
 @dataclass(frozen=True)
@@ -77,6 +77,9 @@ _SETS = (
             FAMILY_2026),
     RuleSet("2025-08", "ggml-org/llama.cpp", "8784689fee07c6daabf3487d24e1535534ef6e6b",
             "Aug 2025, after gpt-oss / MXFP4", FAMILY_2025, ("legacy",)),
+    # ik_llama.cpp's own quantizer (rules_ik.py), its file types included
+    RuleSet("ik_llama", "ikawrakow/ik_llama.cpp", "8337e4cd3861406fc04e0854b1409cd1b027fbc9", "2026-08-15",
+            FAMILY_IK, ik=True),
 )
 
 RULE_SETS: Mapping[str, RuleSet] = MappingProxyType({s.name: s for s in _SETS})
