@@ -34,7 +34,7 @@ from ..errors import QuantizeError, UsageError
 from ..formats.ggml_types import type_by_name
 from .ftypes import FtypeInfo
 from .rules import Choice, ModelFacts
-from .tables import ggml_n_dims, use_more_bits
+from .tables import block_index, ggml_n_dims, use_more_bits
 
 IK_COMMIT = "8337e4cd3861406fc04e0854b1409cd1b027fbc9"
 
@@ -222,7 +222,7 @@ class IkTypeChooser:
             return fallback, target
         return target, None
 
-    def _mixture(self, name: str, ne: Sequence[int], new: str) -> str:  # noqa: C901 - ik's own branch order
+    def _mixture(self, name: str, ne: Sequence[int], new: str) -> str:  # ik's own branch order
         ft, f = self.ftype.name, self.facts
         gqa, experts = f.gqa, f.n_expert
         if name == "output.weight" or (not self.has_output and name == "token_embd.weight"):
@@ -339,7 +339,7 @@ class IkTypeChooser:
             return "IQ3_S" if iq2_sm else new
         return new
 
-    def _attn_v(self, ft: str, new: str) -> str:  # noqa: C901 - one branch per file type, in ik's order
+    def _attn_v(self, ft: str, new: str) -> str:  # one branch per file type, in ik's order
         f, i, n = self.facts, self.i_attention_wv, self.n_attention_wv
         gqa = f.gqa
         if f.n_expert >= 4:
@@ -369,7 +369,7 @@ class IkTypeChooser:
         )
         return next((pick() for cond, pick in rules if cond), new)
 
-    def _ffn_down(self, ft: str, i: int, n: int, new: str) -> str:  # noqa: C901 - ik's own branch order
+    def _ffn_down(self, ft: str, i: int, n: int, new: str) -> str:  # ik's own branch order
         falcon, umb, imx = self._falcon, use_more_bits(i, n), self.imatrix
         rules = (
             (ft == "Q2_K", lambda: "Q3_K"),
@@ -396,8 +396,6 @@ class IkTypeChooser:
         n = self.facts.n_layer_all
         if max(1, self.facts.n_expert) <= 1:
             return counter, n
-        from .tables import block_index
-
         layer = block_index(name)
         if layer is None:
             raise QuantizeError(f"ik_llama.cpp's llama-quantize cannot determine the layer of tensor {name!r}")
