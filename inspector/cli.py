@@ -172,6 +172,10 @@ def common_output_options(f: Any) -> Any:
     return format_option(f)
 
 
+# --quant-rules names (inspector/quant/rulesets.py; kept literal so that --help loads no library; a test checks them)
+QUANT_RULE_NAMES = ("current", "legacy", "2026-10", "2026-07", "2025-08", "ik_llama")
+
+
 def quant_options(f: Any) -> Any:
     """`--quant NAME` and llama-quantize's own overrides (docs/quantization.md)."""
     q = "Quantization (llama-quantize)"
@@ -181,8 +185,10 @@ def quant_options(f: Any) -> Any:
                           "else llama-quantize's prediction."),
         opt(q, "--quant-list", "quant_list", is_flag=True,
                      help="One row per common file type: predicted file size and bytes per device."),
-        opt(q, "--quant-rules", "quant_rules", type=click.Choice(["current", "legacy"]), default="current",
-                     show_default=True, help="llama.cpp's rules of 2026, or of mid-2025 (most Hub files)."),
+        opt(q, "--quant-rules", "quant_rules", type=click.Choice(QUANT_RULE_NAMES), default="current",
+                     show_default=True, help="Which llama-quantize: dated llama.cpp rule sets (current = 2026-10, "
+                                             "legacy = 2025-08, most Hub files) or ik_llama.cpp's; "
+                                             "docs/quantization.md."),
         opt(q, "--tensor-type", "tensor_type", multiple=True, metavar="REGEX=TYPE",
                      help="With --quant: llama-quantize --tensor-type. Without: a recipe line applied literally."),
         opt(q, "--tensor-type-file", "tensor_type_file", type=click.Path(dir_okay=False), metavar="FILE",
@@ -195,6 +201,15 @@ def quant_options(f: Any) -> Any:
         opt(q, "--allow-requantize/--no-allow-requantize", "allow_requantize", default=True,
                      show_default=True, help="Requantize tensors that are already quantized (llama-quantize's "
                                              "--allow-requantize; without it, llama-quantize refuses)."),
+        opt(q, "--leave-output-tensor", "leave_output_tensor", is_flag=True,
+                     help="llama-quantize --leave-output-tensor: output.weight keeps its input type."),
+        opt(q, "--keep-split", "keep_split", is_flag=True,
+                     help="llama-quantize --keep-split: one output file per input split, sized each."),
+        opt(q, "--prune-layers", "prune_layers", metavar="L0,L1,…",
+                     help="llama-quantize --prune-layers: remove these blocks (the rest are renumbered)."),
+        opt(q, "--override-kv", "override_kv", multiple=True, metavar="KEY=TYPE:VALUE",
+                     help="llama-quantize --override-kv (TYPE int, float, bool or str): header bytes, file type, "
+                          "and the hyperparameters the rules read."),
     ]
     return apply_options(options, f)
 

@@ -168,7 +168,8 @@ def is_checkpoint(source: Any) -> bool:
 
 
 QUANT_KEYS = ("quant", "quant_rules", "tensor_type", "tensor_type_file", "pure", "output_tensor_type",
-              "token_embedding_type", "imatrix", "allow_requantize")
+              "token_embedding_type", "imatrix", "allow_requantize", "leave_output_tensor", "keep_split",
+              "prune_layers", "override_kv")
 
 
 def quant_request(values: Mapping[str, Any]) -> tuple[QuantOptions, bool, tuple[tuple[str, str], ...] | None]:
@@ -180,6 +181,7 @@ def quant_request(values: Mapping[str, Any]) -> tuple[QuantOptions, bool, tuple[
         UsageError: bad `regex=type` lines.
     """
     from .quant import parse_tensor_type, parse_tensor_type_file
+    from .quant.layout import parse_override_kv, parse_prune_layers
     from .quant.recipe import parse_recipe, parse_recipe_items
 
     v = {k: values.get(k) for k in QUANT_KEYS}
@@ -190,14 +192,21 @@ def quant_request(values: Mapping[str, Any]) -> tuple[QuantOptions, bool, tuple[
         v.update(tensor_type=(), tensor_type_file=None)
     else:
         recipe = None
-    tensor_types = tuple(parse_tensor_type(x) for x in v["tensor_type"] or ())
+    type_of = None
+    if v["quant_rules"] == "ik_llama":  # ik_llama.cpp's quantizer takes its own types too
+        from .quant.rules_ik import resolve_ik_type as type_of
+    kw = {"type_of": type_of} if type_of else {}
+    tensor_types = tuple(parse_tensor_type(x, **kw) for x in v["tensor_type"] or ())
     if v["tensor_type_file"]:
-        tensor_types += parse_tensor_type_file(v["tensor_type_file"])
+        tensor_types += parse_tensor_type_file(v["tensor_type_file"], **kw)
     options = QuantOptions(
         ftype=v["quant"] or "COPY", rules=v["quant_rules"] or "current", tensor_types=tensor_types,
         output_tensor_type=v["output_tensor_type"], token_embedding_type=v["token_embedding_type"],
         pure=bool(v["pure"]), imatrix=bool(v["imatrix"]),
-        allow_requantize=True if v["allow_requantize"] is None else v["allow_requantize"])
+        allow_requantize=True if v["allow_requantize"] is None else v["allow_requantize"],
+        leave_output_tensor=bool(v["leave_output_tensor"]), keep_split=bool(v["keep_split"]),
+        prune_layers=parse_prune_layers(v["prune_layers"]) if v["prune_layers"] else (),
+        override_kv=tuple(parse_override_kv(x) for x in v["override_kv"] or ()))
     return options, v["quant"] is not None, recipe
 
 

@@ -35,6 +35,7 @@ import pytest
 from inspector import load
 from inspector.formats import parse_gguf
 from inspector.quant import QuantizeError, QuantOptions, parse_tensor_type, predict
+from inspector.quant.layout import parse_override_kv, parse_prune_layers
 from inspector.sources.base import LocalFile
 
 BINARY = os.environ.get("LLAMA_QUANTIZE")
@@ -287,12 +288,144 @@ def odd_rows() -> Tiny:
     return Tiny("llama", kvs, tuple(tensors))
 
 
+def glm4moe() -> Tiny:
+    """GLM-4.5 style: q/k/v biases and q/k norms, one dense lead block, 4 routed + 1 shared expert, exp_probs_b,
+    and the NextN block the converter keeps (blk.2: a MoE layer plus nextn.*; block_count 3, nextn 1)."""
+    embd, ff, ff_exp, heads, kv, hd, n, vocab, experts = 256, 512, 256, 4, 2, 64, 2, 256, 4
+    tensors = _ends(embd, vocab, tied=False)
+    for i in range(n + 1):
+        p = f"blk.{i}."
+        tensors += _attention(i, embd, heads, kv, hd, bias=True, qk_norm=True)
+        tensors.append((p + "post_attention_norm.weight", (embd,)))
+        if i == 0:
+            tensors += [(p + "ffn_gate.weight", (embd, ff)), (p + "ffn_up.weight", (embd, ff)),
+                        (p + "ffn_down.weight", (ff, embd))]
+            continue
+        tensors += [(p + "ffn_gate_inp.weight", (embd, experts)), (p + "exp_probs_b.bias", (experts,)),
+                    (p + "ffn_gate_exps.weight", (embd, ff_exp, experts)),
+                    (p + "ffn_up_exps.weight", (embd, ff_exp, experts)),
+                    (p + "ffn_down_exps.weight", (ff_exp, embd, experts)),
+                    (p + "ffn_gate_shexp.weight", (embd, ff_exp)), (p + "ffn_up_shexp.weight", (embd, ff_exp)),
+                    (p + "ffn_down_shexp.weight", (ff_exp, embd))]
+        if i == n:
+            tensors += [(p + "nextn.eh_proj.weight", (2 * embd, embd)), (p + "nextn.enorm.weight", (embd,)),
+                        (p + "nextn.hnorm.weight", (embd,)), (p + "nextn.shared_head_norm.weight", (embd,)),
+                        (p + "nextn.embed_tokens.weight", (embd, vocab)),
+                        (p + "nextn.shared_head_head.weight", (embd, vocab))]
+    kvs = _common(ctx=4096, embd=embd, blocks=n + 1, ff=ff, heads=heads, kv_heads=kv) + (
+        ("add_key_length", hd), ("add_value_length", hd), ("add_rope_dimension_count", hd // 2),
+        ("add_vocab_size", vocab), ("add_leading_dense_block_count", 1), ("add_expert_count", experts),
+        ("add_expert_used_count", 2), ("add_expert_feed_forward_length", ff_exp), ("add_expert_shared_count", 1),
+        ("add_expert_weights_scale", 2.5), ("add_expert_weights_norm", True),
+        ("add_expert_gating_func", gguf.ExpertGatingFuncType.SIGMOID), ("add_nextn_predict_layers", 1)) + _vocab(vocab)
+    return Tiny("glm4moe", kvs, tuple(tensors))
+
+
+def qwen35moe() -> Tiny:
+    """Qwen3.5-MoE style: 3 Gated-DeltaNet layers (attn_qkv in the attn_v counter, attn_gate, ssm_alpha/beta, the
+    unquantized ssm_a/ssm_conv1d/ssm_dt) and a gated full-attention layer; 4 experts, a shared expert and its
+    [256, 1] gate (1-D for the rules)."""
+    embd, heads, kv, hd, n, vocab, experts, ff = 256, 2, 1, 128, 4, 256, 4, 256
+    nk, hk, nv, hv = 2, 64, 4, 64
+    conv = 2 * nk * hk + nv * hv
+    tensors = _ends(embd, vocab, tied=False)
+    for i in range(n):
+        p = f"blk.{i}."
+        tensors += [(p + "attn_norm.weight", (embd,)), (p + "post_attention_norm.weight", (embd,))]
+        if (i + 1) % 4:
+            tensors += [(p + "attn_qkv.weight", (embd, conv)), (p + "attn_gate.weight", (embd, nv * hv)),
+                        (p + "ssm_a", (nv,)), (p + "ssm_conv1d.weight", (4, conv)), (p + "ssm_dt.bias", (nv,)),
+                        (p + "ssm_alpha.weight", (embd, nv)), (p + "ssm_beta.weight", (embd, nv)),
+                        (p + "ssm_norm.weight", (hv,)), (p + "ssm_out.weight", (nv * hv, embd))]
+        else:
+            tensors += [(p + "attn_q.weight", (embd, 2 * heads * hd)), (p + "attn_k.weight", (embd, kv * hd)),
+                        (p + "attn_v.weight", (embd, kv * hd)), (p + "attn_output.weight", (heads * hd, embd)),
+                        (p + "attn_q_norm.weight", (hd,)), (p + "attn_k_norm.weight", (hd,))]
+        tensors += [(p + "ffn_gate_inp.weight", (embd, experts)), (p + "ffn_gate_exps.weight", (embd, ff, experts)),
+                    (p + "ffn_up_exps.weight", (embd, ff, experts)), (p + "ffn_down_exps.weight", (ff, embd, experts)),
+                    (p + "ffn_gate_inp_shexp.weight", (embd, 1)), (p + "ffn_gate_shexp.weight", (embd, ff)),
+                    (p + "ffn_up_shexp.weight", (embd, ff)), (p + "ffn_down_shexp.weight", (ff, embd))]
+    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=512, heads=heads, kv_heads=kv) + (
+        ("add_key_length", hd), ("add_value_length", hd), ("add_rope_dimension_count", hd // 4),
+        ("add_rope_dimension_sections", [11, 11, 10, 0]), ("add_ssm_conv_kernel", 4), ("add_ssm_inner_size", nv * hv),
+        ("add_ssm_state_size", hk), ("add_ssm_time_step_rank", nv), ("add_ssm_group_count", nk),
+        ("add_full_attention_interval", 4), ("add_expert_count", experts), ("add_expert_used_count", 2),
+        ("add_expert_feed_forward_length", ff), ("add_expert_shared_feed_forward_length", ff)) + _vocab(vocab)
+    return Tiny("qwen35moe", kvs, tuple(tensors))
+
+
+def llama4() -> Tiny:
+    """Llama 4 style: MoE every second layer (interleave_moe_layer_step 2) with one shared expert, a dense layer
+    between; 4 experts (n_expert >= 4, not 8)."""
+    embd, ff, ff_exp, heads, kv, hd, n, vocab, experts = 256, 512, 256, 4, 2, 64, 2, 256, 4
+    tensors = _ends(embd, vocab, tied=False)
+    for i in range(n):
+        tensors += _attention(i, embd, heads, kv, hd)
+        if i == 0:
+            tensors += _dense_ffn(i, embd, ff)
+        else:
+            p = f"blk.{i}."
+            tensors += _moe_ffn(i, embd, ff_exp, experts) + [
+                (p + "ffn_gate_shexp.weight", (embd, ff_exp)), (p + "ffn_up_shexp.weight", (embd, ff_exp)),
+                (p + "ffn_down_shexp.weight", (ff_exp, embd))]
+    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=kv) + (
+        ("add_rope_dimension_count", hd), ("add_vocab_size", vocab), ("add_expert_count", experts),
+        ("add_expert_used_count", 1), ("add_expert_feed_forward_length", ff_exp),
+        ("add_interleave_moe_layer_step", 2)) + _vocab(vocab)
+    return Tiny("llama4", kvs, tuple(tensors))
+
+
+def mistral3() -> Tiny:
+    """Mistral Small 3 style text model (gguf arch mistral3): GQA 4, head_dim 128 < n_embd / n_head, untied."""
+    embd, ff, heads, kv, hd, n, vocab = 256, 512, 4, 1, 128, 4, 256
+    tensors = _ends(embd, vocab, tied=False)
+    for i in range(n):
+        tensors += _attention(i, embd, heads, kv, hd) + _dense_ffn(i, embd, ff)
+    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=kv) + (
+        ("add_key_length", hd), ("add_value_length", hd), ("add_rope_dimension_count", hd),
+        ("add_vocab_size", vocab)) + _vocab(vocab)
+    return Tiny("mistral3", kvs, tuple(tensors))
+
+
+def granitehybrid() -> Tiny:
+    """Granite 4 hybrid style: layers [Mamba2, Mamba2, attention, Mamba2] (head_count_kv [0, 0, 1, 0]: layer 0's 0
+    makes n_gqa 0 for the rules), MoE with a shared expert on every layer, tied embeddings."""
+    embd, heads, hd, vocab, experts, ff = 256, 4, 64, 256, 4, 256
+    d_inner, n_heads, d_state, groups = 512, 8, 128, 1
+    kinds = ("ssm", "ssm", "attn", "ssm")
+    tensors = _ends(embd, vocab, tied=True)
+    for i, kind in enumerate(kinds):
+        p = f"blk.{i}."
+        if kind == "ssm":
+            conv = d_inner + 2 * groups * d_state
+            tensors += [(p + "attn_norm.weight", (embd,)),
+                        (p + "ssm_in.weight", (embd, 2 * d_inner + 2 * groups * d_state + n_heads)),
+                        (p + "ssm_conv1d.weight", (4, conv)), (p + "ssm_conv1d.bias", (conv,)),
+                        (p + "ssm_a", (1, n_heads)), (p + "ssm_d", (1, n_heads)), (p + "ssm_dt.bias", (n_heads,)),
+                        (p + "ssm_norm.weight", (d_inner // groups, groups)), (p + "ssm_out.weight", (d_inner, embd))]
+        else:
+            tensors += _attention(i, embd, heads, 1, hd)
+        tensors += _moe_ffn(i, embd, ff, experts) + [
+            (p + "ffn_gate_shexp.weight", (embd, ff)), (p + "ffn_up_shexp.weight", (embd, ff)),
+            (p + "ffn_down_shexp.weight", (ff, embd))]
+    kvs = _common(ctx=4096, embd=embd, blocks=len(kinds), ff=512, heads=heads, kv_heads=1)[:5] + (
+        ("add_head_count_kv", [1 if k == "attn" else 0 for k in kinds]), ("add_layer_norm_rms_eps", 1e-6),
+        ("add_rope_freq_base", 10000.0), ("add_rope_dimension_count", hd), ("add_vocab_size", vocab),
+        ("add_ssm_conv_kernel", 4), ("add_ssm_inner_size", d_inner), ("add_ssm_state_size", d_state),
+        ("add_ssm_time_step_rank", n_heads), ("add_ssm_group_count", groups), ("add_expert_count", experts),
+        ("add_expert_used_count", 2), ("add_expert_feed_forward_length", ff),
+        ("add_expert_shared_feed_forward_length", ff)) + _vocab(vocab)
+    return Tiny("granitehybrid", kvs, tuple(tensors))
+
+
 MODELS: dict[str, Callable[[], Tiny]] = {
     "llama": llama, "qwen2": qwen2, "qwen3moe": qwen3moe, "deepseek2": deepseek2, "mixtral": mixtral,
     "gemma3": gemma3, "gemma3n": gemma3n, "gpt-oss": gpt_oss, "deepseek2-kv_b": deepseek2_kv_b, "odd-rows": odd_rows,
     "gpt-oss-mxfp4": gpt_oss_mxfp4,  # only in the option cases (--allow-requantize)
+    "glm4moe": glm4moe, "qwen35moe": qwen35moe, "llama4": llama4, "mistral3": mistral3, "granitehybrid": granitehybrid,
 }
-MOE = ("qwen3moe", "deepseek2", "mixtral", "gpt-oss", "deepseek2-kv_b")
+MOE = ("qwen3moe", "deepseek2", "mixtral", "gpt-oss", "deepseek2-kv_b", "glm4moe", "qwen35moe", "llama4",
+       "granitehybrid")
 
 
 def _is_f32(name: str, ne: tuple[int, ...]) -> bool:
@@ -351,15 +484,6 @@ WITH_IMATRIX = ("IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ2_M", "IQ1_S", "IQ1_M", "IQ3_XX
                 "IQ4_XS")
 
 
-# Known divergence (version drift): on rows that are not a multiple of 32, a file type whose own type has a block of
-# 32 and no fallback (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, IQ4_NL) makes the "current" rules (llama.cpp 007dbbf3, whose
-# tensor_type_fallback threw for any type outside its table) stop; the llama.cpp tested here (0c1e5709) keeps a
-# 32-block target in the `default:` branch, and the ne0 % 32 check after it then writes F16.
-DRIFT_F16 = ("Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q8_0", "IQ4_NL")
-_DRIFT = pytest.mark.xfail(raises=QuantizeError, strict=True, reason="llama.cpp 0c1e5709 writes F16 where the "
-                           "current rules (007dbbf3) stop: 32-block types without a fallback on rows % 32 != 0")
-
-
 def _cases() -> list[Any]:
     cases = []
     for arch in MODELS:
@@ -368,9 +492,7 @@ def _cases() -> list[Any]:
         ftypes = PLAIN + (("MXFP4_MOE",) if arch in MOE else ())
         for imatrix, names in ((False, ftypes), (True, WITH_IMATRIX)):
             for f in names:
-                marks = [_DRIFT] if arch == "odd-rows" and f in DRIFT_F16 else []
-                cases.append(pytest.param(arch, f, imatrix, id=f"{arch}-{f}{'-imatrix' if imatrix else ''}",
-                                          marks=marks))
+                cases.append(pytest.param(arch, f, imatrix, id=f"{arch}-{f}{'-imatrix' if imatrix else ''}"))
     return cases
 
 
@@ -451,10 +573,16 @@ OPTION_CASES = [
     ("gpt-oss", "Q5_K_M", ("--token-embedding-type", "q4_k")),  # explicit types skip the shape fallback
     ("gemma3n", "Q4_K_M", ("--token-embedding-type", "q8_0")),  # token_embd and per_layer_token_embd
     ("gemma3n", "Q4_K_M", ("--tensor-type", "per_layer_token_embd=q5_k")),
-    pytest.param("gemma3n", "Q4_K_M", ("--token-embedding-type", "q8_0", "--tensor-type", "per_layer_token_embd=q4_k"),
-                 marks=pytest.mark.xfail(raises=AssertionError, strict=True, reason=(
-                     "llama.cpp 0c1e5709 lets a matching --tensor-type name per_layer_token_embd even with "
-                     "--token-embedding-type; the current rules (007dbbf3) give it the token embedding type"))),
+    # 2026-10: a matching --tensor-type names per_layer_token_embd even with --token-embedding-type
+    ("gemma3n", "Q4_K_M", ("--token-embedding-type", "q8_0", "--tensor-type", "per_layer_token_embd=q4_k")),
+    # layout options
+    ("llama", "Q4_K_M", ("--leave-output-tensor",)),
+    ("gemma3", "Q4_K_M", ("--leave-output-tensor",)),  # tied: token_embd is still quantized
+    ("llama", "Q4_K_M", ("--prune-layers", "1,2")),  # blocks 0 and 3 kept, 3 renumbered 1; counters of the input
+    ("glm4moe", "Q4_K_M", ("--prune-layers", "0")),
+    ("llama", "Q4_K_M", ("--override-kv", "general.name=str:tiny-llama", "--override-kv", "general.file_type=int:7")),
+    ("llama", "Q4_K_M", ("--override-kv", "llama.context_length=int:8192", "--override-kv",
+                         "llama.rope.freq_base=float:500000", "--override-kv", "tokenizer.ggml.add_bos_token=bool:true")),
     # gpt-oss as converted (MXFP4 experts): MXFP4_MOE keeps them; other file types requantize them
     ("gpt-oss-mxfp4", "MXFP4_MOE", ()),
     ("gpt-oss-mxfp4", "Q4_K_M", ()),  # refused: requantizing needs --allow-requantize
@@ -477,6 +605,12 @@ def _options(ftype: str, flags: tuple[str, ...]) -> QuantOptions:
             kw["output_tensor_type"] = next(it)
         elif flag == "--token-embedding-type":
             kw["token_embedding_type"] = next(it)
+        elif flag == "--leave-output-tensor":
+            kw["leave_output_tensor"] = True
+        elif flag == "--prune-layers":
+            kw["prune_layers"] = parse_prune_layers(next(it))
+        elif flag == "--override-kv":
+            kw["override_kv"] = kw.get("override_kv", ()) + (parse_override_kv(next(it)),)
     return QuantOptions(ftype, tensor_types=tuple(tensor_types), **kw)
 
 
@@ -484,3 +618,36 @@ def _options(ftype: str, flags: tuple[str, ...]) -> QuantOptions:
 def test_llama_quantize_options_agree(inputs, arch: str, ftype: str, flags: tuple[str, ...]) -> None:
     src, _ = inputs(arch)
     check(src, src.parent / f"out-{ftype}-options.gguf", _options(ftype, flags), flags)
+
+
+def test_llama_quantize_keep_split_agrees(tmp_path: Path) -> None:
+    """--keep-split on a 3-split input (gguf-py's split writer, 10 tensors per split): one output file per input
+    split, each with its tensors, types, offsets, header and size as predicted."""
+    model = llama()
+    rng = np.random.default_rng(0)
+    writer = gguf.GGUFWriter(str(tmp_path / "in.gguf"), model.arch, split_max_tensors=10)
+    writer.add_name("tiny-llama-split")
+    writer.add_file_type(model.file_type)
+    for method, value in model.kvs:
+        getattr(writer, method)(value)
+    for name, ne in model.tensors:
+        data = rng.standard_normal(tuple(reversed(ne)), dtype=np.float32) * 0.02
+        writer.add_tensor(name, data if _is_f32(name, ne) else data.astype(np.float16))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    first = sorted(tmp_path.glob("in-*.gguf"))[0]
+    args = [BINARY, "--keep-split", first.name, "out.gguf", "Q4_K_M", "2"]
+    run = subprocess.run(args, check=False, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, (run.stdout + run.stderr)[-3000:]
+    outs = sorted(tmp_path.glob("out-*.gguf"))
+    prediction = predict(load(str(first)), QuantOptions("Q4_K_M", keep_split=True))
+    files = prediction.checkpoint.files
+    assert [Path(f.path).name for f in files] == [p.name.replace("out-", "ggml-model-Q4_K_M-") for p in outs]
+    for i, (path, predicted) in enumerate(zip(outs, files)):
+        real = parse_gguf(LocalFile(str(path)))
+        mine = [t for t in prediction.checkpoint.tensors if t.file_index == i]
+        assert [(t.name, t.dtype.upper(), t.offset) for t in mine] == [
+            (t.name, t.gtype.name, t.offset) for t in real.tensors]
+        assert predicted.header_bytes == real.data_offset and predicted.size == real.file_size

@@ -52,12 +52,39 @@ def to_gguf_view(checkpoint: Checkpoint, *, table: ArchTable | None = None) -> C
     covered = ", ".join(sorted(supported_architectures(table)))
     if spec is None:
         raise ConversionError(f"{checkpoint.source}: architecture {table.hf_name(config)!r} is not in "
-                              f"rules/{TABLE_FILE}", hint=f"covered: {covered}")
+                              f"rules/{TABLE_FILE}; no conversion is guessed"
+                              f"{_unmappable(checkpoint, table, str(config.get('model_type') or ''))}",
+                              hint=f"covered: {covered}")
     if spec.kv_only:
         raise ConversionError(
             f"{checkpoint.source}: rules/{TABLE_FILE} describes only the hyperparameter KVs of "
-            f"{table.hf_name(config)!r} ({spec.converter_class}), not its tensor steps", hint=f"covered: {covered}")
+            f"{table.hf_name(config)!r} ({spec.converter_class}), not its tensor steps"
+            f"{_unmappable(checkpoint, table, spec.gguf_arch)}", hint=f"covered: {covered}")
     return Converter(checkpoint, table, spec, config).run()
+
+
+def _unmappable(checkpoint: Checkpoint, table: ArchTable, arch: str) -> str:
+    """`; gguf-py's tensor map for ARCH cannot name: TEMPLATES…` — what the missing tensor steps would have to
+    handle (names with their digit runs as {N}), when gguf-py knows an architecture of that name."""
+    model_arch = next((a for a, n in gguf.MODEL_ARCH_NAMES.items() if n == arch.replace("_", "-") or n == arch),
+                      None)
+    if model_arch is None:
+        return f"; gguf-py has no architecture {arch!r} to name its tensors" if arch else ""
+    blocks = max((int(m.group(1)) for t in checkpoint.tensors if (m := re.search(r"layers\.(\d+)\.", t.name))),
+                 default=-1) + 1
+    tensor_map = gguf.get_tensor_name_map(model_arch, max(blocks, 1))
+    templates: dict[str, int] = {}
+    for t in checkpoint.tensors:
+        name = rename(table.renames, t.name)
+        if name.endswith(table.skip_suffixes) or tensor_map.get_name(name, try_suffixes=(".weight", ".bias")):
+            continue
+        template = re.sub(r"\d+", "{N}", name)
+        templates[template] = templates.get(template, 0) + 1
+    if not templates:
+        return f"; gguf-py's tensor map for {arch} names every tensor, but the class's transforms are not described"
+    shown = ", ".join(f"{k} ({n})" for k, n in list(templates.items())[:MAX_NAMED])
+    more = f" and {len(templates) - MAX_NAMED} more" if len(templates) > MAX_NAMED else ""
+    return f"; gguf-py's tensor map for {arch} cannot name {sum(templates.values())} tensors: {shown}{more}"
 
 
 class Converter:
@@ -70,6 +97,8 @@ class Converter:
         self.spec = spec
         self.hparams = config_hparams(config)
         self.block_count = layer_count(self.hparams, table, checkpoint.source)
+        if spec.block_count is not None:  # the class's own count (NextN/MTP blocks appended), for its tensor map
+            self.block_count = kv_names(spec, self.hparams, self.block_count, checkpoint.source, None)["block_count"]
         self.names = namespace(self.hparams, self.block_count)
         self.tensor_map = gguf.get_tensor_name_map(spec.model_arch, self.block_count)
         self.gguf_names = gguf_names(spec.model_arch, self.block_count)
@@ -208,7 +237,7 @@ class Converter:
             if drop is not None:
                 self.log.drop(drop.reason, t, drop.material)
                 continue
-            kept.append((t, rename(self.spec.renames, t.name)))
+            kept.append((t, rename(self.spec.renames, t.name, self.names)))
         by_name = {name: t for t, name in kept}
         consumed = self._mxfp4_scales(name for _t, name in kept)
         experts = ExpertBuffer(self)
@@ -282,6 +311,7 @@ class Converter:
                 return self._cannot(item, str(e))
             return [Pending(o.name.format(**groups), tuple(s), item.dtype, sources, raw_type,
                              synthesized=len(pieces) > 1 or tr.view is not None or tr.truncate_dim is not None
+                             or tr.pad_dim is not None
                              or len(sources) > 1)
                     for o, s in zip(tr.outputs, pieces)]
         return None

@@ -58,6 +58,18 @@ def _str_fn(fn: Callable[[str], str]) -> Callable[[Any], Any]:
     return lambda s: fn(s) if isinstance(s, str) else None
 
 
+def _normal_icdf(p: Any) -> float:
+    """torch.distributions.Normal(0, 1).icdf(p): -inf at 0, inf at 1 (Gemma 3n's activation sparsity scales)."""
+    from statistics import NormalDist
+
+    p = float(p)
+    if p <= 0.0:
+        return -math.inf
+    if p >= 1.0:
+        return math.inf
+    return NormalDist().inv_cdf(p)
+
+
 def _is_int(x: Any) -> bool:
     return isinstance(x, int) and not isinstance(x, bool)
 
@@ -73,6 +85,7 @@ FUNCTIONS: dict[str, Callable[..., Any]] = {
     "upper": _str_fn(str.upper),
     "sqrt": math.sqrt,
     "log": math.log,
+    "normal_icdf": _normal_icdf,
     "pad4": _pad4,
     "range": _range,
     "enumerate": enumerate,

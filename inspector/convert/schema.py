@@ -87,7 +87,7 @@ _ARCH_KEYS = {"id", "converter_class", "gguf_arch", "hf_architectures", "model_t
               "transforms", "experts", "extras", "kv_hparams", "kv", "tokenizer", "assumptions", "keep_quantized",
               "kv_only", "when", "block_count"}
 _TENSOR_KEYS = ("drops", "renames", "transforms", "experts", "extras", "assumptions", "keep_quantized")
-_TRANSFORM_KEYS = {"match", "when", "mxfp4_blocks", "transpose", "view", "split", "truncate", "outputs"}
+_TRANSFORM_KEYS = {"match", "when", "mxfp4_blocks", "transpose", "view", "split", "truncate", "pad", "outputs"}
 
 
 def parse_table(text: str, path: str) -> ArchTable:
@@ -169,11 +169,23 @@ def _read_kv(r: _Reader, raw: Any, where: str) -> KvCall:
     return KvCall(call, r.expr(spec["value"], f"{where}.value"), r.opt_expr(spec.get("when"), f"{where}.when"), enum)
 
 
+_TO_EXPR = re.compile(r"\{=(.*?)\}")
+
+
 def _read_rename(r: _Reader, raw: Any, where: str) -> NameRule:
+    """A regex substitution; `{=EXPR}` in `to` is an expression over the config and the match's named groups
+    (Qwen's `mtp.layers.{i}` becomes `model.layers.{num_hidden_layers + i}`)."""
     spec = r.mapping(raw, where, {"match", "to"}, ["match", "to"])
     if not isinstance(spec["to"], str):
         raise r.fail(where, "'to' must be a string")
-    return NameRule(r.regex(spec["match"], f"{where}.match"), to=spec["to"])
+    exprs: list[Any] = []
+
+    def placeholder(m: re.Match[str]) -> str:
+        exprs.append(r.expr(m.group(1), f"{where}.to"))
+        return f"{{E{len(exprs) - 1}}}"
+
+    to = _TO_EXPR.sub(placeholder, spec["to"])
+    return NameRule(r.regex(spec["match"], f"{where}.match"), to=to, exprs=tuple(exprs))
 
 
 def _read_drop(r: _Reader, raw: Any, where: str) -> NameRule:
@@ -229,6 +241,10 @@ def _read_transform(r: _Reader, raw: Any, where: str) -> Transform:
         trunc = r.mapping(spec["truncate"], f"{where}.truncate", {"dim", "size"}, ["dim", "size"])
         t["truncate_dim"] = int(trunc["dim"])
         t["truncate_size"] = r.expr(trunc["size"], f"{where}.truncate.size")
+    if spec.get("pad") is not None:  # rows added up to `size` (Gemma 3n pads its embeddings to the full vocabulary)
+        pad = r.mapping(spec["pad"], f"{where}.pad", {"dim", "size"}, ["dim", "size"])
+        t["pad_dim"] = int(pad["dim"])
+        t["pad_size"] = r.expr(pad["size"], f"{where}.pad.size")
     return Transform(**t)
 
 

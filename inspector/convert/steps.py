@@ -8,6 +8,8 @@ order with the facts of `rules/hf_architectures.yaml`.
 from __future__ import annotations
 
 import math
+import re
+from collections import ChainMap
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
@@ -115,10 +117,21 @@ class ExpertBuffer:
         return out
 
 
-def rename(rules: Sequence[NameRule], name: str) -> str:
-    """Apply regex renames in order."""
+def rename(rules: Sequence[NameRule], name: str, names: Mapping[str, Any] | None = None) -> str:
+    """Apply regex renames in order; a rename with expressions evaluates them over `names` and the match's groups."""
     for rule in rules:
-        name = rule.pattern.sub(rule.to or "", name)
+        if not rule.exprs:
+            name = rule.pattern.sub(rule.to or "", name)
+            continue
+
+        def expand(m: re.Match[str], rule: NameRule = rule) -> str:
+            scope = ChainMap({k: v for k, v in m.groupdict().items() if v is not None}, dict(names or {}))
+            out = m.expand(rule.to or "")
+            for i, expr in enumerate(rule.exprs):
+                out = out.replace(f"{{E{i}}}", str(expr.get(scope)))
+            return out
+
+        name = rule.pattern.sub(expand, name)
     return name
 
 
@@ -153,6 +166,11 @@ def reshape(tr: Transform, shape: list[int], names: Mapping[str, Any]) -> list[l
         if not isinstance(size, int) or size <= 0:
             raise Unavailable("truncate size is not a positive integer")
         shape[tr.truncate_dim] = min(shape[tr.truncate_dim], size)
+    if tr.pad_dim is not None:
+        size = tr.pad_size.value(names) if tr.pad_size else None
+        if not isinstance(size, int) or size <= 0:
+            raise Unavailable("pad size is not a positive integer")
+        shape[tr.pad_dim] = max(shape[tr.pad_dim], size)
     if tr.split_dim is None:
         pieces = [shape]
     else:
@@ -179,11 +197,25 @@ def _split(tr: Transform, shape: list[int], names: Mapping[str, Any]) -> list[li
     return [shape[:dim] + [s] + shape[dim + 1:] for s in sizes]
 
 
+# Tensors the converter's own (newer) gguf-py lists for an architecture that gguf 0.19.0 does not yet: the NextN
+# block of Qwen3.5 (conversion/qwen.py _QwenMtpMixin names it through MODEL_TENSOR.NEXTN_*).
+_LATER_TENSORS: dict[str, tuple[str, ...]] = {
+    # Glm4MoeLiteModel keeps the NextN block of a DEEPSEEK2-arch file
+    "DEEPSEEK2": ("NEXTN_EH_PROJ", "NEXTN_ENORM", "NEXTN_HNORM", "NEXTN_SHARED_HEAD_NORM", "NEXTN_EMBED_TOKENS",
+                  "NEXTN_SHARED_HEAD_HEAD"),
+    "QWEN35": ("NEXTN_EH_PROJ", "NEXTN_ENORM", "NEXTN_HNORM", "NEXTN_SHARED_HEAD_NORM", "NEXTN_EMBED_TOKENS",
+               "NEXTN_SHARED_HEAD_HEAD"),
+    "QWEN35MOE": ("NEXTN_EH_PROJ", "NEXTN_ENORM", "NEXTN_HNORM", "NEXTN_SHARED_HEAD_NORM", "NEXTN_EMBED_TOKENS",
+                  "NEXTN_SHARED_HEAD_HEAD"),
+}
+
+
 @lru_cache(maxsize=64)
 def gguf_names(model_arch: gguf.MODEL_ARCH, block_count: int) -> frozenset[str]:
     """Every tensor name gguf-py defines for the architecture (with .weight and .bias), for names already GGUF."""
     names = set()
-    for key in gguf.MODEL_TENSORS[model_arch]:
+    later = [gguf.MODEL_TENSOR[k] for k in _LATER_TENSORS.get(model_arch.name, ()) if hasattr(gguf.MODEL_TENSOR, k)]
+    for key in [*gguf.MODEL_TENSORS[model_arch], *later]:
         template = gguf.TENSOR_NAMES[key]
         stems = [template.format(bid=b) for b in range(block_count)] if "{bid}" in template else [template]
         for stem in stems:

@@ -35,7 +35,8 @@ class KvCall:
 @dataclass(frozen=True)
 class NameRule:
     pattern: re.Pattern[str]
-    to: str | None = None  # renames
+    to: str | None = None  # renames; `{E0}`, `{E1}` … stand for `exprs`, evaluated per match
+    exprs: tuple[Expr, ...] = ()
     when: Expr | None = None
     reason: str = ""  # drops
     material: bool = False
@@ -61,6 +62,8 @@ class Transform:
     split_interleave: int | None = None
     truncate_dim: int | None = None
     truncate_size: Expr | None = None
+    pad_dim: int | None = None
+    pad_size: Expr | None = None
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,7 @@ import gguf
 
 from ..errors import UsageError
 from ..formats.ggml_types import GgmlType, type_by_name
-
-RULE_SETS: Mapping[str, str] = MappingProxyType({
-    "current": "llama.cpp src/llama-quant.cpp at 007dbbf3fd17eefe9b47fee45f48f7ba5e62b714 (2026, after PR #19770)",
-    "legacy": "llama.cpp src/llama-quant.cpp at 8784689fee07c6daabf3487d24e1535534ef6e6b (Aug 2025)",
-})
+from .rulesets import FAMILY_2025, FAMILY_2026, RULE_SETS, RuleSet, resolve_rules
 
 # gguf 0.19.0's LlamaFileType stops at Q1_0 = 40; llama.h (2026-07) adds LLAMA_FTYPE_MOSTLY_Q2_0 = 41.
 _Q2_0_FTYPE = 41
@@ -36,7 +32,7 @@ class FtypeInfo:
     ftype: int | None  # the llama_ftype id written as general.file_type; None for COPY (keeps the input's)
     default_type: str | None  # ggml type most tensors get (`Q4_K`); None for COPY
     aliases: tuple[str, ...] = ()  # other names llama-quantize accepts for it (`Q4_K` for Q4_K_M)
-    rules: tuple[str, ...] = ("current", "legacy")  # rule sets that know this file type
+    rules: tuple[str, ...] = (FAMILY_2026, FAMILY_2025)  # rule-set families that know this file type
 
     @property
     def quantized(self) -> bool:
@@ -48,51 +44,53 @@ def _ftype_id(member: str) -> int:
     return int(gguf.LlamaFileType[member])
 
 
-_CURRENT_ONLY = ("current",)
+_BOTH = (FAMILY_2026, FAMILY_2025)
+_CURRENT_ONLY = (FAMILY_2026,)
 
 # (name, LlamaFileType member or id, default ggml type, aliases, rule sets). Order: the file types of llama.cpp's
 # tests/test-quant-type-selection.cpp table, then the 2026 additions, then COPY.
 _TABLE: tuple[tuple[str, str | int | None, str | None, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("F32", "ALL_F32", "F32", (), ("current", "legacy")),
-    ("F16", "MOSTLY_F16", "F16", (), ("current", "legacy")),
-    ("BF16", "MOSTLY_BF16", "BF16", (), ("current", "legacy")),
-    ("Q4_0", "MOSTLY_Q4_0", "Q4_0", (), ("current", "legacy")),
-    ("Q4_1", "MOSTLY_Q4_1", "Q4_1", (), ("current", "legacy")),
-    ("Q5_0", "MOSTLY_Q5_0", "Q5_0", (), ("current", "legacy")),
-    ("Q5_1", "MOSTLY_Q5_1", "Q5_1", (), ("current", "legacy")),
-    ("Q8_0", "MOSTLY_Q8_0", "Q8_0", (), ("current", "legacy")),
-    ("Q2_K", "MOSTLY_Q2_K", "Q2_K", (), ("current", "legacy")),
-    ("Q2_K_S", "MOSTLY_Q2_K_S", "Q2_K", (), ("current", "legacy")),
-    ("Q3_K_S", "MOSTLY_Q3_K_S", "Q3_K", (), ("current", "legacy")),
-    ("Q3_K_M", "MOSTLY_Q3_K_M", "Q3_K", ("Q3_K",), ("current", "legacy")),
-    ("Q3_K_L", "MOSTLY_Q3_K_L", "Q3_K", (), ("current", "legacy")),
-    ("Q4_K_S", "MOSTLY_Q4_K_S", "Q4_K", (), ("current", "legacy")),
-    ("Q4_K_M", "MOSTLY_Q4_K_M", "Q4_K", ("Q4_K",), ("current", "legacy")),
-    ("Q5_K_S", "MOSTLY_Q5_K_S", "Q5_K", (), ("current", "legacy")),
-    ("Q5_K_M", "MOSTLY_Q5_K_M", "Q5_K", ("Q5_K",), ("current", "legacy")),
-    ("Q6_K", "MOSTLY_Q6_K", "Q6_K", (), ("current", "legacy")),
-    ("IQ1_S", "MOSTLY_IQ1_S", "IQ1_S", (), ("current", "legacy")),
-    ("IQ1_M", "MOSTLY_IQ1_M", "IQ1_M", (), ("current", "legacy")),
-    ("IQ2_XXS", "MOSTLY_IQ2_XXS", "IQ2_XXS", (), ("current", "legacy")),
-    ("IQ2_XS", "MOSTLY_IQ2_XS", "IQ2_XS", (), ("current", "legacy")),
-    ("IQ2_S", "MOSTLY_IQ2_S", "IQ2_XS", (), ("current", "legacy")),  # IQ2_S files use IQ2_XS blocks
-    ("IQ2_M", "MOSTLY_IQ2_M", "IQ2_S", (), ("current", "legacy")),  # IQ2_M files use IQ2_S blocks
-    ("IQ3_XXS", "MOSTLY_IQ3_XXS", "IQ3_XXS", (), ("current", "legacy")),
-    ("IQ3_XS", "MOSTLY_IQ3_XS", "IQ3_S", (), ("current", "legacy")),  # IQ3_XS files use IQ3_S blocks
-    ("IQ3_S", "MOSTLY_IQ3_S", "IQ3_S", (), ("current", "legacy")),
-    ("IQ3_M", "MOSTLY_IQ3_M", "IQ3_S", (), ("current", "legacy")),
-    ("IQ4_NL", "MOSTLY_IQ4_NL", "IQ4_NL", (), ("current", "legacy")),
-    ("IQ4_XS", "MOSTLY_IQ4_XS", "IQ4_XS", (), ("current", "legacy")),
-    ("TQ1_0", "MOSTLY_TQ1_0", "TQ1_0", (), ("current", "legacy")),
-    ("TQ2_0", "MOSTLY_TQ2_0", "TQ2_0", (), ("current", "legacy")),
-    ("MXFP4_MOE", "MOSTLY_MXFP4_MOE", "MXFP4", (), ("current", "legacy")),
-    # 2026 additions (current rules only). NVFP4 has a default type in llama-quant.cpp, but quantize.cpp's
+    ("F32", "ALL_F32", "F32", (), _BOTH),
+    ("F16", "MOSTLY_F16", "F16", (), _BOTH),
+    ("BF16", "MOSTLY_BF16", "BF16", (), _BOTH),
+    ("Q4_0", "MOSTLY_Q4_0", "Q4_0", (), _BOTH),
+    ("Q4_1", "MOSTLY_Q4_1", "Q4_1", (), _BOTH),
+    ("Q5_0", "MOSTLY_Q5_0", "Q5_0", (), _BOTH),
+    ("Q5_1", "MOSTLY_Q5_1", "Q5_1", (), _BOTH),
+    ("Q8_0", "MOSTLY_Q8_0", "Q8_0", (), _BOTH),
+    ("Q2_K", "MOSTLY_Q2_K", "Q2_K", (), _BOTH),
+    ("Q2_K_S", "MOSTLY_Q2_K_S", "Q2_K", (), _BOTH),
+    ("Q3_K_S", "MOSTLY_Q3_K_S", "Q3_K", (), _BOTH),
+    ("Q3_K_M", "MOSTLY_Q3_K_M", "Q3_K", ("Q3_K",), _BOTH),
+    ("Q3_K_L", "MOSTLY_Q3_K_L", "Q3_K", (), _BOTH),
+    ("Q4_K_S", "MOSTLY_Q4_K_S", "Q4_K", (), _BOTH),
+    ("Q4_K_M", "MOSTLY_Q4_K_M", "Q4_K", ("Q4_K",), _BOTH),
+    ("Q5_K_S", "MOSTLY_Q5_K_S", "Q5_K", (), _BOTH),
+    ("Q5_K_M", "MOSTLY_Q5_K_M", "Q5_K", ("Q5_K",), _BOTH),
+    ("Q6_K", "MOSTLY_Q6_K", "Q6_K", (), _BOTH),
+    ("IQ1_S", "MOSTLY_IQ1_S", "IQ1_S", (), _BOTH),
+    ("IQ1_M", "MOSTLY_IQ1_M", "IQ1_M", (), _BOTH),
+    ("IQ2_XXS", "MOSTLY_IQ2_XXS", "IQ2_XXS", (), _BOTH),
+    ("IQ2_XS", "MOSTLY_IQ2_XS", "IQ2_XS", (), _BOTH),
+    ("IQ2_S", "MOSTLY_IQ2_S", "IQ2_XS", (), _BOTH),  # IQ2_S files use IQ2_XS blocks
+    ("IQ2_M", "MOSTLY_IQ2_M", "IQ2_S", (), _BOTH),  # IQ2_M files use IQ2_S blocks
+    ("IQ3_XXS", "MOSTLY_IQ3_XXS", "IQ3_XXS", (), _BOTH),
+    ("IQ3_XS", "MOSTLY_IQ3_XS", "IQ3_S", (), _BOTH),  # IQ3_XS files use IQ3_S blocks
+    ("IQ3_S", "MOSTLY_IQ3_S", "IQ3_S", (), _BOTH),
+    ("IQ3_M", "MOSTLY_IQ3_M", "IQ3_S", (), _BOTH),
+    ("IQ4_NL", "MOSTLY_IQ4_NL", "IQ4_NL", (), _BOTH),
+    ("IQ4_XS", "MOSTLY_IQ4_XS", "IQ4_XS", (), _BOTH),
+    ("TQ1_0", "MOSTLY_TQ1_0", "TQ1_0", (), _BOTH),
+    ("TQ2_0", "MOSTLY_TQ2_0", "TQ2_0", (), _BOTH),
+    ("MXFP4_MOE", "MOSTLY_MXFP4_MOE", "MXFP4", (), _BOTH),
+    # 2026 additions (the 2026 family only; 2026-10 dropped NVFP4's default type). NVFP4 had a default type in
+    # llama-quant.cpp 007dbbf3, but quantize.cpp's
     # QUANT_OPTIONS (03161a4e) does not list it: convert_hf_to_gguf.py writes it for ModelOpt NVFP4 checkpoints.
     ("NVFP4", "MOSTLY_NVFP4", "NVFP4", (), _CURRENT_ONLY),
     ("Q1_0", "MOSTLY_Q1_0", "Q1_0", (), _CURRENT_ONLY),
     ("Q2_0", _Q2_0_FTYPE, "Q2_0", (), _CURRENT_ONLY),
     # COPY: quantize.cpp sets only_copy; every tensor keeps its type and general.file_type keeps the input's.
-    ("COPY", None, None, (), ("current", "legacy")),
+    ("COPY", None, None, (), _BOTH),
 )
 
 
@@ -115,37 +113,52 @@ COMMON_FTYPES: tuple[str, ...] = (
 _ALIASES: Mapping[str, str] = MappingProxyType({a: info.name for info in FTYPES.values() for a in info.aliases})
 
 
-def ftype_names(rules: str = "current") -> list[str]:
+def known_to(info: FtypeInfo, rules: str | RuleSet) -> bool:
+    """Whether a rule set has this file type (its family's table, less the types it removed)."""
+    rule_set = resolve_rules(rules)
+    return rule_set.family in info.rules and info.name not in rule_set.removed_ftypes
+
+
+def ftype_names(rules: str | RuleSet = "current") -> list[str]:
     """Every name (aliases included) the rule set accepts, in table order."""
+    if resolve_rules(rules).ik:
+        from .rules_ik import IK_FTYPES
+
+        return [n for info in IK_FTYPES.values() for n in (info.name, *info.aliases)]
     names: list[str] = []
     for info in FTYPES.values():
-        if rules in info.rules:
+        if known_to(info, rules):
             names.append(info.name)
             names.extend(info.aliases)
     return names
 
 
-def resolve_ftype(name: str, rules: str = "current") -> FtypeInfo:
+def resolve_ftype(name: str, rules: str | RuleSet = "current") -> FtypeInfo:
     """The file type for a llama-quantize name or alias (any case) or numeric id, as llama-quantize parses it.
 
     Raises:
-        UsageError: unknown name, or a file type the chosen rule set does not have; lists the valid names.
+        UsageError: unknown name or rule set, or a file type the chosen rule set does not have; lists the valid
+            names.
     """
-    check_rules(rules)
+    rule_set = resolve_rules(rules)
+    if rule_set.ik:  # ik_llama.cpp's own file type table
+        from .rules_ik import resolve_ik_ftype
+
+        return resolve_ik_ftype(name)
     key = name.strip().upper()
     key = _ALIASES.get(key, key)
     info = FTYPES.get(key)
     if info is None and key.isdigit():  # quantize.cpp also accepts the numeric llama_ftype id
         info = next((i for i in FTYPES.values() if i.ftype == int(key) and i.name != "COPY"), None)
-    if info is None or rules not in info.rules:
-        why = "unknown file type" if info is None else f"file type not known to the {rules} rules"
-        raise UsageError(f"{why} {name!r}; valid names: {', '.join(ftype_names(rules))}")
+    if info is None or not known_to(info, rule_set):
+        why = "unknown file type" if info is None else f"file type not known to the {rule_set.title} rules"
+        raise UsageError(f"{why} {name!r}; valid names: {', '.join(ftype_names(rule_set))}")
     return info
 
 
-def check_rules(rules: str) -> None:
-    if rules not in RULE_SETS:
-        raise UsageError(f"unknown quantization rule set {rules!r}; choose one of: {', '.join(RULE_SETS)}")
+def check_rules(rules: str | RuleSet) -> RuleSet:
+    """The rule set for a name (UsageError for an unknown one)."""
+    return resolve_rules(rules)
 
 
 # ggml's non-block types: ggml_is_quantized() is false for them (ggml.c type_traits .is_quantized).

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 from ..errors import UsageError
 from .ftypes import resolve_type
 
 
-def parse_tensor_type(arg: str, where: str = "--tensor-type") -> tuple[str, str]:
+def parse_tensor_type(arg: str, where: str = "--tensor-type",
+                      type_of: Callable[[str, str], str] = resolve_type) -> tuple[str, str]:
     """`REGEX=TYPE` -> (lower-cased regex, canonical ggml type name).
 
     Raises:
@@ -32,10 +33,11 @@ def parse_tensor_type(arg: str, where: str = "--tensor-type") -> tuple[str, str]
         raise UsageError(f"{where}: missing quantization type in {arg!r}")
     regex = regex.lower()  # as quantize.cpp does
     _compile(regex, where)
-    return regex, resolve_type(qtype, f"{where} {arg!r}")
+    return regex, type_of(qtype, f"{where} {arg!r}")
 
 
-def parse_tensor_type_file(path: str | Path) -> tuple[tuple[str, str], ...]:
+def parse_tensor_type_file(path: str | Path, type_of: Callable[[str, str], str] = resolve_type
+                           ) -> tuple[tuple[str, str], ...]:
     """The `regex=type` items of a --tensor-type-file, in file order; errors name file:line.
 
     Raises:
@@ -48,16 +50,18 @@ def parse_tensor_type_file(path: str | Path) -> tuple[tuple[str, str], ...]:
     items: list[tuple[str, str]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         for token in line.split():
-            items.append(parse_tensor_type(token, f"{path}:{number}"))
+            items.append(parse_tensor_type(token, f"{path}:{number}", type_of))
     return tuple(items)
 
 
-def compile_patterns(tensor_types: Iterable[tuple[str, str]]) -> list[tuple[re.Pattern[str], str]]:
-    """Compiled (pattern, type) pairs in the given order; patterns lower-cased and types checked as the CLI does."""
+def compile_patterns(tensor_types: Iterable[tuple[str, str]], type_of: Callable[[str, str], str] = resolve_type
+                     ) -> list[tuple[re.Pattern[str], str]]:
+    """Compiled (pattern, type) pairs in the given order; patterns lower-cased and types checked as the CLI does
+    (`type_of` resolves type names: mainline ggml's by default)."""
     compiled = []
     for regex, qtype in tensor_types:
         where = f"--tensor-type {regex}={qtype}"
-        compiled.append((_compile(regex.lower(), where), resolve_type(qtype, where)))
+        compiled.append((_compile(regex.lower(), where), type_of(qtype, where)))
     return compiled
 
 

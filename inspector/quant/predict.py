@@ -21,7 +21,7 @@ from typing import Any, Mapping
 from ..errors import UsageError
 from ..formats.ggml_types import type_by_name
 from ..model import Checkpoint, FileInfo, TensorInfo
-from .ftypes import RULE_SETS, FtypeInfo, check_rules, ggml_type, is_quantized_type, resolve_ftype, resolve_type
+from .ftypes import FtypeInfo, ggml_type, is_quantized_type, resolve_ftype, resolve_type
 from .header import (
     ALIGNMENT,
     INTERNAL_PREFIX,
@@ -31,8 +31,11 @@ from .header import (
     split_keys_nbytes,
     tensor_infos_nbytes,
 )
+from .layout import apply_overrides, prune_renames, split_path
 from .overrides import compile_patterns
 from .rules import Choice, ModelFacts, QuantizeError, TypeChooser
+from .rules_ik import IkTypeChooser, ik_model_type, ik_type, ik_vocab_size, resolve_ik_type
+from .rulesets import RuleSet, resolve_rules
 from .tables import ATTN_V_COUNTED, block_index, ggml_n_dims, loader_sort_key
 
 # Legacy handover of a converter view's header estimate through metadata (before `header_estimate=`); still read
@@ -54,13 +57,17 @@ class QuantOptions:
     """What to emulate: `llama-quantize [options] INPUT FTYPE`."""
 
     ftype: str  # a llama-quantize name or alias (Q4_K_M, Q4_K, IQ4_XS, COPY …)
-    rules: str = "current"  # "current" (llama.cpp 2026) or "legacy" (Aug 2025)
+    rules: str = "current"  # a rule set name or alias (rulesets.py): 2026-10 = current, 2026-07, 2025-08 = legacy
     tensor_types: tuple[tuple[str, str], ...] = ()  # --tensor-type / --tensor-type-file (regex, type), CLI order
     output_tensor_type: str | None = None
     token_embedding_type: str | None = None
     pure: bool = False
     imatrix: bool = False  # pretend --imatrix FILE was given
     allow_requantize: bool = True
+    leave_output_tensor: bool = False  # --leave-output-tensor: output.weight keeps its input type
+    keep_split: bool = False  # --keep-split: one output file per input split
+    prune_layers: tuple[int, ...] = ()  # --prune-layers: blocks removed, the rest renumbered
+    override_kv: tuple[tuple[str, Any], ...] = ()  # --override-kv KEY=TYPE:VALUE, parsed (layout.parse_override_kv)
 
 
 @dataclass(frozen=True)
@@ -98,51 +105,57 @@ def predict(checkpoint: Checkpoint, options: QuantOptions, *, header_estimate: i
         QuantizeError: llama-quantize itself would stop (a shape with no fallback, requantizing refused, a type
             llama.cpp cannot read, a bad layer index).
     """
-    check_rules(options.rules)
-    info = resolve_ftype(options.ftype, options.rules)
-    patterns = compile_patterns(options.tensor_types)
-    output_type = options.output_tensor_type and resolve_type(options.output_tensor_type, "--output-tensor-type")
-    embd_type = options.token_embedding_type and resolve_type(options.token_embedding_type, "--token-embedding-type")
+    rule_set = resolve_rules(options.rules)
+    info = resolve_ftype(options.ftype, rule_set)
+    if rule_set.ik and options.prune_layers:
+        raise UsageError("ik_llama.cpp's llama-quantize has no --prune-layers", hint="use a llama.cpp rule set")
+    type_of = resolve_ik_type if rule_set.ik else resolve_type
+    patterns = compile_patterns(options.tensor_types, type_of)
+    output_type = options.output_tensor_type and type_of(options.output_tensor_type, "--output-tensor-type")
+    embd_type = options.token_embedding_type and type_of(options.token_embedding_type, "--token-embedding-type")
     estimate = header_estimate
     if checkpoint.format != "gguf" and estimate is None:
         raise UsageError(f"{checkpoint.source}: predicting a llama.cpp quantization needs GGUF tensor names; "
                          "this is a raw safetensors checkpoint", hint="use the converter view of the repository")
 
-    ordered = sorted(checkpoint.tensors, key=lambda t: loader_sort_key(t.name))
-    facts = ModelFacts.from_metadata(checkpoint.metadata, checkpoint.architecture, _fallback_layers(ordered))
-    chooser = TypeChooser(
-        rules=options.rules,
-        ftype=info,
-        facts=facts,
-        n_attention_wv=sum(any(s in t.name for s in ATTN_V_COUNTED) for t in ordered),
-        tied_embeddings=not any(t.name == "output.weight" for t in ordered),
-        patterns=patterns,
-        output_tensor_type=output_type,
-        token_embedding_type=embd_type,
-        pure=options.pure,
-        imatrix=options.imatrix,
-    )
-    choices = {t.name: _choose(chooser, t, options) for t in ordered}
+    # ik_llama.cpp's loader keeps the file order; llama.cpp's sorts (weight_name_comparer)
+    loader_order = (list(checkpoint.tensors) if rule_set.ik
+                    else sorted(checkpoint.tensors, key=lambda t: loader_sort_key(t.name)))
+    # the loader applies --override-kv to the hyperparameters the rules read
+    loaded = apply_overrides(checkpoint.metadata, options.override_kv)
+    facts = ModelFacts.from_metadata(loaded, checkpoint.architecture, _fallback_layers(loader_order))
+    kept, renamed, block_count = _pruned(loader_order, options.prune_layers)
+    single_file = checkpoint.format != "gguf" or len(checkpoint.files) <= 1
+    if options.keep_split and not single_file:  # visited and written by (input split, offset)
+        kept = sorted(kept, key=lambda t: (t.file_index, t.offset))
+    chooser = _chooser(rule_set, info, facts, loaded, kept, renamed, patterns, output_type, embd_type, options)
+    choices = {renamed[t.name]: _choose(chooser, t, options, renamed[t.name]) for t in kept}
 
-    out_metadata = _output_metadata(checkpoint.metadata, info, options.imatrix)
-    header_bytes, header_exact, header_note = _header(checkpoint, ordered, out_metadata, estimate, options.imatrix)
-    tensors, data_bytes = _place(ordered, choices, header_bytes)
+    out_metadata = _output_metadata(checkpoint.metadata, info, options, facts.arch, block_count)
+    shard_of = [t.file_index if options.keep_split and not single_file else 0 for t in kept]
+    n_split = max(shard_of, default=0) + 1
+    headers, header_exact, header_note = _headers(checkpoint, loader_order, kept, renamed, shard_of, n_split,
+                                                  out_metadata, estimate, options.imatrix)
+    tensors, shard_data = _place(kept, renamed, choices, headers, shard_of)
+    data_bytes = sum(shard_data)
+    header_bytes = sum(headers)
     file_size = header_bytes + data_bytes
-    path = posixpath.join(posixpath.dirname(checkpoint.files[0].path) if checkpoint.files else "",
-                          f"ggml-model-{info.name}.gguf")
-    predicted = checkpoint.with_(
-        format="gguf",
-        files=(FileInfo(path, file_size, header_bytes, file_size),),
-        tensors=tensors,
-        metadata=out_metadata,
-    )
-    notes = _notes(info, options, ordered, choices, data_bytes, header_note, checkpoint.metadata)
-    if f"{facts.arch}.block_count" not in checkpoint.metadata:
+    folder = posixpath.dirname(checkpoint.files[0].path) if checkpoint.files else ""
+    prefix = posixpath.join(folder, f"ggml-model-{info.name}")
+    if options.keep_split:  # llama_split_path names every split, a single one too
+        paths = [split_path(prefix, i, n_split) for i in range(n_split)]
+    else:
+        paths = [prefix + ".gguf"]
+    files = tuple(FileInfo(p, h + d, h, h + d) for p, h, d in zip(paths, headers, shard_data))
+    predicted = checkpoint.with_(format="gguf", files=files, tensors=tensors, metadata=out_metadata)
+    notes = _notes(info, options, rule_set, kept, renamed, choices, data_bytes, header_note, checkpoint.metadata)
+    notes += _layout_notes(options, loader_order, kept, block_count, files, single_file, checkpoint)
+    if f"{facts.arch}.block_count" not in loaded:
         notes += (f"{facts.arch}.block_count is missing (llama.cpp requires it); assumed {facts.n_layer_all} "
                   "from the tensor names",)
     return Prediction(
         checkpoint=predicted,
-        source_types={t.name: t.dtype for t in ordered},
+        source_types={renamed[t.name]: t.dtype for t in kept},
         header_bytes=header_bytes,
         header_exact=header_exact,
         data_bytes=data_bytes,
@@ -165,67 +178,123 @@ def _with_ftype(options: QuantOptions, name: str) -> QuantOptions:
     return replace(options, ftype=name)
 
 
+def _chooser(rule_set: RuleSet, info: FtypeInfo, facts: ModelFacts, loaded: Mapping[str, Any],
+             kept: list[TensorInfo], renamed: Mapping[str, str], patterns: list[Any], output_type: str | None,
+             embd_type: str | None, options: QuantOptions) -> TypeChooser | IkTypeChooser:
+    """llama.cpp's chooser, or ik_llama.cpp's (rules_ik.py) for the ik_llama rule set."""
+    names = [renamed[t.name] for t in kept]
+    if rule_set.ik:  # ik counts attn_v and attn_qkv; has_output is "output.weight" present
+        return IkTypeChooser(
+            ftype=info, facts=facts, model_type=ik_model_type(facts.arch, loaded, facts),
+            n_vocab=ik_vocab_size(facts.arch, loaded),
+            n_attention_wv=sum(("attn_v.weight" in n or "attn_qkv.weight" in n) for n in names),
+            has_output="output.weight" in names, patterns=patterns, output_tensor_type=output_type,
+            token_embedding_type=embd_type, pure=options.pure, imatrix=options.imatrix,
+            leave_output=options.leave_output_tensor)
+    return TypeChooser(
+        rules=rule_set,
+        ftype=info,
+        facts=facts,
+        n_attention_wv=sum(any(s in n for s in ATTN_V_COUNTED) for n in names),
+        tied_embeddings="output.weight" not in names,
+        patterns=patterns,
+        output_tensor_type=output_type,
+        token_embedding_type=embd_type,
+        pure=options.pure,
+        imatrix=options.imatrix,
+        leave_output=options.leave_output_tensor,
+    )
+
+
 def _fallback_layers(tensors: list[TensorInfo]) -> int:
     layers = [block_index(t.name) for t in tensors]
     return max((n for n in layers if n is not None), default=-1) + 1
 
 
-def _choose(chooser: TypeChooser, tensor: TensorInfo, options: QuantOptions) -> Choice:
+def _pruned(loader_order: list[TensorInfo], prune: tuple[int, ...]
+            ) -> tuple[list[TensorInfo], dict[str, str], int]:
+    """(tensors kept, in loader order; input name -> output name; block count written, -1 when not pruned)."""
+    renames, block_count = prune_renames([t.name for t in loader_order], prune)
+    kept = [t for t in loader_order if renames[t.name] is not None]
+    return kept, {t.name: renames[t.name] for t in kept}, block_count  # type: ignore[misc]
+
+
+def _choose(chooser: TypeChooser | IkTypeChooser, tensor: TensorInfo, options: QuantOptions, name: str) -> Choice:
     current = tensor.dtype.upper()
     gtype = type_by_name(current)
-    if gtype is None or gtype.origin != "ggml":
+    ik = isinstance(chooser, IkTypeChooser)
+    if gtype is None or (gtype.origin != "ggml" and not ik):
         raise QuantizeError(f"tensor {tensor.name!r} has type {tensor.dtype}, which mainline llama.cpp cannot read; "
                             "llama-quantize would not load this file")
-    choice = chooser.choose(tensor.name, tensor.shape, current)
+    choice = chooser.choose(name, tensor.shape, current)
     target = choice.target
     if target == current:
         return choice
     if is_quantized_type(current) and not options.allow_requantize:
-        raise QuantizeError(f"tensor {tensor.name!r} is already {current}; llama-quantize refuses to requantize it "
+        raise QuantizeError(f"tensor {name!r} is already {current}; llama-quantize refuses to requantize it "
                             f"to {target}", hint="pass --allow-requantize, as llama-quantize needs")
     if current not in ("F32", "F16", "BF16") and not is_quantized_type(current):
-        raise QuantizeError(f"llama-quantize cannot convert tensor {tensor.name!r} from {current} to {target}")
+        raise QuantizeError(f"llama-quantize cannot convert tensor {name!r} from {current} to {target}")
     ne0 = tensor.shape[0] if tensor.shape else 1
-    if ne0 % ggml_type(target).block_size:
-        raise QuantizeError(f"llama-quantize would stop at tensor {tensor.name!r}: its row length {ne0} is not a "
-                            f"multiple of {target}'s block size {ggml_type(target).block_size}",
+    block = _gtype(target).block_size
+    if ne0 % block:
+        raise QuantizeError(f"llama-quantize would stop at tensor {name!r}: its row length {ne0} is not a "
+                            f"multiple of {target}'s block size {block}",
                             hint="pick a type whose block divides the row length")
     return choice
 
 
-def _place(
-    ordered: list[TensorInfo], choices: Mapping[str, Choice], header_bytes: int
-) -> tuple[tuple[TensorInfo, ...], int]:
+def _place(kept: list[TensorInfo], renamed: Mapping[str, str], choices: Mapping[str, Choice],
+           headers: list[int], shard_of: list[int]) -> tuple[tuple[TensorInfo, ...], list[int]]:
+    """The output tensors, each at its offset in its split, and each split's data bytes (tensors padded to 32)."""
     out: list[TensorInfo] = []
-    offset = header_bytes
-    for t in ordered:
-        target = choices[t.name].target
+    offsets = list(headers)
+    for t, shard in zip(kept, shard_of):
+        name = renamed[t.name]
+        target = choices[name].target
         shape = (tuple(t.shape) + (1,))[:ggml_n_dims(t.shape)]  # as the C writer stores it
         nbytes = t.nbytes if target == t.dtype.upper() else _nbytes(target, t.shape)
+        layer = block_index(name) if name != t.name else t.layer
         # TensorInfo's own fields, spelled out: dataclasses.replace costs ~10x more on 16k-tensor models
-        out.append(TensorInfo(t.name, shape, target, nbytes, offset, 0, t.params, t.role, t.layer, t.expert, t.device))
-        offset += pad(nbytes)
-    return tuple(out), offset - header_bytes
+        out.append(TensorInfo(name, shape, target, nbytes, offsets[shard], shard, t.params, t.role, layer, t.expert,
+                              t.device))
+        offsets[shard] += pad(nbytes)
+    return tuple(out), [end - start for end, start in zip(offsets, headers)]
+
+
+def _gtype(type_name: str) -> Any:
+    """A ggml type by name: mainline's, or ik_llama.cpp's (only the ik rule set chooses those)."""
+    try:
+        return ggml_type(type_name)
+    except KeyError:
+        return ik_type(type_name)
 
 
 def _nbytes(type_name: str, ne: tuple[int, ...]) -> int:
     """ggml_nbytes of a contiguous tensor: rows × row size (ne0 is a multiple of the block, checked before)."""
-    gtype = ggml_type(type_name)
+    gtype = _gtype(type_name)
     rows = 1
     for n in ne[1:]:
         rows *= n
     return rows * (gtype.row_meta_size + (ne[0] if ne else 1) // gtype.block_size * gtype.type_size)
 
 
-def _output_metadata(metadata: Mapping[str, Any], info: FtypeInfo, imatrix: bool) -> dict[str, Any]:
-    """The KVs llama-quantize writes: the input's, split.* dropped, version and file type re-set at the end."""
+def _output_metadata(metadata: Mapping[str, Any], info: FtypeInfo, options: QuantOptions, arch: str,
+                     block_count: int) -> dict[str, Any]:
+    """The KVs llama-quantize writes, in its order: the input's; quantization version and file type set; split.*
+    dropped; --override-kv (then the imatrix KVs, which quantize.cpp passes as overrides); the pruned block count."""
     out = {k: v for k, v in metadata.items() if not k.startswith("split.")}
     file_type = info.ftype if info.ftype is not None else metadata.get("general.file_type", GUESSED_FTYPE)
     for key, value in (("general.quantization_version", GGML_QNT_VERSION), ("general.file_type", file_type)):
         out.pop(key, None)  # gguf_set_val_* removes and re-appends
         out[key] = value
-    if imatrix:
-        out.update(ASSUMED_IMATRIX_KVS)
+    out = apply_overrides(out, options.override_kv)
+    if resolve_rules(options.rules).ik and info.ftype is not None:  # ik sets general.file_type after the overrides
+        out = apply_overrides(out, (("general.file_type", info.ftype),))
+    if options.imatrix:
+        out = apply_overrides(out, ASSUMED_IMATRIX_KVS.items())
+    if block_count >= 0:
+        out = apply_overrides(out, ((f"{arch}.block_count", block_count),))
     return out
 
 
@@ -233,28 +302,39 @@ def _file_kvs(metadata: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in metadata.items() if not k.startswith(INTERNAL_PREFIX)}
 
 
-def _header(
+def _headers(
     checkpoint: Checkpoint,
-    ordered: list[TensorInfo],
+    loader_order: list[TensorInfo],
+    kept: list[TensorInfo],
+    renamed: Mapping[str, str],
+    shard_of: list[int],
+    n_split: int,
     out_metadata: Mapping[str, Any],
     estimate: Any,
     imatrix: bool,
-) -> tuple[int, bool, str]:
-    """(padded header bytes, exact?, a note saying how it was found)."""
+) -> tuple[list[int], bool, str]:
+    """(padded header of each output split, exact?, a note saying how they were found).
+
+    Our own computation of the input header is checked against the input (its real data offset, or the converter
+    view's estimate); the difference, when there is one, carries over to split 0, which holds every KV."""
     in_kvs = _file_kvs(checkpoint.metadata)
-    out_kvs = _file_kvs(out_metadata)
-    # What llama-quantize changes: KVs set/added/dropped, and tensor infos written with ggml_n_dims dims
-    # (8 bytes less per dropped trailing 1).
-    infos_in = tensor_infos_nbytes((t.name, len(t.shape)) for t in ordered)
-    infos_out = infos_in - 8 * sum(len(t.shape) - ggml_n_dims(t.shape) for t in ordered)
-    delta = metadata_nbytes(out_kvs) - metadata_nbytes(in_kvs) + infos_out - infos_in
+    out_kvs_bytes = metadata_nbytes(_file_kvs(out_metadata))
+    split_kvs = split_keys_nbytes() if n_split > 1 else 0
+    shards = [PREAMBLE + split_kvs] * n_split
+    shards[0] += out_kvs_bytes
+    for t, shard in zip(kept, shard_of):
+        shards[shard] += tensor_infos_nbytes(((renamed[t.name], ggml_n_dims(t.shape)),))
     imatrix_note = " (the imatrix KVs are assumed: file name 'imatrix.gguf', no dataset)" if imatrix else ""
+    split_note = f" in {n_split} splits" if n_split > 1 else ""
+    computed_in = PREAMBLE + metadata_nbytes(in_kvs) + tensor_infos_nbytes((t.name, len(t.shape)) for t in loader_order)
     if estimate is not None:
-        meta = int(estimate) + delta
-        return pad(meta), False, (f"header: estimated, {pad(meta):,} bytes — rebuilt from config and tokenizer "
-                                  f"files as convert_hf_to_gguf.py would write it{imatrix_note}")
+        shards[0] += int(estimate) - computed_in
+        headers = [pad(h) for h in shards]
+        return headers, False, (f"header: estimated, {sum(headers):,} bytes{split_note} — rebuilt from config and "
+                                f"tokenizer files as convert_hf_to_gguf.py would write it{imatrix_note}")
     meta_in = PREAMBLE + metadata_nbytes(in_kvs) + (
-        infos_in if len(checkpoint.files) == 1 else _first_file_infos(checkpoint))
+        tensor_infos_nbytes((t.name, len(t.shape)) for t in loader_order) if len(checkpoint.files) == 1
+        else _first_file_infos(checkpoint))
     actual = checkpoint.files[0].header_bytes if checkpoint.files else None
     alignment = _alignment(checkpoint.metadata)
     if len(checkpoint.files) > 1:
@@ -262,16 +342,17 @@ def _header(
     candidates = [meta_in] if len(checkpoint.files) > 1 else [meta_in, meta_in + split_keys_nbytes()]
     match = next((m for m in candidates if actual is None or pad(m, alignment) == actual), None)
     if match is not None:
-        meta = PREAMBLE + metadata_nbytes(out_kvs) + infos_out
+        headers = [pad(h) for h in shards]
         exact = not imatrix
         how = "exact" if exact else "exact but for the imatrix KVs"
-        return pad(meta), exact, (f"header: {how}, {pad(meta):,} bytes — the input GGUF header with "
-                                  f"llama-quantize's edits{imatrix_note}")
+        return headers, exact, (f"header: {how}, {sum(headers):,} bytes{split_note} — the input GGUF header with "
+                                f"llama-quantize's edits{imatrix_note}")
     # Our KV widths disagree with the file: start from the file's own header size instead.
-    meta = int(actual) + delta
-    return pad(meta), False, (f"header: estimated, {pad(meta):,} bytes — the input's KV value types could not be "
-                              f"reproduced (computed {pad(meta_in, alignment):,}, file has {actual:,}); "
-                              f"within 32 bytes{imatrix_note}")
+    shards[0] += int(actual) - meta_in
+    headers = [pad(h) for h in shards]
+    return headers, False, (f"header: estimated, {sum(headers):,} bytes{split_note} — the input's KV value types could "
+                            f"not be reproduced (computed {pad(meta_in, alignment):,}, file has {actual:,}); "
+                            f"within 32 bytes{imatrix_note}")
 
 
 def _first_file_infos(checkpoint: Checkpoint) -> int:
@@ -292,35 +373,59 @@ def _named(items: list[str]) -> str:
 def _notes(
     info: FtypeInfo,
     options: QuantOptions,
-    ordered: list[TensorInfo],
+    rule_set: RuleSet,
+    kept: list[TensorInfo],
+    renamed: Mapping[str, str],
     choices: Mapping[str, Choice],
     data_bytes: int,
     header_note: str,
     metadata: Mapping[str, Any],
 ) -> tuple[str, ...]:
+    alias = f"{options.rules} = " if options.rules != rule_set.name else ""
     notes = [
-        f"predicted llama-quantize {info.name} with the {options.rules} rules ({RULE_SETS[options.rules]})",
-        f"tensor data: exact, {data_bytes:,} bytes in {len(ordered)} tensors (each padded to 32 bytes)",
+        f"predicted llama-quantize {info.name} with the {alias}{rule_set.name} rules ({rule_set.describe()})",
+        f"tensor data: exact, {data_bytes:,} bytes in {len(kept)} tensors (each padded to 32 bytes)",
         header_note,
     ]
-    fallbacks = [f"{t.name} {c.fallback_from}->{c.target} (row length {t.shape[0]})"
-                 for t in ordered if (c := choices[t.name]).fallback_from]
+    named = [(renamed[t.name], t) for t in kept]
+    fallbacks = [f"{n} {c.fallback_from}->{c.target} (row length {t.shape[0]})"
+                 for n, t in named if (c := choices[n]).fallback_from]
     if fallbacks:
         notes.append(f"{len(fallbacks)} tensors use a fallback type because their row length is not a multiple of "
                      f"the block size: {_named(fallbacks)}")
-    needs = [f"{t.name} ({c.target})" for t in ordered if (c := choices[t.name]).needs_imatrix]
+    needs = [f"{n} ({c.target})" for n, t in named if (c := choices[n]).needs_imatrix]
     if needs and not options.imatrix:
         notes.append(f"llama-quantize writes this file only with an imatrix: {len(needs)} tensors need one, e.g. "
                      f"{_named(needs)}; these are the types of its --dry-run (with --imatrix some choices change)")
-    requant = Counter(f"{t.dtype.upper()}->{choices[t.name].target}" for t in ordered
-                      if is_quantized_type(t.dtype) and choices[t.name].target != t.dtype.upper())
+    requant = Counter(f"{t.dtype.upper()}->{choices[n].target}" for n, t in named
+                      if is_quantized_type(t.dtype) and choices[n].target != t.dtype.upper())
     if requant:
         notes.append(f"{sum(requant.values())} already-quantized tensors are requantized (--allow-requantize): "
-                     + ", ".join(f"{n}× {k}" for k, n in requant.most_common()))
+                     + ", ".join(f"{k_n}× {k}" for k, k_n in requant.most_common()))
     manual = sum(c.manual for c in choices.values())
     if manual:
         notes.append(f"{manual} tensors take their type from --tensor-type/--output-tensor-type/--token-embedding-type")
     if _alignment(metadata) != ALIGNMENT:
         notes.append(f"the input's general.alignment is {_alignment(metadata)}; llama-quantize copies that key but "
                      "pads with 32, as predicted here (an edge case flagged, not modelled further)")
+    return tuple(notes)
+
+
+def _layout_notes(options: QuantOptions, loader_order: list[TensorInfo], kept: list[TensorInfo], block_count: int,
+                  files: tuple[FileInfo, ...], single_file: bool, checkpoint: Checkpoint) -> tuple[str, ...]:
+    notes: list[str] = []
+    if options.leave_output_tensor:
+        notes.append("--leave-output-tensor: output.weight keeps its input type")
+    if options.prune_layers:
+        notes.append(f"--prune-layers {','.join(map(str, options.prune_layers))}: {len(loader_order) - len(kept)} "
+                     f"tensors removed, blocks renumbered, block_count written as {block_count}; per-layer "
+                     "hyperparameter arrays are copied unchanged (as llama-quantize does)")
+    if options.override_kv:
+        notes.append("--override-kv: " + ", ".join(f"{k}={v!r}" for k, v in options.override_kv)
+                     + " (written after general.file_type; the rules read them too)")
+    if options.keep_split:
+        if single_file and checkpoint.format != "gguf":
+            notes.append("--keep-split: convert_hf_to_gguf.py writes one GGUF, so the output is one split")
+        sizes = ", ".join(f"{posixpath.basename(f.path)} {f.size:,}" for f in files)
+        notes.append(f"--keep-split: {len(files)} output file(s): {sizes}")
     return tuple(notes)

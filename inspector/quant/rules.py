@@ -23,11 +23,13 @@ from typing import Any, Callable, Mapping, Sequence
 from ..errors import QuantizeError
 from .tables import (
     ATTN_K, ATTN_K_TYPES, ATTN_OUT, ATTN_OUT_EXPERT8_Q5_K, ATTN_OUT_FALCON_TYPES, ATTN_OUT_TYPES, ATTN_Q,
-    ATTN_Q_TYPES, ATTN_V_BRANCH, BAILINGMOE3, FALCON, FALLBACKS, FFN_DOWN, FFN_GATE, FFN_UP, IMATRIX_TYPES,
-    IQ2_FAMILY, LAST_RESORT, LEGACY_IMATRIX_TYPES, LEGACY_QKV_TYPES, OUTPUT, OUTPUT_Q5_K_FTYPES, QKV, SEVENTY_B,
-    TOKEN_EMBD, TOKEN_EMBD_TYPES, allows_quantization, block_index, block_size, category, use_more_bits,
+    ATTN_Q_TYPES, ATTN_V_BRANCH, BAILINGMOE3, FALCON, FALLBACKS, FFN_DOWN, FFN_GATE, FFN_UP, GLM5_NEXT,
+    GLM5_NEXT_Q8_FLOOR, IMATRIX_TYPES, IQ2_FAMILY, LAST_RESORT, LEGACY_IMATRIX_TYPES, LEGACY_QKV_TYPES, OUTPUT,
+    OUTPUT_Q5_K_FTYPES, Q8_FLOOR_KEEPS, QKV, SEVENTY_B, TOKEN_EMBD, TOKEN_EMBD_TYPES, allows_quantization,
+    block_index, block_size, category, use_more_bits,
 )
 from .ftypes import FtypeInfo, is_quantized_type
+from .rulesets import FAMILY_2026, RuleSet
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -47,13 +49,13 @@ class ModelFacts:
         """hparams.n_gqa() for layer 0: integer division, 0 when n_head_kv is 0 (recurrent layers)."""
         return self.n_head // self.n_head_kv if self.n_head_kv else 0
 
-    def is_70b(self, rules: str) -> bool:
+    def is_70b(self, family: str) -> bool:
         spec = SEVENTY_B.get(self.arch)
         if spec is None:
             return False
         blocks, needs_gqa, needs_not_8 = spec
         # current llama.cpp switches on n_layer() = block_count - nextn; the 2025 code on block_count
-        n_layer = self.n_layer_all - self.n_nextn if rules == "current" else self.n_layer_all
+        n_layer = self.n_layer_all - self.n_nextn if family == FAMILY_2026 else self.n_layer_all
         if n_layer != blocks or (needs_not_8 and self.n_expert == 8):
             return False
         return not needs_gqa or self.n_head != self.n_head_kv
@@ -99,7 +101,7 @@ class Choice:
 class TypeChooser:
     """llama-quantize's per-tensor choice. Call `choose` for every tensor in the loader's order."""
 
-    rules: str
+    rules: RuleSet
     ftype: FtypeInfo
     facts: ModelFacts
     n_attention_wv: int
@@ -109,6 +111,7 @@ class TypeChooser:
     token_embedding_type: str | None = None
     pure: bool = False
     imatrix: bool = False
+    leave_output: bool = False  # --leave-output-tensor
     i_attention_wv: int = 0
     i_ffn_down: int = 0
     i_ffn_gate: int = 0
@@ -117,11 +120,16 @@ class TypeChooser:
     _is_70b: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
-        self._is_70b = self.facts.is_70b(self.rules)
+        self._is_70b = self.facts.is_70b(self.rules.family)
+        self._glm5_next = self.rules.glm5_next and self.facts.arch == GLM5_NEXT
 
     @property
     def legacy(self) -> bool:
-        return self.rules == "legacy"
+        return self.rules.legacy
+
+    @property
+    def family(self) -> str:
+        return self.rules.family
 
     @property
     def default(self) -> str:
@@ -130,16 +138,19 @@ class TypeChooser:
 
     # -- the wrapper ------------------------------------------------------------------------------------------
     def choose(self, name: str, ne: Sequence[int], current: str) -> Choice:
-        cat = category(name, self.rules)
-        if self.ftype.ftype is None or not allows_quantization(name, ne, self.rules):  # COPY, or never quantized
+        cat = category(name, self.family)
+        never = not allows_quantization(name, ne, self.family, glm5_next=self._glm5_next,
+                                        leave_output=self.leave_output)
+        if self.ftype.ftype is None or never:  # COPY, or never quantized
             return Choice(current, cat, False)
         choice = self._choose_legacy(name, ne, cat) if self.legacy else self._choose_current(name, ne, cat)
         choice.needs_imatrix = self._needs_imatrix(name, choice.target, current)
         return choice
 
     def _choose_current(self, name: str, ne: Sequence[int], cat: str) -> Choice:
-        # Explicit embedding/output types win outright, without the shape fallback.
-        if self.token_embedding_type and cat == TOKEN_EMBD:
+        # Explicit embedding/output types win outright, without the shape fallback. From 2026-10 a --tensor-type
+        # pattern that names per_layer_token_embd.weight takes that tensor instead.
+        if self.token_embedding_type and cat == TOKEN_EMBD and not self._pattern_names_per_layer_embd(name):
             return Choice(self.token_embedding_type, cat, True, manual=True)
         if self.output_tensor_type and cat == OUTPUT:
             return Choice(self.output_tensor_type, cat, True, manual=True)
@@ -178,7 +189,9 @@ class TypeChooser:
         if ncols % block_size(target) == 0:
             return target, False
         self.n_fallback += 1
-        fallback = FALLBACKS[self.rules].get(target)
+        fallback = FALLBACKS[self.family].get(target)
+        if fallback is None and self.rules.small_block_keeps_target and block_size(target) <= 32:
+            fallback = target  # 2026-10: no smaller block to demote to; the ne0 % 32 check below writes F16
         if fallback is None:
             raise QuantizeError(
                 f"llama-quantize has no fallback for {target} and would stop at tensor {name!r}: its row length "
@@ -190,6 +203,8 @@ class TypeChooser:
     def _impl(self, name: str, ne: Sequence[int], cat: str, new: str) -> str:
         ft = self.ftype.name
         facts = self.facts
+        if self._glm5_next and any(s in name for s in GLM5_NEXT_Q8_FLOOR):
+            return new if new in Q8_FLOOR_KEEPS else "Q8_0"  # returns before the counters move
         tied_here = self.tied_embeddings and (name == "token_embd.weight" if self.legacy else cat == TOKEN_EMBD)
         if cat == OUTPUT or tied_here:
             return self._output_type(ne, new)
@@ -202,8 +217,8 @@ class TypeChooser:
         if cat == TOKEN_EMBD:
             if self.token_embedding_type:  # current: unreachable (the wrapper returned); legacy sets it here too
                 return self.token_embedding_type
-            return TOKEN_EMBD_TYPES[self.rules].get(ft, new)
-        attn_v_like = cat in ATTN_V_BRANCH[self.rules]
+            return TOKEN_EMBD_TYPES[self.family].get(ft, new)
+        attn_v_like = cat in ATTN_V_BRANCH[self.family]
         if ft in IQ2_FAMILY:
             return self._iq2_family(ft, cat, attn_v_like, new)
         if attn_v_like:
@@ -232,6 +247,10 @@ class TypeChooser:
                 return "IQ3_XXS"
             return new
         return new
+
+    def _pattern_names_per_layer_embd(self, name: str) -> bool:
+        return (self.rules.per_layer_embd_by_pattern and name == "per_layer_token_embd.weight"
+                and any(pattern.search(name) for pattern, _ in self.patterns))
 
     def _output_type(self, ne: Sequence[int], new: str) -> str:
         if self.output_tensor_type:

@@ -7,6 +7,7 @@ from functools import lru_cache
 from typing import Mapping, Sequence
 
 from .ftypes import ggml_type
+from .rulesets import FAMILY_2025, FAMILY_2026
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -18,7 +19,7 @@ FFN_UP, FFN_GATE, FFN_DOWN, OTHER = "ffn_up", "ffn_gate", "ffn_down", "other"
 
 _EXACT, _SUBSTRING = "equals", "contains"
 CATEGORY_RULES: Mapping[str, tuple[tuple[str, str, str], ...]] = {
-    "current": (
+    FAMILY_2026: (
         (_EXACT, "output.weight", OUTPUT),
         (_EXACT, "token_embd.weight", TOKEN_EMBD),
         (_EXACT, "per_layer_token_embd.weight", TOKEN_EMBD),
@@ -33,7 +34,7 @@ CATEGORY_RULES: Mapping[str, tuple[tuple[str, str, str], ...]] = {
         (_SUBSTRING, "ffn_down", FFN_DOWN),
     ),
     # Legacy had no KV_B branch (attn_kv_b got the default type) and its own attn_qkv branch.
-    "legacy": (
+    FAMILY_2025: (
         (_EXACT, "output.weight", OUTPUT),
         (_EXACT, "token_embd.weight", TOKEN_EMBD),
         (_EXACT, "per_layer_token_embd.weight", TOKEN_EMBD),
@@ -51,14 +52,14 @@ CATEGORY_RULES: Mapping[str, tuple[tuple[str, str, str], ...]] = {
 ATTN_V_COUNTED = ("attn_v.weight", "attn_qkv.weight", "attn_kv_b.weight")
 # Categories that take the attn_v branch (with the i_attention_wv counter).
 ATTN_V_BRANCH: Mapping[str, frozenset[str]] = {
-    "current": frozenset({ATTN_V, QKV, KV_B}),
-    "legacy": frozenset({ATTN_V}),
+    FAMILY_2026: frozenset({ATTN_V, QKV, KV_B}),
+    FAMILY_2025: frozenset({ATTN_V}),
 }
 
 
 @lru_cache(maxsize=1 << 16)  # names repeat across file types (--quant-list) and across layers' templates
-def category(name: str, rules: str) -> str:
-    for how, text, cat in CATEGORY_RULES[rules]:
+def category(name: str, family: str) -> str:
+    for how, text, cat in CATEGORY_RULES[family]:
         if (name == text) if how == _EXACT else (text in name):
             return cat
     return OTHER
@@ -71,7 +72,7 @@ def category(name: str, rules: str) -> str:
 _TIME_MIX = tuple(f"time_mix_{p}.weight" for p in (
     "first", "w0", "w1", "w2", "v0", "v1", "v2", "a0", "a1", "a2", "g1", "g2", "decay_w1", "decay_w2", "lerp_fused"))
 NEVER_QUANTIZED: Mapping[str, Mapping[str, tuple[str, ...]]] = {
-    "current": {
+    FAMILY_2026: {
         _SUBSTRING: (
             "_norm.weight", "ffn_gate_inp.weight", "ffn_gate_tid2eid.weight", "altup", "laurel",
             "per_layer_model_proj", "ssm_conv1d", "shortconv.conv.weight", "indexer.k_proj.weight",
@@ -81,7 +82,7 @@ NEVER_QUANTIZED: Mapping[str, Mapping[str, tuple[str, ...]]] = {
         # LLM_TN(arch)(POS_EMBD / TOKEN_TYPES, "weight"): only archs that have these tensors name them so.
         _EXACT: ("position_embd.weight", "token_types.weight"),
     },
-    "legacy": {
+    FAMILY_2025: {
         _SUBSTRING: (
             "_norm.weight", "ffn_gate_inp.weight", "altup", "laurel", "per_layer_model_proj", "ssm_conv1d.weight",
             "shortconv.conv.weight", *_TIME_MIX, "conv.dw.weight", "conv.pw1.weight", "conv.pw2.weight", "conv1d",
@@ -100,24 +101,46 @@ def ggml_n_dims(ne: Sequence[int]) -> int:
     return max(n, 1)
 
 
-def _never_pattern(rules: str) -> re.Pattern[str]:
-    lists = NEVER_QUANTIZED[rules]
+# GLM-5-Next (llama-arch.cpp "glm5-next"), 2026-10 on: names tensor_allows_quantization keeps unquantized, and
+# names llama_tensor_get_type_impl keeps at Q8_0 or above (the mixture's choice below Q8_0 becomes Q8_0; F32,
+# BF16 and F16 stay) — llama.cpp 0c1e5709 src/llama-quant.cpp.
+GLM5_NEXT = "glm5-next"
+GLM5_NEXT_NEVER_QUANTIZED = (
+    "hc_", "indexer.attn_q_b", "indexer.attn_k", "indexer.proj", "indexer_compressor_gate", "indexer_compressor_ape",
+    "ssm_f_a.weight", "ssm_f_b.weight", "ssm_g_a.weight", "ssm_g_b.weight", "ssm_beta.weight",
+    "attn_kv_a_mqa.weight", "attn_k_b.weight", "attn_v_b.weight",
+)
+GLM5_NEXT_Q8_FLOOR = ("attn_q_a", "attn_q_b", "nextn.eh_proj")
+Q8_FLOOR_KEEPS = frozenset({"F32", "BF16", "F16"})
+
+
+def _never_pattern(family: str) -> re.Pattern[str]:
+    lists = NEVER_QUANTIZED[family]
     exact = "|".join(f"^{re.escape(s)}$" for s in lists[_EXACT])
     return re.compile(exact + "|" + "|".join(re.escape(s) for s in lists[_SUBSTRING]))
 
 
-_NEVER_PATTERNS = {rules: _never_pattern(rules) for rules in NEVER_QUANTIZED}
+_NEVER_PATTERNS = {family: _never_pattern(family) for family in NEVER_QUANTIZED}
+_GLM5_NEXT_NEVER = re.compile("|".join(re.escape(s) for s in GLM5_NEXT_NEVER_QUANTIZED))
 
 
-def allows_quantization(name: str, ne: Sequence[int], rules: str) -> bool:
+def allows_quantization(name: str, ne: Sequence[int], family: str, *, glm5_next: bool = False,
+                        leave_output: bool = False) -> bool:
+    """tensor_allows_quantization: 2+ dims, a name ending in "weight", none of the never-quantized names; with
+    --leave-output-tensor (quantize_output_tensor = false) not output.weight; GLM-5-Next's own list when the rule
+    set has it and the model is glm5-next."""
     if ggml_n_dims(ne) < 2 or not name.endswith("weight"):
         return False
-    return _allowed_name(name, rules)
+    if leave_output and name == "output.weight":
+        return False
+    if glm5_next and _GLM5_NEXT_NEVER.search(name):
+        return False
+    return _allowed_name(name, family)
 
 
 @lru_cache(maxsize=1 << 16)
-def _allowed_name(name: str, rules: str) -> bool:
-    return _NEVER_PATTERNS[rules].search(name) is None
+def _allowed_name(name: str, family: str) -> bool:
+    return _NEVER_PATTERNS[family].search(name) is None
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -125,12 +148,12 @@ def _allowed_name(name: str, rules: str) -> bool:
 # ---------------------------------------------------------------------------------------------------------------
 _IQ_256 = ("IQ1_S", "IQ1_M", "IQ2_XXS", "IQ2_XS", "IQ2_S", "IQ3_XXS", "IQ3_S", "IQ4_XS")
 FALLBACKS: Mapping[str, Mapping[str, str]] = {
-    "current": {
+    FAMILY_2026: {
         **{t: "IQ4_NL" for t in _IQ_256},
         **{t: "Q4_0" for t in ("Q2_0", "Q2_K", "Q3_K", "TQ1_0", "TQ2_0")},
         "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0",
     },
-    "legacy": {
+    FAMILY_2025: {
         **{t: "IQ4_NL" for t in (*_IQ_256, "Q2_K", "Q3_K")},
         "TQ1_0": "Q4_0", "TQ2_0": "Q4_0",
         "Q4_K": "Q5_0", "Q5_K": "Q5_1", "Q6_K": "Q8_0",
@@ -153,9 +176,9 @@ IQ2_FAMILY = frozenset({"IQ2_XXS", "IQ2_XS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M"}
 OUTPUT_Q5_K_FTYPES = frozenset({"IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ2_S", "IQ2_M", "IQ1_M"})
 # An untied token_embd.weight / per_layer_token_embd.weight.
 TOKEN_EMBD_TYPES: Mapping[str, Mapping[str, str]] = {
-    "current": {"IQ2_XXS": "Q2_K", "IQ2_XS": "Q2_K", "IQ1_S": "Q2_K", "IQ1_M": "Q2_K", "IQ2_S": "IQ3_S",
+    FAMILY_2026: {"IQ2_XXS": "Q2_K", "IQ2_XS": "Q2_K", "IQ1_S": "Q2_K", "IQ1_M": "Q2_K", "IQ2_S": "IQ3_S",
                 "IQ2_M": "IQ3_S", "IQ3_XXS": "IQ3_S", "TQ1_0": "Q4_K", "TQ2_0": "Q4_K", "Q2_0": "Q4_K"},
-    "legacy": {"IQ2_XXS": "Q2_K", "IQ2_XS": "Q2_K", "IQ1_S": "Q2_K", "IQ1_M": "Q2_K", "IQ2_S": "IQ3_S",
+    FAMILY_2025: {"IQ2_XXS": "Q2_K", "IQ2_XS": "Q2_K", "IQ1_S": "Q2_K", "IQ1_M": "Q2_K", "IQ2_S": "IQ3_S",
                "IQ2_M": "IQ3_S", "IQ3_XXS": "IQ3_S", "TQ1_0": "Q4_K", "TQ2_0": "Q4_K"},
 }
 ATTN_K_TYPES = {"IQ3_XS": "IQ3_XXS", "IQ3_XXS": "IQ2_S"}  # after the n_expert == 8 -> Q8_0 rule

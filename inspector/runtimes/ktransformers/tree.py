@@ -70,6 +70,7 @@ class Module:
     params: tuple[Param, ...] = ()
     experts: dict[str, tuple[TensorPart, ...]] | None = None  # experts ModuleList: projection -> tensors
     n_experts: int = 0
+    expert_scales: tuple[TensorPart, ...] = ()  # FP8 per-expert weight_scale_inv tensors (safetensors)
     _children: list["Module"] = field(default_factory=list)
     _factory: Callable[[], list["Module"]] | None = None
 
@@ -191,7 +192,13 @@ class _Builder:
         self.n_experts = 0
 
     def lookup(self, hf_name: str) -> str:
-        return self.data.translate(hf_name) if self.gguf else hf_name
+        """The name the loader reads: the GGUF name for GGUF files. SafeTensorLoader.load_tensor
+        (util/custom_loader.py) tries translate_name_to_gguf(key) first, then the HF name, so a safetensors
+        checkpoint may hold either (merge_safetensor_gguf.py writes GGUF names; a Hugging Face repo, HF names)."""
+        translated = self.data.translate(hf_name)
+        if self.gguf or translated in self.by_name:
+            return translated
+        return hf_name
 
     # ---- parameters ----------------------------------------------------------------------------------------
     def param(self, path: str, name: str) -> Param | None:
@@ -266,10 +273,24 @@ class _Builder:
             params.append(p)
         if t.optional and not any(p.parts for p in params) and not self.has_descendant(t, path):
             return None
+        params.extend(self.scales(params))
         node = Module(path, t.cls, self.template.classes[t.cls], layer, tuple(params))
         if t.experts is not None:
             self.attach_experts(node, t)
         return node
+
+    def scales(self, params: list[Param]) -> list[Param]:
+        """FP8 block scales beside a weight (`.weight_scale_inv`, DeepSeek-V3/R1 FP8 safetensors): KLinearBase.
+        load_weight returns (weight, scale) for them, and load_dequantized_tensor folds them into the weight."""
+        out = []
+        for p in params:
+            if p.name != "weight" or not p.parts or not p.lookup.endswith("weight"):
+                continue
+            scale = self.by_name.get(p.lookup + "_scale_inv")
+            if scale is not None:
+                self.used.add(scale.name)
+                out.append(Param("weight_scale_inv", p.hf_name + "_scale_inv", scale.name, (TensorPart(scale),), None))
+        return out
 
     def has_descendant(self, t: ModuleTemplate, path: str) -> bool:
         """Does the checkpoint hold a parameter of a module below this (optional, parameterless) one?"""
@@ -284,7 +305,8 @@ class _Builder:
         projections: dict[str, tuple[TensorPart, ...]] = {}
         count = 0
         for proj, attr in t.experts or ():
-            stacked = self.by_name.get(self.lookup(f"{node.path}.ffn_{proj}_exps.weight")) if self.gguf else None
+            # stacked GGUF experts, also inside merged safetensors (SafeTensorLoader.load_experts' "hybrid" branch)
+            stacked = self.by_name.get(self.lookup(f"{node.path}.ffn_{proj}_exps.weight"))
             if stacked is not None:
                 count = stacked.shape[-1] if len(stacked.shape) == 3 else 1
                 projections[proj] = (TensorPart(stacked),)
@@ -298,6 +320,10 @@ class _Builder:
                 if tensor is None:
                     break
                 singles.append(TensorPart(tensor))
+                scale = None if self.gguf else self.by_name.get(name + "_scale_inv")
+                if scale is not None:  # FP8 experts: their scales are read with them (and refused, walk.py)
+                    self.used.add(scale.name)
+                    node.expert_scales += (TensorPart(scale),)
             projections[proj] = tuple(singles)
             count = max(count, len(singles))
         for parts in projections.values():

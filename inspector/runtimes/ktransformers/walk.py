@@ -104,6 +104,9 @@ def walk(state: State, active: list[KtRule]) -> None:
 
 
 # ---- loading (load_weights and the ops' load()) ----------------------------------------------------
+FOLDED = "folded"  # a scale consumed while dequantizing its weight: read, not resident
+
+
 def device_of(state: State, value: Any) -> str:
     """Our name for a device a rule gives; a bad one (already reported) counts as cuda:0."""
     return parse_device(value) or DEFAULT_DEVICE
@@ -130,6 +133,10 @@ def _dequantized(state: State, node: Module, params: Iterable[Param], device: st
             continue
         if any(part.expert is not None for part in p.parts) and state.tree.fmt == "gguf":
             state.per_expert.setdefault(line, []).append(p.lookup or p.hf_name)
+        if p.name == "weight_scale_inv":  # load_dequantized_tensor folds it into the weight (weight_dequant)
+            for part in p.parts:
+                _put(state, part, device, FOLDED, 0, node)
+            continue
         _check_dequant(state, p.parts)
         for part in p.parts:
             _put(state, part, device, state.dtype, width * part.numel, node)
@@ -199,7 +206,7 @@ def _load_linear(state: State, node: Module, entry: Entry) -> None:
     device = device_of(state, kw.get("generate_device", LINEAR_DEFAULTS["generate_device"]))
     line = entry.rule.line if entry.rule else 0
     params = {p.name: p for p in node.params}
-    weight, bias = params.get("weight"), params.get("bias")
+    weight, bias, scale = params.get("weight"), params.get("bias"), params.get("weight_scale_inv")
     if weight is None or not weight.parts:
         state.missing.setdefault(line, []).append(weight.lookup if weight else f"{node.path}.weight")
         return
@@ -219,14 +226,17 @@ def _load_linear(state: State, node: Module, entry: Entry) -> None:
         for part in weight.parts:
             _put(state, part, device, part.tensor.dtype, part.nbytes, node)
     elif form == "fp8":
-        if not weight.parts[0].tensor.dtype.startswith("F8"):
+        first = weight.parts[0].tensor
+        if not first.dtype.startswith("F8") or scale is None:
+            why = f"is {first.dtype}" if not first.dtype.startswith("F8") else "has no weight_scale_inv"
             if state.once("op-format", line):
                 state.add(line, state.col(line), "error", "op-format",
                           f"KLinearFP8 needs FP8 weights with weight_scale_inv (FP8 safetensors), but "
-                          f"{weight.parts[0].tensor.name} is {weight.parts[0].tensor.dtype}",
-                          "use KLinearMarlin for GGUF weights")
-        for part in weight.parts:
+                          f"{first.name} {why}", "use KLinearMarlin for GGUF weights")
+        # KLinearFP8.load keeps both as loaded: the FP8 weight and its float32 128x128-block scales
+        for part in (*weight.parts, *(scale.parts if scale else ())):
             _put(state, part, device, part.tensor.dtype, part.nbytes, node)
+        return
     elif form == "q8":
         total = fmt.q8_nbytes(k, n)
         _check_dequant(state, weight.parts)
@@ -238,8 +248,29 @@ def _load_linear(state: State, node: Module, entry: Entry) -> None:
         return
     else:  # dequant: KLinearTorch, KLinearIPEXLLM
         _dequantized(state, node, [weight], device, line)
+    if scale is not None:
+        _scale_as_bias(state, node, op, form, weight, scale, device, line)
+        return
     if bias is not None:
         _dequantized(state, node, [bias], device, line)
+
+
+def _scale_as_bias(state: State, node: Module, op: str, form: str, weight: Param, scale: Param, device: str,
+                   line: int) -> None:
+    """An FP8 weight through an op other than KLinearFP8: KLinearBase.load_weight (operators/linear.py) returns
+    (weight, weight_scale_inv) from a SafeTensorLoader, and KLinearTorch / KLinearMarlin .load take the pair as
+    (weight, bias): the weight is used unscaled and the scale becomes a bias (cast to the default dtype by
+    KLinearTorch, kept float32 by KLinearMarlin)."""
+    if state.once("fp8-scale-as-bias", line):
+        state.add(line, state.col(line), "error", "fp8-scale-as-bias",
+                  f"{op} loads the FP8 weight {weight.parts[0].tensor.name} without its block scales: "
+                  f"KLinearBase.load_weight returns (weight, weight_scale_inv) and {op} takes the scale for a "
+                  "bias, so the outputs are wrong", "use generate_op: KLinearFP8 for FP8 safetensors weights")
+    for part in scale.parts:
+        if form in ("marlin", "stored", "fp8"):
+            _put(state, part, device, part.tensor.dtype, part.nbytes, node)
+        else:
+            _put(state, part, device, state.dtype, fmt.DTYPE_BYTES[state.dtype] * part.numel, node)
 
 
 def _load_experts(state: State, node: Module, entry: Entry) -> None:
@@ -250,12 +281,17 @@ def _load_experts(state: State, node: Module, entry: Entry) -> None:
     line = entry.rule.line if entry.rule else 0
     form = state.data.expert_ops.get(op, {"format": "cpu_experts"})["format"]
     assert node.experts is not None
+    if _fp8_experts(state, node, op, device, line):
+        return
     for proj, parts in node.experts.items():
         if not parts:
             state.missing.setdefault(line, []).append(state.data.translate(f"{node.path}.ffn_{proj}_exps.weight"))
             continue
         for part in parts:
             t = part.tensor
+            if len(t.shape) < 2:  # raw GGUF bytes merged into safetensors (merge_safetensor_gguf.py)
+                _merged_experts(state, node, part, form, backend, device, line)
+                continue
             per = t.shape[-1] if len(t.shape) == 3 else 1  # experts in this tensor
             k, n = t.shape[0], t.shape[1]
             if form == "cpu_experts" and backend in ("AMXInt8", "AMXBF16"):
@@ -285,6 +321,39 @@ def _load_experts(state: State, node: Module, entry: Entry) -> None:
                   "run with --use_cuda_graph False")
     if form == "cpu_experts":
         check_out_device(state, node, entry)
+
+
+def _merged_experts(state: State, node: Module, part: TensorPart, form: str, backend: str, device: str,
+                    line: int) -> None:
+    """Stacked experts merged into safetensors as their GGUF bytes (a 1-D uint8 tensor plus a .ggml_type scalar):
+    KExpertsCPU (llamafile) uses the bytes as they are; the other ops need the GGUF shape, which the merged file
+    does not keep, so they are sized as stored and flagged."""
+    if form != "cpu_experts" or backend in ("AMXInt8", "AMXBF16"):
+        if state.once("merged-experts", line):
+            state.add(line, state.col(line), "warning", "merged-experts",
+                      f"{node.path}: the experts are raw GGUF bytes merged into safetensors; only KExpertsCPU with "
+                      "the llamafile backend is sized exactly here (others as stored)",
+                      "use generate_op: KExpertsCPU for merged GGUF experts")
+    _put(state, part, device, part.tensor.dtype, part.nbytes, node)
+
+
+def _fp8_experts(state: State, node: Module, op: str, device: str, line: int) -> bool:
+    """FP8 per-expert weights in safetensors: SafeTensorLoader.load_experts (util/custom_loader.py) stacks the raw
+    tensors and maps only float32/float16/bfloat16 to a ggml type, so every expert op stops on them. KTransformers'
+    FP8 rule files take the experts from a GGUF merged in (merge_safetensor_gguf.py). Sized as read: stored bytes,
+    scales included."""
+    parts = [p for ps in (node.experts or {}).values() for p in ps]
+    if state.tree.fmt == "gguf" or not any(p.tensor.dtype.startswith("F8") for p in parts):
+        return False
+    if state.once("fp8-experts", line):
+        state.add(line, state.col(line), "error", "fp8-experts",
+                  f"{op} cannot load the FP8 expert weights of {node.path} from safetensors: "
+                  "SafeTensorLoader.load_experts accepts float32, float16 and bfloat16 only (ValueError)",
+                  "merge GGUF experts into the FP8 checkpoint (KTransformers' merge_safetensor_gguf.py), as its "
+                  "*-fp8-linear-ggml-experts rule files expect")
+    for part in (*parts, *node.expert_scales):
+        _put(state, part, device, part.tensor.dtype, part.nbytes, node)
+    return True
 
 
 def _load_gate(state: State, node: Module, entry: Entry) -> None:
