@@ -18,7 +18,7 @@ import gguf
 
 from ..errors import UsageError
 from ..formats.ggml_types import GgmlType, type_by_name
-from .rulesets import FAMILY_2025, FAMILY_2026, RULE_SETS, RuleSet, resolve_rules
+from .rulesets import FAMILY_2025, FAMILY_2026, RULE_SETS, RuleSet, resolve_rules  # noqa: F401 - RULE_SETS re-exported
 
 # gguf 0.19.0's LlamaFileType stops at Q1_0 = 40; llama.h (2026-07) adds LLAMA_FTYPE_MOSTLY_Q2_0 = 41.
 _Q2_0_FTYPE = 41
