@@ -9,11 +9,12 @@ with ECMAScript on the patterns people write (`attn_v`, `blk\\.[0-9]+\\.ffn_down
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Iterable
 
+from ..datafiles import read_user_file
 from ..errors import UsageError
+from ..patterns import UserPattern, compile_pattern
 from .ftypes import resolve_type
 
 
@@ -41,10 +42,7 @@ def parse_tensor_type_file(path: str | Path) -> tuple[tuple[str, str], ...]:
     Raises:
         UsageError: the file cannot be read, or an item is malformed (see `parse_tensor_type`).
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path}: cannot read tensor type file: {e}") from None
+    text = read_user_file(path, "tensor type file", error=UsageError)
     items: list[tuple[str, str]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         for token in line.split():
@@ -52,7 +50,7 @@ def parse_tensor_type_file(path: str | Path) -> tuple[tuple[str, str], ...]:
     return tuple(items)
 
 
-def compile_patterns(tensor_types: Iterable[tuple[str, str]]) -> list[tuple[re.Pattern[str], str]]:
+def compile_patterns(tensor_types: Iterable[tuple[str, str]]) -> list[tuple[UserPattern, str]]:
     """Compiled (pattern, type) pairs in the given order; patterns lower-cased and types checked as the CLI does."""
     compiled = []
     for regex, qtype in tensor_types:
@@ -61,8 +59,5 @@ def compile_patterns(tensor_types: Iterable[tuple[str, str]]) -> list[tuple[re.P
     return compiled
 
 
-def _compile(regex: str, where: str) -> re.Pattern[str]:
-    try:
-        return re.compile(regex)
-    except re.error as e:
-        raise UsageError(f"{where}: invalid regex {regex!r}: {e}") from None
+def _compile(regex: str, where: str) -> UserPattern:
+    return compile_pattern(regex, where)

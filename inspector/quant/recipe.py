@@ -7,13 +7,13 @@ blank lines are comments, as in the suite's recipe files.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ..datafiles import read_user_file
-from ..errors import RulesError, UsageError
+from ..errors import CkptSizeError, RulesError, UsageError
 from ..formats.ggml_types import tensor_nbytes, type_by_name
 from ..model import Checkpoint
+from ..patterns import UserPattern, compile_pattern
 
 
 def parse_recipe(path: str | Path) -> tuple[tuple[str, str], ...]:
@@ -48,13 +48,11 @@ def parse_recipe_items(items: tuple[str, ...], where: str = "--tensor-type") -> 
     return tuple(parsed)
 
 
-def _check(regex: str, qtype: str, where: str, error: type[Exception]) -> None:
-    try:
-        re.compile(regex)
-    except re.error as e:
-        raise error(f"{where}: invalid regex {regex!r}: {e}") from None
+def _check(regex: str, qtype: str, where: str, error: type[CkptSizeError]) -> UserPattern:
+    pattern = compile_pattern(regex, where, error=error)
     if type_by_name(qtype) is None:
         raise error(f"{where}: unknown tensor type {qtype!r} (neither ggml nor ik_llama.cpp defines it)")
+    return pattern
 
 
 def apply_recipe(checkpoint: Checkpoint, recipe: tuple[tuple[str, str], ...]) -> Checkpoint:
@@ -66,8 +64,7 @@ def apply_recipe(checkpoint: Checkpoint, recipe: tuple[tuple[str, str], ...]) ->
     """
     rules = []
     for regex, qtype in recipe:
-        _check(regex, qtype, "recipe", UsageError)
-        rules.append((re.compile(regex), type_by_name(qtype)))
+        rules.append((_check(regex, qtype, "recipe", UsageError), type_by_name(qtype)))
     tensors = []
     for t in checkpoint.tensors:
         gtype = next((g for pattern, g in rules if pattern.search(t.name)), None)

@@ -24,9 +24,10 @@ from typing import Any
 
 import yaml
 
-from ...errors import UsageError
+from ...errors import RulesError, UsageError
 from ...formats.ggml_types import type_by_name
 from ...model import Checkpoint, TensorInfo
+from ...patterns import PatternProblem, UserPattern, try_compile
 from ...datafiles import read_packaged
 from ...units import parse_size as budget_parse_size
 from ...formats import storage as fmt
@@ -109,7 +110,7 @@ class PlanRule:
     line: int
     column: int
     device: str
-    name_re: re.Pattern[str] | None = None
+    name_re: UserPattern | None = None
     roles: frozenset[str] | None = None
     layers: LayerRanges | None = None
     storage: str | None = None
@@ -122,7 +123,7 @@ class PlanRule:
             return False
         if self.layers is not None and (t.layer is None or t.layer not in self.layers):
             return False
-        if self.name_re is not None and self.name_re.search(t.name) is None:
+        if self.name_re is not None and not self.name_re.search(t.name):
             return False
         return True
 
@@ -224,7 +225,12 @@ class _Planner:
             rule = PlanRule(i, line_of(node), column_of(node), normalize_device(raw["device"]))
             self.check_gpu(rule.device, _node_at(self.doc, ("rules", i, "device")))
             if "name" in raw:
-                rule.name_re = re.compile(raw["name"])
+                node = _node_at(self.doc, ("rules", i, "name"))
+                where = f"{self.doc.path}:{line_of(node)}:{column_of(node)}" if node is not None else self.doc.path
+                compiled = try_compile(raw["name"], where, error=RulesError)
+                if isinstance(compiled, PatternProblem):  # the schema's regex check reported invalid syntax
+                    continue
+                rule.name_re = compiled
             if "role" in raw:
                 rule.roles = frozenset([raw["role"]] if isinstance(raw["role"], str) else raw["role"])
             if "layers" in raw:
