@@ -26,14 +26,17 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Iterable
 
 from .errors import CkptSizeError, UsageError
 
 try:  # the parser `re` itself uses; its tree is what `re` runs
+    from re import _compiler as _sre_compiler
     from re import _constants as _c
     from re import _parser as _sre_parse
 except ImportError:  # pragma: no cover - Python 3.10
+    import sre_compile as _sre_compiler  # type: ignore[no-redef]
     import sre_constants as _c  # type: ignore[no-redef]
     import sre_parse as _sre_parse  # type: ignore[no-redef]
 
@@ -93,7 +96,12 @@ class UserPattern:
 
     def select(self, names: Iterable[str]) -> list[int]:
         """The positions of the names this pattern matches: `search` over many names, less overhead per name."""
-        fast_search, out = self._re.search, []
+        names = names if isinstance(names, list) else list(names)
+        fast_search = self._re.search
+        longest = max(map(len, names), default=0)
+        if longest <= self._fast_max or self._is_fast(longest):  # the common case: one comprehension
+            return [i for i, name in enumerate(names) if fast_search(name) is not None]
+        out = []
         for i, name in enumerate(names):
             if len(name) <= self._fast_max or self._is_fast(len(name)):
                 if fast_search(name) is not None:
@@ -143,7 +151,7 @@ def compile_pattern(pattern: str, where: str, *, error: type[CkptSizeError] = Us
     """`pattern` compiled for tensor-name searches; `where` (an option or file:line:column) names it in errors.
 
     Raises:
-        error: the pattern is invalid, too long, or unrolls to too many items (see `check_pattern`).
+        error: the pattern is invalid, too long, or unrolls to too many items (the module's first two rules).
     """
     result = try_compile(pattern, where, error=error)
     if isinstance(result, PatternProblem):
@@ -155,22 +163,101 @@ def compile_pattern(pattern: str, where: str, *, error: type[CkptSizeError] = Us
 def try_compile(pattern: str, where: str, *, error: type[CkptSizeError] = UsageError) -> UserPattern | PatternProblem:
     """Like `compile_pattern`, but a refused pattern is returned as a `PatternProblem` (for findings at a
     file position) instead of raised."""
+    analysed = _analyse(pattern)
+    if isinstance(analysed, PatternProblem):
+        return analysed
+    return UserPattern(pattern, where, error, *analysed)
+
+
+@lru_cache(maxsize=4096)  # a plan file's patterns are checked by the schema, then compiled for matching
+def _analyse(pattern: str) -> tuple[re.Pattern[str], Any] | PatternProblem:
+    """The compiled pattern and its parse tree, or why it is refused."""
     if len(pattern) > MAX_PATTERN_CHARS:
         return PatternProblem(f"regex of {len(pattern):,} characters is longer than the {MAX_PATTERN_CHARS:,} "
                               f"allowed: {_short(pattern)}", None, "split it into several rules or shorten it")
     try:
         tree = _sre_parse.parse(pattern)
-        compiled = re.compile(pattern)
+        if _unrolled(tree) > MAX_UNROLLED:
+            return PatternProblem(f"regex {_short(pattern)} repeats counted items to more than {MAX_UNROLLED:,} "
+                                  "in all", None, "use a shorter count, or + and * instead of large {m,n} counts")
+        return _compile_tree(pattern, tree), tree
     except re.error as e:
         return PatternProblem(f"invalid regex {_short(pattern)}: {e.msg}", e.pos, "fix the regex")
     except (RecursionError, OverflowError) as e:
         what = "nests groups too deeply" if isinstance(e, RecursionError) else str(e)
         return PatternProblem(f"invalid regex {_short(pattern)}: {what}", None, "simplify the regex")
-    unrolled = _unrolled(tree)
-    if unrolled > MAX_UNROLLED:
-        return PatternProblem(f"regex {_short(pattern)} repeats counted items to more than {MAX_UNROLLED:,} "
-                              "in all", None, "use a shorter count, or + and * instead of large {m,n} counts")
-    return UserPattern(pattern, where, error, compiled, tree)
+
+
+def _compile_tree(pattern: str, tree: Any) -> re.Pattern[str]:
+    """re.compile without parsing the pattern a second time (re's cache holds only 512 patterns)."""
+    if _sre_compiler is not None:
+        try:
+            return _sre_compiler.compile(tree)
+        except (TypeError, AttributeError):  # pragma: no cover - a Python whose compiler wants a string
+            pass
+    return re.compile(pattern)  # pragma: no cover
+
+
+class PatternSet:
+    """Which names at least one of many patterns matches, in one search per name: a prefilter for checks that
+    would otherwise search every (pattern, name) pair when few pairs match.
+
+    Patterns that start with ^ are joined as ^(?:a|b|…) and tried at the first character only; other patterns
+    as (?:a)|(?:b)|…; a search of an alternation succeeds exactly when one of its alternatives' searches would.
+    Patterns with back-references, named groups or global flags are kept apart (joining would renumber or
+    clash them) and searched one by one.
+    """
+
+    def __init__(self, patterns: Iterable[UserPattern]) -> None:
+        self.members = list(patterns)
+        anchored, floating, self._apart = [], [], []
+        for p in self.members:
+            if not _joinable(p):
+                self._apart.append(p)
+            elif p._anchored and p.pattern.startswith("^"):
+                anchored.append(p.pattern[1:])
+            else:
+                floating.append(p.pattern)
+        self._joined = [j for j in (_joined("^(?:" + "|".join(anchored) + ")") if anchored else None,
+                                    _joined("|".join(f"(?:{x})" for x in floating)) if floating else None) if j]
+
+    def select(self, names: Iterable[str]) -> list[int]:
+        """The positions of the names some pattern matches."""
+        names = list(names)
+        hit = bytearray(len(names))
+        for pattern in self._joined + self._apart:
+            try:
+                found = pattern.select(names)
+            except CkptSizeError:  # name the member at fault, not the joined pattern
+                found = [i for i, name in enumerate(names) if any(p.search(name) for p in self.members)]
+            for i in found:
+                hit[i] = 1
+        return [i for i, h in enumerate(hit) if h]
+
+
+def _joinable(p: UserPattern) -> bool:
+    state = p._tree.state
+    return not state.groupdict and not (state.flags & ~re.UNICODE) and not _has_op(p._tree, _BACKREFS)
+
+
+def _joined(text: str) -> UserPattern:
+    """A pattern built from patterns already checked one by one: no length limit, the same bound and guard."""
+    tree = _sre_parse.parse(text)
+    return UserPattern(text, "the joined rule patterns", UsageError, re.compile(text), tree)
+
+
+_BACKREFS = {_c.GROUPREF, _c.GROUPREF_EXISTS} | ({_c.GROUPREF_IGNORE} if hasattr(_c, "GROUPREF_IGNORE") else set())
+
+
+def _has_op(items: Any, ops: set[Any]) -> bool:
+    for op, av in items:
+        if op in ops:
+            return True
+        children = (av[2],) if op in _REPEATS else av[1] if op is _c.BRANCH else (av[-1],) if op is _c.SUBPATTERN \
+            else (av[1],) if op in (_c.ASSERT, _c.ASSERT_NOT) else (av,) if op is _ATOMIC else ()
+        if any(_has_op(child, ops) for child in children):
+            return True
+    return False
 
 
 # ---- the bounds, over re's parse tree ----------------------------------------------------------------------

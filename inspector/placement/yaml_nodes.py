@@ -24,6 +24,9 @@ _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_DEPTH = 64
 MAX_NODES = 50_000
 MAX_EXPANDED_NODES = 500_000
+# Checking a placement tries every rule on every module or tensor (the runtimes do the same at load): the rules
+# times the tensors bound the time. Real files hold 5-100 rules; KTransformers' own hold 8-19.
+MAX_RULES = 1_000
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,17 @@ def char_position(doc: Document, node: yaml.ScalarNode, index: int) -> tuple[int
     else:
         offset = index
     return line, column + offset
+
+
+def too_many_rules(doc: Document, rules: yaml.Node) -> Finding | None:
+    """A `too-many-rules` finding when a rule list is longer than MAX_RULES."""
+    if isinstance(rules, yaml.SequenceNode) and len(rules.value) > MAX_RULES:
+        extra = rules.value[MAX_RULES]
+        return Finding(doc.path, line_of(extra), column_of(extra), "error", "too-many-rules",
+                       f"{len(rules.value):,} rules, more than the {MAX_RULES:,} a placement file may have "
+                       f"(docs/placement.md); rule {MAX_RULES + 1:,} starts here",
+                       "merge rules with alternations, e.g. ^model\\.layers\\.([0-9]|1[0-9])\\. for layers 0-19")
+    return None
 
 
 def mapping_items(node: yaml.MappingNode) -> list[tuple[yaml.ScalarNode, yaml.Node]]:

@@ -23,7 +23,8 @@ from ...errors import RulesError
 from ...patterns import PatternProblem, UserPattern, try_compile
 from ...placement.findings import Finding
 from .data import KtData
-from ...placement.yaml_nodes import Document, char_position, column_of, duplicate_keys, line_of, mapping_items
+from ...placement.yaml_nodes import (Document, char_position, column_of, duplicate_keys, line_of, mapping_items,
+                                     too_many_rules)
 
 RULE_KEYS = ("match", "replace", "recursive")
 MATCH_KEYS = ("name", "class")
@@ -123,6 +124,10 @@ class _Reader:
             self.add(root, "error", "not-a-list",
                      "a KTransformers rule file is a YAML list of rules ('- match: ...')",
                      "start every rule with '- match:'; for a ckpt-size plan file add a top-level 'rules:' key")
+            return []
+        limit = too_many_rules(self.doc, root)
+        if limit is not None:
+            self.findings.append(limit)
             return []
         return [self.rule(i, node) for i, node in enumerate(root.value)]
 
