@@ -21,6 +21,7 @@ import resource
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -91,6 +92,7 @@ def main() -> int:
     folder = scratch()
     for family in FAMILIES:  # imports and packaged rules load once, before anything is measured
         run_case(make_case(family, args.seed, 0), folder / "case", through=args.through, trace_memory=False)
+    tracemalloc.start()  # once: each case's peak is measured above what was allocated before it
     if args.show is not None:
         return show(families[0], args.seed, args.show, args.through, args.limit, folder)
     results = [run_family(f, args.cases, args.seed, args.through, args.limit, folder, not args.json)

@@ -56,6 +56,21 @@ NESTED_HINT = ("a repeated group that can itself match the same text in several 
                "rather than ([a-z0-9_.]+)+")
 
 
+class Located(str):
+    """A pattern's text that remembers where it was written (`file:line`), for errors raised long after parsing."""
+
+    where: str
+
+    def __new__(cls, text: str, where: str) -> "Located":
+        self = super().__new__(cls, text)
+        self.where = where
+        return self
+
+
+def where_of(text: str, default: str) -> str:
+    return text.where if isinstance(text, Located) else default
+
+
 @dataclass(frozen=True)
 class PatternProblem:
     """Why a pattern was refused: the message, the character position when `re` gave one, and what to do."""
@@ -372,4 +387,5 @@ def _has_ambiguous_repeat(items: Any) -> bool:
 
 
 def _short(pattern: str) -> str:
-    return repr(pattern) if len(pattern) <= 120 else repr(pattern[:117] + "...")
+    """The pattern as the user wrote it, in quotes (repr would double every backslash), cut at 120 characters."""
+    return f"'{pattern}'" if len(pattern) <= 120 else f"'{pattern[:117]}...'"

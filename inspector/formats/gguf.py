@@ -36,6 +36,20 @@ EAGER_SCALAR_ITEMS = 65536
 # Items built as Python objects across all small arrays of one header: a 1-byte u8 becomes a ~36-byte int in a
 # list, so many small arrays would turn a 1 GiB header into tens of GB. Arrays past this budget stay lazy too.
 MAX_EAGER_ITEMS = 1 << 20
+# Arrays inside arrays, in all: ggml's own reader (gguf.cpp, gguf_init_from_file_impl) refuses any array of arrays
+# ("has invalid GGUF type"), gguf-py writes them. Each costs a Python call to walk, so 12-byte empty ones would make a
+# 1 GiB header take minutes; no real file has more than a handful.
+MAX_NESTED_ARRAYS = 1 << 16
+
+
+class _Budget:
+    """What one header may still build eagerly (items) and walk (nested arrays)."""
+
+    __slots__ = ("eager", "nested")
+
+    def __init__(self) -> None:
+        self.eager = MAX_EAGER_ITEMS
+        self.nested = MAX_NESTED_ARRAYS
 
 # GGUF value types: id -> (name, struct format, size). 8 = string and 9 = array are handled apart.
 _SCALARS: dict[int, tuple[str, str, int]] = {
@@ -105,7 +119,7 @@ def parse_gguf(source: ByteSource, *, load_arrays: bool = False) -> GgufHeader:
     n_tensors, n_kv = cur.unpack("QQ", 16, "tensor and metadata counts")
     _check_count(cur, n_kv, MAX_KVS, 13, "metadata entries")
     _check_count(cur, n_tensors, MAX_TENSORS, 24, "tensors")
-    metadata = _read_metadata(cur, n_kv, load_arrays, [MAX_EAGER_ITEMS])
+    metadata = _read_metadata(cur, n_kv, load_arrays, _Budget())
     alignment = _alignment(cur, metadata)
     infos = [_read_tensor_info(cur) for _ in range(n_tensors)]
     header_end = cur.offset
@@ -153,7 +167,7 @@ def _read_string(cur: HeaderCursor, cap: int, what: str) -> str:
         raise cur.fail(f"{what} is not valid UTF-8: {raw[:40]!r}") from None
 
 
-def _read_metadata(cur: HeaderCursor, n_kv: int, load_arrays: bool, budget: list[int]) -> dict[str, Any]:
+def _read_metadata(cur: HeaderCursor, n_kv: int, load_arrays: bool, budget: _Budget) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):
         key = _read_string(cur, MAX_KEY_LEN, "metadata key")
@@ -164,29 +178,29 @@ def _read_metadata(cur: HeaderCursor, n_kv: int, load_arrays: bool, budget: list
     return metadata
 
 
-def _read_value(cur: HeaderCursor, value_type: int, key: str, load_arrays: bool, budget: list[int]) -> Any:
+def _read_value(cur: HeaderCursor, value_type: int, key: str, load_arrays: bool, budget: _Budget) -> Any:
     if value_type in _SCALARS:
         _, fmt, size = _SCALARS[value_type]
         return cur.unpack(fmt, size, shown(key))[0]
     if value_type == _STRING:
         return _read_string(cur, MAX_STRING_LEN, f"value of {shown(key)}")
     if value_type == _ARRAY:
-        return _read_array(cur, key, load_arrays, 0, budget)
+        return _read_array(cur, key, load_arrays, 0, budget, True)
     raise cur.fail(f"metadata {shown(key)} has unknown value type {value_type}")
 
 
-def _eager(count: int, limit: int, load_arrays: bool, budget: list[int] | None) -> bool:
+def _eager(count: int, limit: int, load_arrays: bool, budget: _Budget, build: bool) -> bool:
     """Whether to build an array's items as Python objects (taking them from the header's budget)."""
     if load_arrays:
         return True
-    if budget is None or count > limit or count > budget[0]:
+    if not build or count > limit or count > budget.eager:
         return False
-    budget[0] -= count
+    budget.eager -= count
     return True
 
 
-def _read_array(cur: HeaderCursor, key: str, load_arrays: bool, depth: int, budget: list[int] | None) -> Any:
-    """An array value: its items, or a LazyArray when large (walked by lengths only; `budget` None = skip all)."""
+def _read_array(cur: HeaderCursor, key: str, load_arrays: bool, depth: int, budget: _Budget, build: bool) -> Any:
+    """An array value: its items, or a LazyArray when large or when `build` is False (walked by lengths only)."""
     if depth >= MAX_ARRAY_DEPTH:
         raise cur.fail(f"metadata {shown(key)}: arrays nested deeper than {MAX_ARRAY_DEPTH}")
     item_type, count = cur.unpack("IQ", 12, f"array header of {shown(key)}")
@@ -194,22 +208,26 @@ def _read_array(cur: HeaderCursor, key: str, load_arrays: bool, depth: int, budg
     if item_type in _SCALARS:
         name, fmt, size = _SCALARS[item_type]
         _check_count(cur, count, 1 << 40, size, f"items in array {shown(key)}")
-        if _eager(count, EAGER_SCALAR_ITEMS, load_arrays, budget):
+        if _eager(count, EAGER_SCALAR_ITEMS, load_arrays, budget, build):
             return list(cur.unpack(f"{count}{fmt}", count * size, shown(key)))
         cur.skip(count * size, shown(key))
         return LazyArray(name, count, start, count * size)
     if item_type == _STRING:
         _check_count(cur, count, 1 << 40, 8, f"items in array {shown(key)}")
-        if _eager(count, EAGER_STRING_ITEMS, load_arrays, budget):
+        if _eager(count, EAGER_STRING_ITEMS, load_arrays, budget, build):
             return [_read_string(cur, MAX_STRING_LEN, f"item of {shown(key)}") for _ in range(count)]
         cur.skip_strings(count, MAX_STRING_LEN, f"items of {shown(key)}")
         return LazyArray("string", count, start, cur.offset - start)
     if item_type == _ARRAY:
         _check_count(cur, count, 1 << 40, 12, f"items in array {shown(key)}")
-        if _eager(count, EAGER_STRING_ITEMS, load_arrays, budget):
-            return [_read_array(cur, key, load_arrays, depth + 1, budget) for _ in range(count)]
-        for _ in range(count):  # walked, not built: nested arrays of empty arrays cost 12 bytes an item
-            _read_array(cur, key, False, depth + 1, None)
+        if count > budget.nested:
+            raise cur.fail(f"metadata {shown(key)}: more than {MAX_NESTED_ARRAYS:,} arrays inside arrays in this header "
+                           "(ggml's reader accepts none)", hint="the file is corrupt or hostile")
+        budget.nested -= count
+        if _eager(count, EAGER_STRING_ITEMS, load_arrays, budget, build):
+            return [_read_array(cur, key, load_arrays, depth + 1, budget, True) for _ in range(count)]
+        for _ in range(count):  # walked, not built
+            _read_array(cur, key, False, depth + 1, budget, False)
         return LazyArray("array", count, start, cur.offset - start)
     raise cur.fail(f"metadata {shown(key)}: array of unknown value type {item_type}")
 

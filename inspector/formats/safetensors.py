@@ -119,8 +119,7 @@ def _decode_json(name: str, raw: bytes) -> dict[str, Any]:
     try:
         header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
     except _DuplicateKey as e:
-        what = "tensor" if e.key != "__metadata__" else "key"
-        raise FormatError(name, f"header JSON names {what} {shown(e.key)} twice (in one object)",
+        raise FormatError(name, f"header JSON has the key {shown(e.key)} twice in one object",
                           hint="the file was written by a broken tool; re-save or re-download it") from None
     except UnicodeDecodeError as e:
         raise FormatError(name, f"header is not valid UTF-8 (byte {e.start})") from None

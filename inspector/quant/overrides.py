@@ -14,7 +14,7 @@ from typing import Iterable
 
 from ..datafiles import read_user_file
 from ..errors import UsageError
-from ..patterns import UserPattern, compile_pattern
+from ..patterns import Located, UserPattern, compile_pattern, where_of
 from .ftypes import resolve_type
 
 
@@ -33,7 +33,7 @@ def parse_tensor_type(arg: str, where: str = "--tensor-type") -> tuple[str, str]
         raise UsageError(f"{where}: missing quantization type in {arg!r}")
     regex = regex.lower()  # as quantize.cpp does
     _compile(regex, where)
-    return regex, resolve_type(qtype, f"{where} {arg!r}")
+    return Located(regex, where), resolve_type(qtype, f"{where} {arg!r}")
 
 
 def parse_tensor_type_file(path: str | Path) -> tuple[tuple[str, str], ...]:
@@ -54,7 +54,7 @@ def compile_patterns(tensor_types: Iterable[tuple[str, str]]) -> list[tuple[User
     """Compiled (pattern, type) pairs in the given order; patterns lower-cased and types checked as the CLI does."""
     compiled = []
     for regex, qtype in tensor_types:
-        where = f"--tensor-type {regex}={qtype}"
+        where = where_of(regex, f"--tensor-type {regex}={qtype}")  # a file's items say file:line
         compiled.append((_compile(regex.lower(), where), resolve_type(qtype, where)))
     return compiled
 

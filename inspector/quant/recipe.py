@@ -13,7 +13,7 @@ from ..datafiles import read_user_file
 from ..errors import CkptSizeError, RulesError, UsageError
 from ..formats.ggml_types import tensor_nbytes, type_by_name
 from ..model import Checkpoint
-from ..patterns import UserPattern, compile_pattern
+from ..patterns import Located, UserPattern, compile_pattern, where_of
 
 
 def parse_recipe(path: str | Path) -> tuple[tuple[str, str], ...]:
@@ -32,7 +32,7 @@ def parse_recipe(path: str | Path) -> tuple[tuple[str, str], ...]:
         if not sep or not regex:
             raise RulesError(f"{where}: expected REGEX=TYPE, found {text[:60]!r}")
         _check(regex, qtype, where, RulesError)
-        items.append((regex, qtype))
+        items.append((Located(regex, where), qtype))
     return tuple(items)
 
 
@@ -44,7 +44,7 @@ def parse_recipe_items(items: tuple[str, ...], where: str = "--tensor-type") -> 
         if not sep or not regex:
             raise UsageError(f"{where} {item!r}: expected REGEX=TYPE")
         _check(regex, qtype, f"{where} {item!r}", UsageError)
-        parsed.append((regex, qtype))
+        parsed.append((Located(regex, f"{where} {item!r}"), qtype))
     return tuple(parsed)
 
 
@@ -64,7 +64,7 @@ def apply_recipe(checkpoint: Checkpoint, recipe: tuple[tuple[str, str], ...]) ->
     """
     rules = []
     for regex, qtype in recipe:
-        rules.append((_check(regex, qtype, "recipe", UsageError), type_by_name(qtype)))
+        rules.append((_check(regex, qtype, where_of(regex, "recipe"), UsageError), type_by_name(qtype)))
     tensors = []
     for t in checkpoint.tensors:
         gtype = next((g for pattern, g in rules if pattern.search(t.name)), None)
