@@ -362,3 +362,31 @@ def test_hundred_gb_string_and_a_trillion_tensors_fail_fast(tmp_path: Path, caps
                      + struct.pack("<IQ", STRING, 100 << 30) + b"llama")
     code, _, err, peak = cli(["inspect", str(path)], capsys, seconds=10, trace=True)
     assert code == 1 and "107,374,182,400" in error_line(err) and peak < 10 << 20
+
+
+# ==================================================================================================================
+# counts from the command line and from tensor shapes, bounded by what the model has
+# ==================================================================================================================
+def test_n_cpu_moe_beyond_the_blocks(capsys: pytest.CaptureFixture[str]) -> None:
+    """--n-cpu-moe N builds one pattern per block index below N that a tensor name carries, not N patterns."""
+    devices = []
+    for n in ("1000000000", "61"):  # DeepSeek-V3 has blocks 0-60: both put every routed expert on the CPU
+        start = time.perf_counter()
+        code, out, err, _ = cli(["inspect", str(DEEPSEEK), "--n-cpu-moe", n, "--format", "json"], capsys, seconds=30)
+        assert code == 0, err
+        assert time.perf_counter() - start < 15
+        devices.append(json.loads(out)["devices"])
+    assert devices[0] == devices[1]
+
+
+def test_stacked_expert_count_is_bounded() -> None:
+    from inspector.api import load
+    from inspector.runtimes.ktransformers.data import kt_data
+    from inspector.runtimes.ktransformers.tree import MAX_EXPERTS, build_tree
+
+    checkpoint = load(str(DEEPSEEK))
+    name = "blk.3.ffn_gate_exps.weight"
+    tensors = tuple(t.with_(shape=t.shape[:2] + (10**9,)) if t.name == name else t for t in checkpoint.tensors)
+    with pytest.raises(FormatError, match=f"{name}: stacks 1,000,000,000 experts") as info:
+        build_tree(checkpoint.with_(tensors=tensors), kt_data()).walk_all()
+    assert f"{MAX_EXPERTS:,}" in str(info.value)
