@@ -141,9 +141,7 @@ class UserPattern:
 
     def _guarded_search(self, name: str) -> bool:
         if self._guarded is None:
-            import regex  # ~40 ms to import: only for the rare pattern that needs it
-
-            self._guarded = regex.compile(self.pattern, regex.V0)
+            self._guarded = self._compile_guarded()
         left = GUARD_SECONDS_TOTAL - self._spent
         if left <= 0:
             raise self._slow(name, f"{GUARD_SECONDS_TOTAL:g} s in all")
@@ -155,6 +153,18 @@ class UserPattern:
             raise self._slow(name, f"{GUARD_SECONDS_PER_NAME:g} s" if per_name else f"{GUARD_SECONDS_TOTAL:g} s in all") from None
         finally:
             self._spent += time.perf_counter() - start
+
+    def _compile_guarded(self) -> Any:
+        try:
+            import regex  # ~40 ms to import: only for the rare pattern that needs it
+        except ImportError:  # pragma: no cover - a dependency of ckpt-size
+            raise self._error(f"{self.where}: regex {_short(self.pattern)} needs the `regex` package to be matched "
+                              "with a time limit", hint="pip install regex") from None
+        try:
+            return regex.compile(self.pattern, regex.V0)
+        except Exception as e:  # noqa: BLE001 - syntax `re` accepts and `regex` does not: say so, typed
+            raise self._error(f"{self.where}: regex {_short(self.pattern)} cannot be matched with a time limit "
+                              f"({e})", hint="simplify the regex") from None
 
     def _slow(self, name: str, limit: str) -> CkptSizeError:
         shown = name if len(name) <= 80 else name[:77] + "..."
