@@ -49,12 +49,12 @@ def rule_findings(state: State, active: list[KtRule]) -> None:
     if silent:
         unvisited = [node for node in state.tree.walk_all() if node.path not in state.entries]
         # most unvisited modules are the per-expert ones under a recursive: False experts rule (tens of thousands):
-        # keep only those some silent rule's regex matches, in one search each, before trying rule by rule
-        if all(rule.name_re is not None for rule in silent):
-            named = PatternSet(rule.name_re for rule in silent if rule.name_re is not None)
-            unvisited = [unvisited[i] for i in named.select(node.path for node in unvisited)]
+        # rules with a regex try only the modules one of their regexes matches (one joined search per module)
+        named = PatternSet(rule.name_re for rule in silent if rule.name_re is not None)
+        candidates = [unvisited[i] for i in named.select(node.path for node in unvisited)] if named.members else []
         for rule in silent:
-            found = _matching(rule, unvisited, lambda n: n.path, lambda n: n.classes)
+            pool = candidates if rule.name_re is not None else unvisited
+            found = _matching(rule, pool, lambda n: n.path, lambda n: n.classes)
             if found:
                 unvisited_hits[rule.index] = found
     for rule in active:
