@@ -6,10 +6,10 @@ Settings are read from `hub_http` when used (WORKERS, WINDOW), so tests and benc
 from __future__ import annotations
 
 import atexit
+import queue
 import re
 import threading
 import weakref
-import queue
 from collections.abc import Callable
 from typing import Any
 
