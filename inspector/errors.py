@@ -62,6 +62,10 @@ class ConversionError(CkptSizeError):
     """convert_hf_to_gguf.py would stop here (an architecture or quantization method it cannot convert)."""
 
 
+class OutputError(CkptSizeError):
+    """A file the user asked us to write (--emit-yaml) could not be written: names the file and the reason."""
+
+
 class CheckFailed(CkptSizeError):
     """The check ran and said no (a plan that does not fit, validation errors)."""
 
@@ -77,12 +81,37 @@ ERROR_TABLE: tuple[tuple[type[BaseException], int, str | None], ...] = (
     (SourceError, 1, None),
     (RulesError, 1, None),
     (RemoteError, 1, None),
+    (OutputError, 1, None),
     (CkptSizeError, 1, None),
     (MemoryError, 1, "the input asks for more memory than this machine has; it is probably corrupt"),
     (RecursionError, 1, "the input nests too deeply; it is probably corrupt or hostile"),
     (OSError, 1, None),
 )
 INTERNAL_ERROR_HINT = "please report it with the --debug output"
+# A message is one line a person reads: names and values from a hostile file (a 64 KiB GGUF key, a 100 MB
+# safetensors name) are cut in the middle beyond this, saying how much was left out.
+MAX_MESSAGE_CHARS = 2000
+MAX_SHOWN_CHARS = 120
+
+
+def clip(text: str, limit: int = MAX_MESSAGE_CHARS) -> str:
+    """`text`, or its start and end around a note of how many characters were left out."""
+    if len(text) <= limit:
+        return text
+    keep = max(limit - 40, 2) // 2
+    return f"{text[:keep]}…[{len(text) - 2 * keep:,} characters]…{text[-keep:]}"
+
+
+def shown(value: object, limit: int = MAX_SHOWN_CHARS) -> str:
+    """repr(value) for a message, at most about `limit` characters (names and values read from files)."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value).bit_length() > 1000:
+        # str() of an integer over 4,300 digits raises ValueError (Python's int_max_str_digits)
+        return f"an integer of about {int(abs(value).bit_length() * 0.30103) + 1:,} digits"
+    try:
+        text = repr(value)
+    except ValueError:  # a container holding such an integer
+        text = f"a {type(value).__name__} holding integers too long to print"
+    return clip(text, limit)
 
 
 def exit_code_of(error: BaseException) -> tuple[int, str]:
@@ -93,5 +122,5 @@ def exit_code_of(error: BaseException) -> tuple[int, str]:
                 message = str(error) if error.hint or not hint else f"{error}; {hint}"
             else:
                 message = f"{type(error).__name__}: {error}" + (f"; {hint}" if hint else "")
-            return code, message
-    return 1, f"internal error ({type(error).__name__}: {error}); {INTERNAL_ERROR_HINT}"
+            return code, clip(message)
+    return 1, clip(f"internal error ({type(error).__name__}: {error}); {INTERNAL_ERROR_HINT}")

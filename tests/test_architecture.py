@@ -14,6 +14,7 @@ MAX_LINES = 500
 # Lower layers never import higher ones. Equal ranks may import each other (inside one package).
 LAYERS = {
     "errors": 0, "version": 0, "lazy": 0, "model": 0, "units": 0, "datafiles": 0, "devices": 0, "monotone": 0, "options": 0, "rules": 0,
+    "patterns": 0,
     "sources": 1,
     "formats": 2,
     "roles": 3,

@@ -594,7 +594,8 @@ def test_offline_reads_the_local_cache(hub: FakeHub, repos: dict[str, Path], env
 
 
 def test_file_gone_after_the_listing_is_a_source_error(hub: FakeHub) -> None:
-    from inspector.sources.hub_http import FetchStats, HubClient, HubFile
+    from inspector.sources.hub_files import HubFile
+    from inspector.sources.hub_http import FetchStats, HubClient
 
     client = HubClient("org/single", "main", None, FetchStats())
     with pytest.raises(SourceError, match="no file 'gone.safetensors' in the repo"):

@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-import pytest
 
 from inspector.api import validate_placement
 from inspector.model import Checkpoint, TensorInfo

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-from ..errors import FormatError
+from ..errors import FormatError, shown
 from ..model import Checkpoint, FileInfo, TensorInfo
 from ..sources.base import ByteSource, ResolvedSource
 from .gguf import GgufHeader, parse_gguf
@@ -47,7 +47,7 @@ def _gguf_checkpoint(resolved: ResolvedSource) -> Checkpoint:
     architecture = metadata.get("general.architecture")
     if architecture is not None and not isinstance(architecture, str):
         # A corrupt header can store any type here; report.py escapes the name as text and crashed on an int.
-        warnings.append(f"{headers[0].source}: general.architecture is {architecture!r}, not a string; ignored")
+        warnings.append(f"{headers[0].source}: general.architecture is {shown(architecture)}, not a string; ignored")
         architecture = None
     _check_layer_counts(headers[0].source, metadata)
     return Checkpoint(
@@ -82,21 +82,21 @@ def _check_split(headers: list[GgufHeader]) -> list[str]:
         if isinstance(count, int) and count > 1:
             no = first.get("split.no", 0)
             # split.no comes from the file: `no + 1` raised TypeError (a traceback) when it was a string.
-            shard = f"shard {no + 1}" if isinstance(no, int) else f"a shard (split.no {no!r})"
+            shard = f"shard {no + 1}" if isinstance(no, int) else f"a shard (split.no {shown(no)})"
             return [(f"{headers[0].source}: is {shard} of a {count}-file split set, "
                      "but its name does not say so; only this file was read")]
         return []
     if count != len(headers):
-        raise FormatError(headers[0].source, f"split.count is {count!r} but the set has {len(headers)} files")
+        raise FormatError(headers[0].source, f"split.count is {shown(count)} but the set has {len(headers)} files")
     for i, h in enumerate(headers):
         if h.metadata.get("split.no") != i:
-            raise FormatError(h.source, f"split.no is {h.metadata.get('split.no')!r}, expected {i} for this shard")
+            raise FormatError(h.source, f"split.no is {shown(h.metadata.get('split.no'))}, expected {i} for this shard")
         if h.metadata.get("split.count") != count:
-            raise FormatError(h.source, f"split.count is {h.metadata.get('split.count')!r}, expected {count}")
+            raise FormatError(h.source, f"split.count is {shown(h.metadata.get('split.count'))}, expected {count}")
     total = sum(len(h.tensors) for h in headers)
     expected = first.get("split.tensors.count")
     if expected != total:
-        raise FormatError(headers[0].source, f"split.tensors.count is {expected!r} but the shards hold {total} tensors")
+        raise FormatError(headers[0].source, f"split.tensors.count is {shown(expected)} but the shards hold {total} tensors")
     return []
 
 
@@ -135,10 +135,10 @@ def _index_warnings(
     weight_map: Mapping[str, str] = index["weight_map"]
     absent = [n for n, shard in weight_map.items() if n not in located or not located[n].endswith(shard)]
     if absent:
-        warnings.append(f"index lists {len(absent)} tensors not found in the shard it names, e.g. {absent[0]!r}")
+        warnings.append(f"index lists {len(absent)} tensors not found in the shard it names, e.g. {shown(absent[0])}")
     extra = [t.name for t in tensors if t.name not in weight_map]
     if extra:
-        warnings.append(f"shards hold {len(extra)} tensors the index does not list, e.g. {extra[0]!r}")
+        warnings.append(f"shards hold {len(extra)} tensors the index does not list, e.g. {shown(extra[0])}")
     metadata = index.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         # `.get` on a list or string from a corrupt index raised AttributeError (a traceback).
@@ -170,7 +170,7 @@ def _check_unique_names(source: str, tensors: tuple[TensorInfo, ...]) -> None:
     seen: set[str] = set()
     for t in tensors:
         if t.name in seen:
-            raise FormatError(source, f"tensor {t.name!r} appears in more than one file of the set")
+            raise FormatError(source, f"tensor {shown(t.name)} appears in more than one file of the set")
         seen.add(t.name)
 
 

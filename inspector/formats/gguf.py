@@ -10,7 +10,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import FormatError
+from ..errors import FormatError, shown
 from ..sources.base import ByteSource
 from .cursor import HeaderCursor
 from .ggml_types import GgmlType, require_type, tensor_nbytes
@@ -31,7 +31,9 @@ MAX_HEADER_BYTES = 1 << 30
 MAX_KEY_LEN = 65535
 MAX_STRING_LEN = 64 << 20
 MAX_TENSOR_NAME_LEN = 4096
-MAX_TENSORS = 10_000_000
+# The largest real GGUFs hold ~2,000 tensors (experts are stacked); each tensor info costs ~300 bytes of Python
+# objects, so this cap keeps a minimal-record hostile header (24 bytes per tensor) under ~300 MB.
+MAX_TENSORS = 1_000_000
 MAX_KVS = 1_000_000
 MAX_ARRAY_DEPTH = 8
 INT64_MAX = (1 << 63) - 1  # ggml's ne[] are int64_t
@@ -39,6 +41,23 @@ MAX_ELEMENTS = 1 << 50  # ~1e15 elements in one tensor: far beyond any real mode
 # Arrays larger than these are skipped and kept as a LazyArray (tokenizer tokens, scores, merges).
 EAGER_STRING_ITEMS = 1024
 EAGER_SCALAR_ITEMS = 65536
+# Items built as Python objects across all small arrays of one header: a 1-byte u8 becomes a ~36-byte int in a
+# list, so many small arrays would turn a 1 GiB header into tens of GB. Arrays past this budget stay lazy too.
+MAX_EAGER_ITEMS = 1 << 20
+# Arrays inside arrays, in all: ggml's own reader (gguf.cpp, gguf_init_from_file_impl) refuses any array of arrays
+# ("has invalid GGUF type"), gguf-py writes them. Each costs a Python call to walk, so 12-byte empty ones would make a
+# 1 GiB header take minutes; no real file has more than a handful.
+MAX_NESTED_ARRAYS = 1 << 16
+
+
+class _Budget:
+    """What one header may still build eagerly (items) and walk (nested arrays)."""
+
+    __slots__ = ("eager", "nested")
+
+    def __init__(self) -> None:
+        self.eager = MAX_EAGER_ITEMS
+        self.nested = MAX_NESTED_ARRAYS
 
 # GGUF value types: id -> (name, struct format, size). 8 = string and 9 = array are handled apart.
 _SCALARS: dict[int, tuple[str, str, int]] = {
@@ -109,7 +128,7 @@ def parse_gguf(source: ByteSource, *, load_arrays: bool = False) -> GgufHeader:
     n_tensors, n_kv = cur.unpack("QQ", 16, "tensor and metadata counts")
     _check_count(cur, n_kv, MAX_KVS, 13, "metadata entries")
     _check_count(cur, n_tensors, MAX_TENSORS, 24, "tensors")
-    metadata = _read_metadata(cur, n_kv, load_arrays)
+    metadata = _read_metadata(cur, n_kv, load_arrays, _Budget())
     if magic == POWERINFER_MAGIC:
         metadata[MAGIC_KEY] = POWERINFER_MAGIC.decode("ascii")
     alignment = _alignment(cur, metadata)
@@ -160,50 +179,69 @@ def _read_string(cur: HeaderCursor, cap: int, what: str) -> str:
         raise cur.fail(f"{what} is not valid UTF-8: {raw[:40]!r}") from None
 
 
-def _read_metadata(cur: HeaderCursor, n_kv: int, load_arrays: bool) -> dict[str, Any]:
+def _read_metadata(cur: HeaderCursor, n_kv: int, load_arrays: bool, budget: _Budget) -> dict[str, Any]:
     metadata: dict[str, Any] = {}
     for _ in range(n_kv):
         key = _read_string(cur, MAX_KEY_LEN, "metadata key")
         if key in metadata:
-            raise cur.fail(f"duplicate metadata key {key!r}")
-        value_type = cur.u32(f"type of {key!r}")
-        metadata[key] = _read_value(cur, value_type, key, load_arrays, depth=0)
+            raise cur.fail(f"duplicate metadata key {shown(key)}")
+        value_type = cur.u32(f"type of {shown(key)}")
+        metadata[key] = _read_value(cur, value_type, key, load_arrays, budget)
     return metadata
 
 
-def _read_value(cur: HeaderCursor, value_type: int, key: str, load_arrays: bool, depth: int) -> Any:
+def _read_value(cur: HeaderCursor, value_type: int, key: str, load_arrays: bool, budget: _Budget) -> Any:
     if value_type in _SCALARS:
         _, fmt, size = _SCALARS[value_type]
-        return cur.unpack(fmt, size, repr(key))[0]
+        return cur.unpack(fmt, size, shown(key))[0]
     if value_type == _STRING:
-        return _read_string(cur, MAX_STRING_LEN, f"value of {key!r}")
+        return _read_string(cur, MAX_STRING_LEN, f"value of {shown(key)}")
     if value_type == _ARRAY:
-        return _read_array(cur, key, load_arrays, depth)
-    raise cur.fail(f"metadata {key!r} has unknown value type {value_type}")
+        return _read_array(cur, key, load_arrays, 0, budget, True)
+    raise cur.fail(f"metadata {shown(key)} has unknown value type {value_type}")
 
 
-def _read_array(cur: HeaderCursor, key: str, load_arrays: bool, depth: int) -> Any:
+def _eager(count: int, limit: int, load_arrays: bool, budget: _Budget, build: bool) -> bool:
+    """Whether to build an array's items as Python objects (taking them from the header's budget)."""
+    if load_arrays:
+        return True
+    if not build or count > limit or count > budget.eager:
+        return False
+    budget.eager -= count
+    return True
+
+
+def _read_array(cur: HeaderCursor, key: str, load_arrays: bool, depth: int, budget: _Budget, build: bool) -> Any:
+    """An array value: its items, or a LazyArray when large or when `build` is False (walked by lengths only)."""
     if depth >= MAX_ARRAY_DEPTH:
-        raise cur.fail(f"metadata {key!r}: arrays nested deeper than {MAX_ARRAY_DEPTH}")
-    item_type, count = cur.unpack("IQ", 12, f"array header of {key!r}")
+        raise cur.fail(f"metadata {shown(key)}: arrays nested deeper than {MAX_ARRAY_DEPTH}")
+    item_type, count = cur.unpack("IQ", 12, f"array header of {shown(key)}")
     start = cur.offset
     if item_type in _SCALARS:
         name, fmt, size = _SCALARS[item_type]
-        _check_count(cur, count, 1 << 40, size, f"items in array {key!r}")
-        if load_arrays or count <= EAGER_SCALAR_ITEMS:
-            return list(cur.unpack(f"{count}{fmt}", count * size, repr(key)))
-        cur.skip(count * size, repr(key))
+        _check_count(cur, count, 1 << 40, size, f"items in array {shown(key)}")
+        if _eager(count, EAGER_SCALAR_ITEMS, load_arrays, budget, build):
+            return list(cur.unpack(f"{count}{fmt}", count * size, shown(key)))
+        cur.skip(count * size, shown(key))
         return LazyArray(name, count, start, count * size)
     if item_type == _STRING:
-        _check_count(cur, count, 1 << 40, 8, f"items in array {key!r}")
-        if load_arrays or count <= EAGER_STRING_ITEMS:
-            return [_read_string(cur, MAX_STRING_LEN, f"item of {key!r}") for _ in range(count)]
-        cur.skip_strings(count, MAX_STRING_LEN, f"items of {key!r}")
+        _check_count(cur, count, 1 << 40, 8, f"items in array {shown(key)}")
+        if _eager(count, EAGER_STRING_ITEMS, load_arrays, budget, build):
+            return [_read_string(cur, MAX_STRING_LEN, f"item of {shown(key)}") for _ in range(count)]
+        cur.skip_strings(count, MAX_STRING_LEN, f"items of {shown(key)}")
         return LazyArray("string", count, start, cur.offset - start)
     if item_type == _ARRAY:
-        _check_count(cur, count, 1 << 40, 12, f"items in array {key!r}")
-        return [_read_array(cur, key, load_arrays, depth + 1) for _ in range(count)]
-    raise cur.fail(f"metadata {key!r}: array of unknown value type {item_type}")
+        _check_count(cur, count, 1 << 40, 12, f"items in array {shown(key)}")
+        if count > budget.nested:
+            raise cur.fail(f"metadata {shown(key)}: more than {MAX_NESTED_ARRAYS:,} arrays inside arrays in this header "
+                           "(ggml's reader accepts none)", hint="the file is corrupt or hostile")
+        budget.nested -= count
+        if _eager(count, EAGER_STRING_ITEMS, load_arrays, budget, build):
+            return [_read_array(cur, key, load_arrays, depth + 1, budget, True) for _ in range(count)]
+        for _ in range(count):  # walked, not built
+            _read_array(cur, key, False, depth + 1, budget, False)
+        return LazyArray("array", count, start, cur.offset - start)
+    raise cur.fail(f"metadata {shown(key)}: array of unknown value type {item_type}")
 
 
 def _alignment(cur: HeaderCursor, metadata: dict[str, Any]) -> int:

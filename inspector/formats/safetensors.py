@@ -2,6 +2,10 @@
 
 Checks follow the format's own `validate()` (huggingface/safetensors): known dtypes, data_offsets that are
 ordered, contiguous from 0 and equal to shape x dtype width. Widths are in bits because F4 and F6 exist.
+
+Stricter than the library in one respect: a key that appears twice in one JSON object is an error. The library
+(serde into a HashMap) keeps the last silently; two different entries for one tensor then fail its offset check
+("invalid offset"), two equal ones load. Either way the writer was broken, and which entry is meant is a guess.
 """
 from __future__ import annotations
 
@@ -10,13 +14,14 @@ import struct
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from ..errors import FormatError, UnknownTypeError
+from ..errors import FormatError, UnknownTypeError, shown
 from ..sources.base import ByteSource
 
 # The safetensors reference caps the header at 100 MB (safetensors `MAX_HEADER_SIZE`).
 MAX_HEADER_BYTES = 100_000_000
 MAX_DIMS = 64
 MAX_ELEMENTS = 1 << 50
+U64_MAX = (1 << 64) - 1  # shapes and offsets are usize in the library: larger numbers fail its JSON decoding
 
 # Every dtype in the safetensors spec (`Dtype` in safetensors/src/tensor.rs), width in bits.
 DTYPE_BITS: dict[str, int] = {
@@ -84,6 +89,8 @@ def parse_safetensors(source: ByteSource) -> SafetensorsHeader:
             name, f"header length {n:,} runs past the end of the file ({size:,} bytes)", hint="the file is truncated"
         )
     raw = source.read(8, n)
+    if raw.lstrip(b" \t\r\n")[:1] == b"[":  # said before json.loads builds a 100 MB array only to throw it away
+        raise FormatError(name, "header must be a JSON object, found list", hint="the file is corrupt or not safetensors")
     header = _decode_json(name, raw)
     metadata = _read_metadata(name, header.pop("__metadata__", None))
     data_offset = 8 + n
@@ -91,9 +98,29 @@ def parse_safetensors(source: ByteSource) -> SafetensorsHeader:
     return SafetensorsHeader(name, metadata, tensors, data_offset, size)
 
 
+class _DuplicateKey(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """json's object_pairs_hook: a dict, refusing a key given twice (json.loads keeps the last one silently)."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return obj
+
+
 def _decode_json(name: str, raw: bytes) -> dict[str, Any]:
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as e:
+        raise FormatError(name, f"header JSON has the key {shown(e.key)} twice in one object",
+                          hint="the file was written by a broken tool; re-save or re-download it") from None
     except UnicodeDecodeError as e:
         raise FormatError(name, f"header is not valid UTF-8 (byte {e.start})") from None
     except json.JSONDecodeError as e:
@@ -124,13 +151,12 @@ def _read_tensors(name: str, header: dict[str, Any], data_offset: int) -> tuple[
     end = 0
     for key, shape, dtype, (begin, stop), elements in entries:
         if begin != end:
-            what = "overlaps the previous tensor" if begin < end else f"leaves a gap after byte {end}"
-            raise FormatError(name, f"tensor {key!r} data_offsets [{begin}, {stop}] {what}")
+            what = "overlaps the previous tensor" if begin < end else f"leaves a gap after byte {end:,}"
+            raise FormatError(name, f"tensor {shown(key)} data_offsets [{shown(begin)}, {shown(stop)}] {what}")
         nbytes = _nbytes(name, key, dtype, elements)
         if stop - begin != nbytes:
-            raise FormatError(
-                name, f"tensor {key!r}: data_offsets span {stop - begin:,} bytes but {dtype} {list(shape)} needs {nbytes:,}"
-            )
+            raise FormatError(name, f"tensor {shown(key)}: data_offsets span {shown(stop - begin)} bytes but "
+                                    f"{dtype} {shown(list(shape))} needs {nbytes:,}")
         end = stop
         tensors.append(SafetensorsTensor(key, shape, dtype, nbytes, data_offset + begin, elements))
     return tuple(tensors)
@@ -138,21 +164,24 @@ def _read_tensors(name: str, header: dict[str, Any], data_offset: int) -> tuple[
 
 def _read_entry(name: str, key: str, value: Any) -> tuple[str, tuple[int, ...], str, tuple[int, int], int]:
     if not isinstance(value, dict):
-        raise FormatError(name, f"entry {key!r} must be an object with dtype, shape and data_offsets")
+        raise FormatError(name, f"entry {shown(key)} must be an object with dtype, shape and data_offsets")
     dtype, shape, offsets = value.get("dtype"), value.get("shape"), value.get("data_offsets")
     if not isinstance(dtype, str):
-        raise FormatError(name, f"tensor {key!r}: missing or invalid dtype")
+        raise FormatError(name, f"tensor {shown(key)}: missing or invalid dtype")
     if dtype not in DTYPE_BITS:
-        raise UnknownTypeError(name, f"tensor {key!r} has unknown dtype {dtype!r}", hint="update ckpt-size")
+        raise UnknownTypeError(name, f"tensor {shown(key)} has unknown dtype {shown(dtype)}", hint="update ckpt-size")
     if not _is_int_list(shape) or len(shape) > MAX_DIMS:
-        raise FormatError(name, f"tensor {key!r}: shape must be a list of non-negative integers")
+        raise FormatError(name, f"tensor {shown(key)}: shape must be a list of at most {MAX_DIMS} integers from 0 "
+                                "to 2^64-1")
     if not _is_int_list(offsets) or len(offsets) != 2 or offsets[0] > offsets[1]:
-        raise FormatError(name, f"tensor {key!r}: data_offsets must be [begin, end] with begin <= end")
+        raise FormatError(name, f"tensor {shown(key)}: data_offsets must be [begin, end], integers from 0 to "
+                                "2^64-1 with begin <= end")
     elements = 1
     for n in shape:
         elements *= n
-    if elements > MAX_ELEMENTS:
-        raise FormatError(name, f"tensor {key!r} claims {elements:,} elements; the header is corrupt")
+        if elements > MAX_ELEMENTS and 0 not in shape:  # stop before the product grows to thousands of digits
+            raise FormatError(name, f"tensor {shown(key)} claims more than {MAX_ELEMENTS:,} elements (shape "
+                                    f"{shown(shape)}); the header is corrupt")
     return key, tuple(shape), dtype, (offsets[0], offsets[1]), elements
 
 
@@ -160,7 +189,7 @@ def _is_int_list(value: Any) -> bool:
     if type(value) is not list:
         return False
     for n in value:
-        if type(n) is not int or n < 0:  # `type is int` also refuses bool, a subclass of int
+        if type(n) is not int or not 0 <= n <= U64_MAX:  # `type is int` also refuses bool, a subclass of int
             return False
     return True
 
@@ -168,5 +197,5 @@ def _is_int_list(value: Any) -> bool:
 def _nbytes(name: str, key: str, dtype: str, elements: int) -> int:
     bits = elements * DTYPE_BITS[dtype]
     if bits % 8:
-        raise FormatError(name, f"tensor {key!r}: {elements} elements of {dtype} do not fill whole bytes")
+        raise FormatError(name, f"tensor {shown(key)}: {elements:,} elements of {dtype} do not fill whole bytes")
     return bits // 8

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterator
 
+from ..patterns import PatternProblem, try_compile
+
 Path = tuple[Any, ...]
 SchemaError = tuple[Path, str, str]
 
@@ -75,10 +77,9 @@ class Validator:
             if "pattern" in schema and not re.search(schema["pattern"], value):
                 yield path, "pattern", f"{value!r} does not have the expected form"
             if schema.get("format") == "regex":
-                try:
-                    re.compile(value)
-                except re.error as e:
-                    yield path, "format", f"invalid regex {value!r}: {e.msg}"
+                problem = try_compile(value, "")
+                if isinstance(problem, PatternProblem):
+                    yield path, "format", problem.message
         if "minimum" in schema and _TYPES["number"](value) and value < schema["minimum"]:
             yield path, "minimum", f"must be at least {schema['minimum']}"
         if isinstance(value, dict):

@@ -1,11 +1,13 @@
 """What `fit` answers: the chosen plan, its memory and verdict, how far it stretches, and the quants compared."""
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import UsageError
+from ..errors import OutputError, UsageError
 from ..memory.budget import BudgetVerdict
 from ..runtimes.base import Limits, MemoryReport, Placement
 
@@ -37,11 +39,15 @@ class FitResult:
         return self.placement.summary
 
     def write_artifact(self, path: str | Path) -> Path:
+        """Write the runtime's file (--emit-yaml).
+
+        Raises:
+            UsageError: this runtime writes no file.
+            OutputError: the file cannot be written (missing folder, a folder, no permission, disk full).
+        """
         if self.artifact is None:
             raise UsageError("--emit-yaml writes KTransformers rules", hint="use it with --runtime ktransformers")
-        target = Path(path)
-        target.write_text(self.artifact, encoding="utf-8")
-        return target
+        return write_text(path, self.artifact)
 
     def as_dict(self) -> dict[str, object]:
         lim = self.limits
@@ -59,6 +65,38 @@ class FitResult:
             "memory": self.memory.as_dict(), "steps": list(self.steps), "notes": list(self.notes),
             **({"activity": self.activity.as_dict()} if self.activity is not None else {}),
         }
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write `text` to `path` (a file, or a device such as /dev/stdout); a file we created and could not finish
+    is removed, so a disk-full error leaves no truncated file behind that looks like a result.
+
+    Raises:
+        OutputError: naming the file and why, with what to do.
+    """
+    target = Path(path)
+    existed = os.path.lexists(target)
+    try:
+        with open(target, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as e:
+        if not existed and target.is_file():
+            target.unlink(missing_ok=True)
+        raise _output_error(target, e) from None
+    return target
+
+
+def _output_error(target: Path, e: OSError) -> OutputError:
+    if isinstance(e, FileNotFoundError):
+        folder = target.parent
+        return OutputError(f"cannot write {target}: the folder {folder} does not exist",
+                           hint="create it first, or give a path in an existing folder")
+    if isinstance(e, IsADirectoryError):
+        return OutputError(f"cannot write {target}: it is a folder", hint="give a file path, e.g. "
+                           f"{target / 'rules.yaml'}")
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return OutputError(f"cannot write {target}: {e.strerror}", hint="free some space or write elsewhere")
+    return OutputError(f"cannot write {target}: {e.strerror or e}", hint="give a path you can write to")
 
 
 @dataclass(frozen=True)

@@ -9,11 +9,12 @@ with ECMAScript on the patterns people write (`attn_v`, `blk\\.[0-9]+\\.ffn_down
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Callable, Iterable
 
+from ..datafiles import read_user_file
 from ..errors import UsageError
+from ..patterns import Located, UserPattern, compile_pattern, where_of
 from .ftypes import resolve_type
 
 
@@ -33,7 +34,7 @@ def parse_tensor_type(arg: str, where: str = "--tensor-type",
         raise UsageError(f"{where}: missing quantization type in {arg!r}")
     regex = regex.lower()  # as quantize.cpp does
     _compile(regex, where)
-    return regex, type_of(qtype, f"{where} {arg!r}")
+    return Located(regex, where), type_of(qtype, f"{where} {arg!r}")
 
 
 def parse_tensor_type_file(path: str | Path, type_of: Callable[[str, str], str] = resolve_type
@@ -43,10 +44,7 @@ def parse_tensor_type_file(path: str | Path, type_of: Callable[[str, str], str] 
     Raises:
         UsageError: the file cannot be read, or an item is malformed (see `parse_tensor_type`).
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{path}: cannot read tensor type file: {e}") from None
+    text = read_user_file(path, "tensor type file", error=UsageError)
     items: list[tuple[str, str]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         for token in line.split():
@@ -55,18 +53,15 @@ def parse_tensor_type_file(path: str | Path, type_of: Callable[[str, str], str] 
 
 
 def compile_patterns(tensor_types: Iterable[tuple[str, str]], type_of: Callable[[str, str], str] = resolve_type
-                     ) -> list[tuple[re.Pattern[str], str]]:
+                     ) -> list[tuple[UserPattern, str]]:
     """Compiled (pattern, type) pairs in the given order; patterns lower-cased and types checked as the CLI does
     (`type_of` resolves type names: mainline ggml's by default)."""
     compiled = []
     for regex, qtype in tensor_types:
-        where = f"--tensor-type {regex}={qtype}"
+        where = where_of(regex, f"--tensor-type {regex}={qtype}")  # a file's items say file:line
         compiled.append((_compile(regex.lower(), where), type_of(qtype, where)))
     return compiled
 
 
-def _compile(regex: str, where: str) -> re.Pattern[str]:
-    try:
-        return re.compile(regex)
-    except re.error as e:
-        raise UsageError(f"{where}: invalid regex {regex!r}: {e}") from None
+def _compile(regex: str, where: str) -> UserPattern:
+    return compile_pattern(regex, where)

@@ -7,13 +7,13 @@ blank lines are comments, as in the suite's recipe files.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ..datafiles import read_user_file
-from ..errors import RulesError, UsageError
+from ..errors import CkptSizeError, RulesError, UsageError
 from ..formats.ggml_types import tensor_nbytes, type_by_name
 from ..model import Checkpoint
+from ..patterns import Located, UserPattern, compile_pattern, where_of
 
 
 def parse_recipe(path: str | Path) -> tuple[tuple[str, str], ...]:
@@ -32,7 +32,7 @@ def parse_recipe(path: str | Path) -> tuple[tuple[str, str], ...]:
         if not sep or not regex:
             raise RulesError(f"{where}: expected REGEX=TYPE, found {text[:60]!r}")
         _check(regex, qtype, where, RulesError)
-        items.append((regex, qtype))
+        items.append((Located(regex, where), qtype))
     return tuple(items)
 
 
@@ -44,17 +44,15 @@ def parse_recipe_items(items: tuple[str, ...], where: str = "--tensor-type") -> 
         if not sep or not regex:
             raise UsageError(f"{where} {item!r}: expected REGEX=TYPE")
         _check(regex, qtype, f"{where} {item!r}", UsageError)
-        parsed.append((regex, qtype))
+        parsed.append((Located(regex, f"{where} {item!r}"), qtype))
     return tuple(parsed)
 
 
-def _check(regex: str, qtype: str, where: str, error: type[Exception]) -> None:
-    try:
-        re.compile(regex)
-    except re.error as e:
-        raise error(f"{where}: invalid regex {regex!r}: {e}") from None
+def _check(regex: str, qtype: str, where: str, error: type[CkptSizeError]) -> UserPattern:
+    pattern = compile_pattern(regex, where, error=error)
     if type_by_name(qtype) is None:
         raise error(f"{where}: unknown tensor type {qtype!r} (neither ggml nor ik_llama.cpp defines it)")
+    return pattern
 
 
 def apply_recipe(checkpoint: Checkpoint, recipe: tuple[tuple[str, str], ...]) -> Checkpoint:
@@ -66,8 +64,7 @@ def apply_recipe(checkpoint: Checkpoint, recipe: tuple[tuple[str, str], ...]) ->
     """
     rules = []
     for regex, qtype in recipe:
-        _check(regex, qtype, "recipe", UsageError)
-        rules.append((re.compile(regex), type_by_name(qtype)))
+        rules.append((_check(regex, qtype, where_of(regex, "recipe"), UsageError), type_by_name(qtype)))
     tensors = []
     for t in checkpoint.tensors:
         gtype = next((g for pattern, g in rules if pattern.search(t.name)), None)

@@ -1,4 +1,7 @@
-"""HTTP side of Hub sources: ranged header reads through `huggingface_hub`'s session, retries, errors, prefetch.
+"""HTTP side of Hub sources: `HubClient`, one repo at one revision, talking through `huggingface_hub`'s session
+(requests with retries and redirects, listings, JSON side files, errors mapped to one line). Ranged file reads
+and prefetch are in `hub_files.py`, request counting and the throttle in `hub_pacing.py`, the error classes in
+`hub_errors.py`; the settings below are read by all of them.
 
 Everything goes through `huggingface_hub.utils.get_session()` (the user's proxies, certificates and client
 factory apply, `HF_HUB_OFFLINE` is enforced by its request hook), `build_hf_headers()` (token resolution:
@@ -16,35 +19,34 @@ successes add the slots back one at a time.
 """
 from __future__ import annotations
 
-import atexit
-import contextvars
-import email.utils
 import functools
 import json
-import os
-import queue
 import random
 import re
 import sys
 import threading
 import time
-import weakref
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
-from ..errors import RemoteError, SourceError
+from ..errors import SourceError
+from .hub_errors import (  # noqa: F401 - the error classes are re-exported: callers import them from here
+    HubError,
+    HubGatedRepo,
+    HubNetworkError,
+    HubOfflineError,
+    HubRepoNotFound,
+    HubRevisionNotFound,
+    HubUnauthorized,
+    _ListingChanged,
+    _Retry,
+    _retry_after,
+)
+from .hub_pacing import _COUNTING, FetchStats, Throttle, _env_int, _install_count_hooks  # noqa: F401
 
 
 # -- tuning (module constants so tests and benchmarks can change them) --------------------------------------------
-def _env_int(name: str, default: int, low: int, high: int) -> int:
-    try:
-        return max(low, min(high, int(os.environ.get(name, default))))
-    except ValueError:
-        return default
-
-
 # Concurrent header reads. The work is latency-bound (a round trip to /resolve and one to the CDN per file, each
 # holding at most ~1 MiB), so the pool is wider than huggingface_hub's CPU-sized one (min(32, cpu + 4) threads).
 WORKERS = _env_int("CKPT_SIZE_HUB_WORKERS", 32, 1, 128)
@@ -59,153 +61,6 @@ REDIRECT_STATUS = frozenset({301, 302, 303, 307, 308})
 MAX_REDIRECTS = 5  # the Hub needs 1 (/resolve -> CDN), 2 for a renamed repo; more is a loop or a broken proxy
 MAX_JSON_BYTES = 64 << 20  # index / config side files (DeepSeek-R1's index is 8.9 MB)
 MAX_LISTING_PAGES = 10_000
-PROGRESS_INTERVAL = 0.1  # seconds between progress calls that only report bytes
-
-
-class HubError(RemoteError):
-    """The Hub answered with an error or could not be reached (exit code 1)."""
-
-
-class HubRepoNotFound(HubError):
-    """The repository does not exist, or is private and the token cannot see it."""
-
-
-class HubRevisionNotFound(HubError):
-    """The revision (branch, tag, commit, refs/pr/N) does not exist in the repository."""
-
-
-class HubGatedRepo(HubError):
-    """The repository is gated: access must be requested on the Hub and a token given."""
-
-
-class HubUnauthorized(HubError):
-    """The token was rejected, or lacks the permission for this repository."""
-
-
-class HubNetworkError(HubError):
-    """The endpoint could not be reached, timed out, or kept failing after every retry."""
-
-
-class HubOfflineError(HubError):
-    """Offline mode is on and the files are not in the local Hugging Face cache."""
-
-
-@dataclass
-class FetchStats:
-    """Requests sent and body bytes received, shared by every reader of one resolved source (thread-safe)."""
-
-    requests: int = 0
-    bytes: int = 0
-    files_done: int = 0
-    files_total: int = 0
-    progress: Callable[[int, int, int], None] | None = None
-
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._last_report = 0.0
-
-    def add(self, *, requests: int = 0, nbytes: int = 0, files: int = 0) -> None:
-        with self._lock:
-            self.requests += requests
-            self.bytes += nbytes
-            self.files_done += files
-            if self.progress is None or not (files or nbytes):
-                return
-            now = time.monotonic()
-            if not files and now - self._last_report < PROGRESS_INTERVAL:
-                return  # bytes alone are reported at most every PROGRESS_INTERVAL seconds
-            self._last_report = now
-            try:
-                self.progress(self.files_done, self.files_total, self.bytes)
-            except Exception:  # a broken progress display must not break the inspection
-                self.progress = None
-
-    def add_total(self, files: int) -> None:
-        """More files to read (each `select` of a view adds its model's files)."""
-        with self._lock:
-            self.files_total += files
-
-    def snapshot(self) -> dict[str, int]:
-        with self._lock:
-            return {"requests": self.requests, "bytes": self.bytes}
-
-
-class Throttle:
-    """At most `limit` requests in flight, adapting to rate limits (additive increase, multiplicative decrease).
-
-    A throttled answer (429, or 503 with `Retry-After`/`RateLimit` reset) halves the limit, at most once per
-    round: answers to requests sent before the last decrease do not decrease it again (the burst of 429s from one
-    round costs one halving, not five). It also pauses every sender until the time the server asked for. Each
-    `limit` successful answers in a row add one slot back, up to the starting limit.
-    """
-
-    def __init__(self, limit: int, clock: Callable[[], float] = time.monotonic) -> None:
-        self.max = self.limit = max(1, limit)
-        self.in_flight = 0
-        self.resume_at = 0.0
-        self.epoch = 0  # bumped at each decrease; requests carry the epoch they started in
-        self.decreases = 0
-        self._successes = 0
-        self._clock = clock
-        self._cond = threading.Condition()
-
-    def acquire(self) -> int:
-        """Wait for a slot (and for any pause to end); returns the ticket to give back to `release`."""
-        with self._cond:
-            while True:
-                pause = self.resume_at - self._clock()
-                if pause > 0:
-                    self._cond.wait(pause)
-                elif self.in_flight < self.limit:
-                    self.in_flight += 1
-                    return self.epoch
-                else:
-                    self._cond.wait()
-
-    def release(self, ticket: int, *, throttled: bool = False, wait: float | None = None) -> None:
-        with self._cond:
-            self.in_flight -= 1
-            if throttled:
-                if ticket == self.epoch:
-                    self.limit = max(1, self.limit // 2)
-                    self.epoch += 1
-                    self.decreases += 1
-                self._successes = 0
-                if wait:
-                    self.resume_at = max(self.resume_at, self._clock() + wait)
-            else:
-                self._successes += 1
-                if self.limit < self.max and self._successes >= self.limit:
-                    self.limit += 1
-                    self._successes = 0
-            self._cond.notify_all()
-
-
-# Requests huggingface_hub sends on our behalf (building the headers may fetch its agent registry or refresh an
-# OAuth token) are counted by a request hook on its session, active only while this variable holds our stats:
-# the hook is a no-op for everybody else's requests on the shared session.
-_COUNTING: contextvars.ContextVar[FetchStats | None] = contextvars.ContextVar("ckpt_size_counting", default=None)
-
-
-def _count_hook(request: Any) -> None:
-    stats = _COUNTING.get()
-    if stats is not None:
-        stats.add(requests=1)
-
-
-def _count_response_hook(response: Any) -> None:
-    stats = _COUNTING.get()
-    length = response.headers.get("content-length", "")
-    if stats is not None and length.isdigit():
-        stats.add(nbytes=int(length))
-
-
-def _install_count_hooks(session: Any) -> None:
-    hooks = getattr(session, "event_hooks", None)
-    if not isinstance(hooks, dict) or _count_hook in hooks.get("request", []):
-        return
-    session.event_hooks = {**hooks, "request": [*hooks.get("request", []), _count_hook],
-                           "response": [*hooks.get("response", []), _count_response_hook]}
 
 
 def _hf() -> Any:
@@ -246,53 +101,8 @@ def _short_url(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path}"
 
 
-class _Retry(Exception):
-    """A retryable failure: a status in RETRY_STATUS, a transport error, or an answer that broke the protocol
-    (a body cut short, a wrong Content-Range)."""
-
-    def __init__(self, reason: str, wait: float | None = None, connect: bool = False, status: int | None = None,
-                 protocol: bool = False) -> None:
-        super().__init__(reason)
-        self.wait = wait
-        self.connect = connect
-        self.status = status
-        self.protocol = protocol
-
-    @property
-    def throttled(self) -> bool:
-        """The server asked us to slow down: 429, or 503 naming a wait (Retry-After / RateLimit)."""
-        return self.status == 429 or (self.status == 503 and self.wait is not None)
-
-
-class _ListingChanged(Exception):
-    """Pages of one listing disagree (an entry seen twice): the repo changed while it was listed."""
-
-
 def is_commit(revision: str) -> bool:
     return re.fullmatch(r"[0-9a-f]{40}", revision) is not None
-
-
-def _retry_after(headers: Any) -> float | None:
-    """Seconds to wait from `RateLimit` (remaining 0) or `Retry-After` (seconds or an HTTP date)."""
-    try:
-        from huggingface_hub.utils import parse_ratelimit_headers
-
-        info = parse_ratelimit_headers(headers)
-        if info is not None and info.remaining == 0:
-            return float(info.reset_in_seconds)
-    except Exception:
-        pass
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
 
 
 class HubClient:
@@ -670,261 +480,3 @@ class HubClient:
         except (HubError, SourceError, ValueError, AttributeError):
             return None
         return sha if isinstance(sha, str) and is_commit(sha) else None
-
-
-class HubFile:
-    """A file in a Hub repo read by ranges: the ByteSource for the header parsers.
-
-    `size()` comes from the listing. The first `first_block` bytes are fetched ahead (concurrently with the other
-    files, by `Prefetcher`); a read past what is held continues where the last one ended with one ranged GET for
-    the missing bytes only, never from byte 0 again. Every 206 answer's `Content-Range` total is checked against
-    the listing. A server that ignores `Range` (200 with the whole file) is read only as far as needed and the
-    connection closed. After a redirect to the CDN, later reads go to the CDN URL directly (one hop, no token).
-    """
-
-    def __init__(self, client: HubClient, path: str, size: int, first_block: int, index: int = 0) -> None:
-        self.client = client
-        self.path = path
-        self.name = client.display(path)
-        self._size = size
-        self.first_block = max(0, min(first_block, size))
-        self.index = index  # position in its source, for the prefetch window
-        self._url = client.resolve_url(path)
-        self._cdn_url: str | None = None
-        self._buf = b""
-        self._buf_start = 0
-        self._state = "idle"  # idle -> queued -> running -> ready
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-        self._lock = threading.Lock()  # guards _state
-        self._io = threading.Lock()  # one read at a time per file
-        self.range_ignored = False
-        self.requests = 0
-        self.bytes_read = 0
-        self._window: Prefetcher | None = None
-
-    def size(self) -> int:
-        return self._size
-
-    # -- prefetch ------------------------------------------------------------------------------------------------
-    def queue(self, window: Prefetcher) -> None:
-        with self._lock:
-            if self._state == "idle":
-                self._state = "queued"
-                self._window = window
-
-    def run_prefetch(self) -> None:
-        """Called by a prefetch worker: fetch the first block unless a reader already took over."""
-        with self._lock:
-            if self._state != "queued":
-                return
-            self._state = "running"
-        self._do_prefetch()
-
-    def _do_prefetch(self) -> None:
-        try:
-            if self.first_block > 0:
-                self._buf = self._fetch(0, self.first_block)
-                self._buf_start = 0
-        except BaseException as e:  # delivered to the reader
-            self._error = e
-        finally:
-            with self._lock:
-                self._state = "ready"
-            self._ready.set()
-            self.client.stats.add(files=1)
-
-    def _await_prefetch(self) -> None:
-        with self._lock:
-            state = self._state
-            if state in ("idle", "queued"):
-                self._state = "running"
-        if state in ("idle", "queued"):
-            self._do_prefetch()  # not started yet: do it now rather than wait behind other files
-        else:
-            self._ready.wait()
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    # -- ByteSource ----------------------------------------------------------------------------------------------
-    def read(self, offset: int, n: int) -> bytes:
-        if self._window is not None:
-            self._window.reached(self.index)
-        if n <= 0 or offset >= self._size:
-            return b""
-        end = min(offset + n, self._size)
-        self._await_prefetch()
-        with self._io:
-            start, buf = self._buf_start, self._buf
-            held_end = start + len(buf)
-            if start <= offset and end <= held_end:
-                data = buf[offset - start:]
-            elif start <= offset <= held_end and buf:
-                data = buf[offset - start:] + self._fetch(held_end, end)
-            else:
-                data = self._fetch(offset, end)
-            # Readers move forward only: keep what follows `offset`, drop what came before.
-            self._buf, self._buf_start = data, offset
-            return data[: end - offset]
-
-    def close(self) -> None:
-        with self._io:
-            self._buf = b""
-            self._buf_start = 0
-
-    # -- one ranged GET ------------------------------------------------------------------------------------------
-    def _fetch(self, start: int, end: int) -> bytes:
-        """Bytes [start, end) with one ranged GET (a server that sends less gets asked for the rest)."""
-        parts: list[bytes] = []
-        pos = start
-        while pos < end:
-            chunk = self._get(pos, end)
-            if not chunk:
-                raise HubError(f"{self.name}: the server sent no bytes for range {pos}-{end - 1}")
-            parts.append(chunk)
-            pos += len(chunk)
-        return b"".join(parts)
-
-    def _get(self, start: int, end: int) -> bytes:
-        client = self.client
-        what = self.name
-        want = end - start
-
-        def consume(response: Any) -> bytes:
-            if response.status_code == 206:
-                # the body first (at most `want` bytes and a little): what came is counted, the connection reused
-                body = b"".join(client.count_body(response, want))
-                first, last = self._check_content_range(response.headers.get("content-range"), start, end)
-                span = last - first + 1
-                if len(body) > span:
-                    raise _Retry(f"the body is longer than its Content-Range bytes {first}-{last}", protocol=True)
-                if len(body) < span:
-                    raise _Retry(f"the body was cut short: {len(body):,} of {span:,} bytes", protocol=True)
-                return body
-            if response.status_code == 200:  # Range ignored: read the stream only as far as needed, then close
-                self.range_ignored = True
-                length = response.headers.get("content-length")
-                if length is not None and length.isdigit() and int(length) != self._size:
-                    raise self._size_changed(int(length))
-                body = b"".join(client.count_body(response, end - 1))  # stops after `end` bytes or more
-                return body[start:end]
-            raise HubError(f"{what}: unexpected HTTP {response.status_code} to a ranged read")
-
-        url = self._cdn_url or self._url
-        try:
-            data = client.call(url, lambda r: (consume(r), str(r.url)), what=what, path=self.path,
-                               headers={"Range": f"bytes={start}-{end - 1}"})
-        except HubError as e:
-            if self._cdn_url is None or isinstance(e, HubNetworkError):
-                raise
-            self._cdn_url = None  # a signed CDN URL may have expired (403/404): go through /resolve again
-            return self._get(start, end)
-        body, final_url = data
-        self.requests += 1
-        self.bytes_read += len(body)
-        if final_url != url and _origin(final_url) != _origin(client.endpoint):
-            self._cdn_url = final_url
-        return body
-
-    def _check_content_range(self, value: str | None, start: int, end: int) -> tuple[int, int]:
-        """(first, last) of a 206 answer that covers the start of what was asked; a total other than the listed
-        size means the file changed (an error); a range that does not start where asked is a broken answer
-        (retried: a CDN edge may serve it right the next time)."""
-        m = re.fullmatch(r"\s*bytes\s+(\d+)-(\d+)/(\d+|\*)\s*", value or "")
-        if not m:
-            raise _Retry(f"a 206 answer without a valid Content-Range ({(value or '')[:60]!r})", protocol=True)
-        first, last, total = int(m[1]), int(m[2]), m[3]
-        if total != "*" and int(total) != self._size:
-            raise self._size_changed(int(total))
-        if first != start or last < first or last >= end:
-            raise _Retry(f"asked for bytes {start}-{end - 1}, the server sent {first}-{last}", protocol=True)
-        return first, last
-
-    def _size_changed(self, served: int) -> HubError:
-        return HubError(f"{self.name}: the listing says {self._size:,} bytes but the server serves {served:,}",
-                        hint="the revision changed while reading; pin a commit with --revision")
-
-
-class Prefetcher:
-    """Daemon workers that fetch each file's first block in order, at most WINDOW files ahead of the reader.
-
-    Daemon threads and an atexit hook mean a failed or abandoned inspection never keeps the process alive;
-    `cancel()` (also called when the resolved source is garbage-collected) drops what is still queued.
-    """
-
-    _live: weakref.WeakSet[Prefetcher] = weakref.WeakSet()
-
-    def __init__(self, files: list[HubFile], workers: int | None = None, window: int | None = None) -> None:
-        workers = WORKERS if workers is None else workers
-        window = WINDOW if window is None else window
-        self._queue: queue.Queue[HubFile | None] = queue.Queue()
-        self._cond = threading.Condition()
-        self._reached = -1
-        self._window = max(1, window)
-        self._cancelled = False
-        for f in files:
-            f.queue(self)
-            self._queue.put(f)
-        n = max(1, min(workers, len(files)))
-        for _ in range(n):
-            self._queue.put(None)
-        self._threads = [threading.Thread(target=self._work, name="ckpt-size-prefetch", daemon=True)
-                         for _ in range(n)]
-        Prefetcher._live.add(self)
-        for t in self._threads:
-            t.start()
-
-    def reached(self, index: int) -> None:
-        """The reader is at file `index`: let the workers run up to index + WINDOW."""
-        with self._cond:
-            if index > self._reached:
-                self._reached = index
-                self._cond.notify_all()
-
-    def cancel(self) -> None:
-        with self._cond:
-            self._cancelled = True
-            self._cond.notify_all()
-
-    def _work(self) -> None:
-        while True:
-            f = self._queue.get()
-            if f is None:
-                return
-            with self._cond:
-                while not self._cancelled and f.index > self._reached + self._window:
-                    self._cond.wait(0.5)
-                if self._cancelled:
-                    continue
-            f.run_prefetch()
-
-
-class _Deferred:
-    """A value computed on a daemon thread (so an abandoned run never blocks interpreter exit)."""
-
-    def __init__(self, fn: Callable[[], Any]) -> None:
-        self._value: Any = None
-        self._error: BaseException | None = None
-        self._done = threading.Event()
-        threading.Thread(target=self._run, args=(fn,), name="ckpt-size-side", daemon=True).start()
-
-    def _run(self, fn: Callable[[], Any]) -> None:
-        try:
-            self._value = fn()
-        except BaseException as e:
-            self._error = e
-        finally:
-            self._done.set()
-
-    def result(self) -> Any:
-        self._done.wait()
-        if self._error is not None:
-            raise self._error
-        return self._value
-
-
-@atexit.register
-def _cancel_all() -> None:
-    for p in list(Prefetcher._live):
-        p.cancel()

@@ -2,11 +2,26 @@
 to the default device, weights the loader cannot find or read, device consistency across layers."""
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Callable, Iterable, Sequence, TypeVar
 
+from ...patterns import PatternSet
 from .rules import KtRule
 from .tree import Module
-from .walk import DEFAULT_DEVICE, FALLBACK_DEVICE, State, device_of, matches
+from .walk import DEFAULT_DEVICE, FALLBACK_DEVICE, State, device_of
+
+T = TypeVar("T")
+
+
+def _matching(rule: KtRule, items: Sequence[T], name_of: Callable[[T], str], classes_of: Callable[[T], frozenset[str]]
+              ) -> list[T]:
+    """The items a rule matches (walk.matches over many items): class first, then one pass of the regex."""
+    if rule.match_class is None and rule.name_re is None:
+        return []
+    if rule.match_class is not None:
+        items = [x for x in items if rule.match_class in classes_of(x)]
+    if rule.name_re is None:
+        return list(items)
+    return [items[i] for i in rule.name_re.select([name_of(x) for x in items])]
 
 
 def ranges(values: Iterable[int]) -> str:
@@ -32,12 +47,16 @@ def rule_findings(state: State, active: list[KtRule]) -> None:
     unvisited_hits: dict[int, list[Module]] = {}
     silent = [r for r in active if not state.hits.get(r.index)]
     if silent:
-        for node in state.tree.walk_all():
-            if node.path in state.entries:
-                continue
-            for rule in silent:
-                if matches(rule, node):
-                    unvisited_hits.setdefault(rule.index, []).append(node)
+        unvisited = [node for node in state.tree.walk_all() if node.path not in state.entries]
+        # most unvisited modules are the per-expert ones under a recursive: False experts rule (tens of thousands):
+        # rules with a regex try only the modules one of their regexes matches (one joined search per module)
+        named = PatternSet(rule.name_re for rule in silent if rule.name_re is not None)
+        candidates = [unvisited[i] for i in named.select(node.path for node in unvisited)] if named.members else []
+        for rule in silent:
+            pool = candidates if rule.name_re is not None else unvisited
+            found = _matching(rule, pool, lambda n: n.path, lambda n: n.classes)
+            if found:
+                unvisited_hits[rule.index] = found
     for rule in active:
         hits = state.hits.get(rule.index, [])
         wins = state.wins.get(rule.index, [])
@@ -80,18 +99,16 @@ def layer_findings(state: State, active: list[KtRule]) -> None:
     limit = max(100, 2 * tree.n_layers)
     named: dict[int, set[int]] = {}
     present: dict[int, set[int]] = {}
+    # every (layer, name, classes, exists) a rule could name, as if the model had `limit` layers
+    names = [(layer, *entry) for layer in range(limit) for entry in tree.layer_names(layer)]
     for rule in active:
         if rule.name_re is None:
             continue
         s, h = set(), set()
-        for layer in range(limit):
-            for name, classes, exists in tree.layer_names(layer):
-                if rule.match_class is not None and rule.match_class not in classes:
-                    continue
-                if rule.name_re.search(name):
-                    s.add(layer)
-                    if exists:
-                        h.add(layer)
+        for layer, _, _, exists in _matching(rule, names, lambda x: x[1], lambda x: x[2]):
+            s.add(layer)
+            if exists:
+                h.add(layer)
         if s and len(s) < limit:
             named[rule.index] = s
             present[rule.index] = h

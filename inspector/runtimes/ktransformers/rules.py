@@ -19,9 +19,12 @@ from typing import Any
 
 import yaml
 
+from ...errors import RulesError
+from ...patterns import PatternProblem, UserPattern, try_compile
 from ...placement.findings import Finding
 from .data import KtData
-from ...placement.yaml_nodes import Document, char_position, column_of, duplicate_keys, line_of, mapping_items
+from ...placement.yaml_nodes import (Document, char_position, column_of, duplicate_keys, line_of, mapping_items,
+                                     too_many_rules)
 
 RULE_KEYS = ("match", "replace", "recursive")
 MATCH_KEYS = ("name", "class")
@@ -47,7 +50,7 @@ class KtRule:
     line: int
     column: int
     name: str | None = None
-    name_re: re.Pattern[str] | None = None
+    name_re: UserPattern | None = None
     name_line: int = 0
     match_class: str | None = None
     class_line: int = 0
@@ -122,6 +125,10 @@ class _Reader:
                      "a KTransformers rule file is a YAML list of rules ('- match: ...')",
                      "start every rule with '- match:'; for a ckpt-size plan file add a top-level 'rules:' key")
             return []
+        limit = too_many_rules(self.doc, root)
+        if limit is not None:
+            self.findings.append(limit)
+            return []
         return [self.rule(i, node) for i, node in enumerate(root.value)]
 
     # ---- one rule ------------------------------------------------------------------------------------------
@@ -191,16 +198,19 @@ class _Reader:
             rule.usable = False
             return
         rule.name = value
-        try:
-            rule.name_re = re.compile(value)
-        except re.error as e:
-            assert isinstance(node, yaml.ScalarNode)  # it held a str
-            self.add(char_position(self.doc, node, e.pos or 0), "error", "invalid-regex",
-                     f"invalid regex {value!r}: {e.msg}"
+        assert isinstance(node, yaml.ScalarNode)  # it held a str
+        where = f"{self.doc.path}:{line_of(node)}:{column_of(node)}"
+        compiled = try_compile(value, where, error=RulesError)
+        if isinstance(compiled, PatternProblem):
+            self.add(char_position(self.doc, node, compiled.position or 0), "error", "invalid-regex",
+                     compiled.message
                      + (" (a character class matches single characters, not numbers)"
-                        if "bad character range" in e.msg else ""),
-                     "write numeric ranges as alternations, e.g. ([4-9]|10) for layers 4 to 10")
+                        if "bad character range" in compiled.message else ""),
+                     "write numeric ranges as alternations, e.g. ([4-9]|10) for layers 4 to 10"
+                     if compiled.position is not None else compiled.hint)
             rule.usable = False
+            return
+        rule.name_re = compiled
 
     def match_class(self, rule: KtRule, node: yaml.Node) -> None:
         value = self.doc.value(node)

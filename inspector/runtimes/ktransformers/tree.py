@@ -14,11 +14,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from ...errors import RulesError
+from ...errors import FormatError, RulesError
 from ...model import Checkpoint, TensorInfo
 from .data import KtData, ModuleTemplate, TreeTemplate
 
 _LAYER = re.compile(r"\{L\}")
+# The walk builds four modules per expert per MoE layer, from the count a stacked tensor's last dimension gives: a
+# corrupt one (10^9 experts) would build billions. Real models have at most a few hundred (llama.cpp's
+# LLAMA_MAX_EXPERTS is 512, src/llama-hparams.h).
+MAX_EXPERTS = 4096
 
 
 @dataclass(frozen=True)
@@ -309,6 +313,9 @@ class _Builder:
             stacked = self.by_name.get(self.lookup(f"{node.path}.ffn_{proj}_exps.weight"))
             if stacked is not None:
                 count = stacked.shape[-1] if len(stacked.shape) == 3 else 1
+                if count > MAX_EXPERTS:
+                    raise FormatError(stacked.name, f"stacks {count:,} experts; no model has more than a few hundred "
+                                      f"(ckpt-size models at most {MAX_EXPERTS:,})", hint="the file is corrupt")
                 projections[proj] = (TensorPart(stacked),)
                 continue
             singles: list[TensorPart] = []

@@ -58,13 +58,18 @@ class State:
     per_expert: dict[int, list[str]] = field(default_factory=dict)
     mismatched: set[int] = field(default_factory=set)
     warned_lines: set[tuple[str, int]] = field(default_factory=set)
+    _columns: dict[int, int] | None = None
 
     def add(self, line: int, column: int, severity: str, code: str, message: str, fix: str) -> None:
         self.findings.append(Finding(self.path, line, column, severity, code, message, fix))
 
     def col(self, line: int) -> int:
         """The column of the rule that starts at `line` (0 for file-level findings)."""
-        return next((r.column for r in self.rules if r.line == line), 0) if line else 0
+        if self._columns is None:  # one dict, not a scan of every rule per finding
+            self._columns = {}
+            for r in self.rules:
+                self._columns.setdefault(r.line, r.column)
+        return self._columns.get(line, 0) if line else 0
 
     def once(self, code: str, line: int) -> bool:
         if (code, line) in self.warned_lines:
@@ -77,18 +82,22 @@ class State:
 def matches(rule: KtRule, node: Module) -> bool:
     if rule.match_class is not None and rule.match_class not in node.classes:
         return False
-    if rule.name_re is not None and rule.name_re.search(node.path) is None:
+    if rule.name_re is not None and not rule.name_re.search(node.path):
         return False
     return rule.match_class is not None or rule.name_re is not None
 
 
 def walk(state: State, active: list[KtRule]) -> None:
+    # `matches` inlined: this loop runs once per (visited module, rule), the product that bounds a replay's time
+    tests = [(rule, rule.match_class, rule.name_re.search if rule.name_re is not None else None) for rule in active
+             if rule.match_class is not None or rule.name_re is not None]
     stack = [state.tree.root]
     while stack:
         node = stack.pop()
+        path, classes = node.path, node.classes
         winner: KtRule | None = None
-        for rule in active:
-            if matches(rule, node):
+        for rule, cls, search in tests:
+            if (cls is None or cls in classes) and (search is None or search(path)):
                 state.hits.setdefault(rule.index, []).append(node)
                 if winner is None:
                     winner = rule

@@ -24,16 +24,17 @@ from typing import Any
 
 import yaml
 
-from ...errors import UsageError
+from ...errors import RulesError, UsageError
 from ...formats.ggml_types import type_by_name
 from ...model import Checkpoint, TensorInfo
+from ...patterns import PatternProblem, UserPattern, try_compile
 from ...datafiles import read_packaged
 from ...units import parse_size as budget_parse_size
 from ...formats import storage as fmt
 from ...devices import device_sort_key, normalize_device
 from ...placement.findings import Finding, PlacedPlan
 from ...placement.schema import Validator
-from ...placement.yaml_nodes import Document, column_of, duplicate_keys, line_of
+from ...placement.yaml_nodes import Document, column_of, duplicate_keys, line_of, too_many_rules
 
 DEFAULT_DEVICE = "cuda:0"
 _MARLIN = re.compile(r"^MARLIN_INT(4|8)_G(32|64|128|K)$")
@@ -109,7 +110,7 @@ class PlanRule:
     line: int
     column: int
     device: str
-    name_re: re.Pattern[str] | None = None
+    name_re: UserPattern | None = None
     roles: frozenset[str] | None = None
     layers: LayerRanges | None = None
     storage: str | None = None
@@ -122,9 +123,22 @@ class PlanRule:
             return False
         if self.layers is not None and (t.layer is None or t.layer not in self.layers):
             return False
-        if self.name_re is not None and self.name_re.search(t.name) is None:
+        if self.name_re is not None and not self.name_re.search(t.name):
             return False
         return True
+
+    def select(self, tensors: tuple[TensorInfo, ...], names: list[str]) -> list[int]:
+        """The positions of the tensors this rule matches (`matches` over all of them, criteria cheapest first)."""
+        picked: range | list[int] = range(len(tensors))
+        if self.roles is not None:
+            picked = [i for i in picked if tensors[i].role in self.roles]
+        if self.layers is not None:
+            picked = [i for i in picked if tensors[i].layer is not None and tensors[i].layer in self.layers]
+        if self.name_re is not None:
+            if isinstance(picked, range):
+                return self.name_re.select(names)
+            picked = [picked[j] for j in self.name_re.select([names[i] for i in picked])]
+        return list(picked)
 
 
 def _node_at(doc: Document, path: tuple[Any, ...]) -> yaml.Node | None:
@@ -224,7 +238,12 @@ class _Planner:
             rule = PlanRule(i, line_of(node), column_of(node), normalize_device(raw["device"]))
             self.check_gpu(rule.device, _node_at(self.doc, ("rules", i, "device")))
             if "name" in raw:
-                rule.name_re = re.compile(raw["name"])
+                node = _node_at(self.doc, ("rules", i, "name"))
+                where = f"{self.doc.path}:{line_of(node)}:{column_of(node)}" if node is not None else self.doc.path
+                compiled = try_compile(raw["name"], where, error=RulesError)
+                if isinstance(compiled, PatternProblem):  # the schema's regex check reported invalid syntax
+                    continue
+                rule.name_re = compiled
             if "role" in raw:
                 rule.roles = frozenset([raw["role"]] if isinstance(raw["role"], str) else raw["role"])
             if "layers" in raw:
@@ -281,16 +300,20 @@ class _Planner:
         placed: list[TensorInfo] = []
         unmatched: list[TensorInfo] = []
         bad_storage: dict[int, list[str]] = {}
-        for t in self.checkpoint.tensors:
-            winner: PlanRule | None = None
-            for rule in rules:
-                if rule.matches(t):
-                    rule.hits += 1
-                    if winner is None:
-                        winner = rule
-                        rule.wins += 1
-                    else:
-                        rule.shadowed_by.add(winner.line)
+        tensors = self.checkpoint.tensors
+        names = [t.name for t in tensors]
+        winners: list[PlanRule | None] = [None] * len(tensors)
+        for rule in rules:  # rule by rule: each criterion is one pass over the tensors, not a call per pair
+            matched = rule.select(tensors, names)
+            rule.hits = len(matched)
+            for i in matched:
+                first = winners[i]
+                if first is None:
+                    winners[i] = rule
+                    rule.wins += 1
+                else:
+                    rule.shadowed_by.add(first.line)
+        for t, winner in zip(tensors, winners):
             if winner is None:
                 unmatched.append(t)
                 placed.append(t.with_(device=default))
@@ -392,6 +415,11 @@ def place_plan(doc: Document, checkpoint: Checkpoint, *, gpus: int | None = None
     if doc.root is None:
         planner.add(None, "error", "empty-file", "the plan file is empty", "write a mapping with 'rules:'")
         return None, planner.findings
+    if isinstance(doc.root, yaml.MappingNode):
+        rules_node = next((v for k, v in doc.root.value if k.value == "rules"), None)
+        limit = too_many_rules(doc, rules_node) if rules_node is not None else None
+        if limit is not None:
+            return None, [limit]
     value = doc.value(doc.root)
     if isinstance(doc.root, yaml.MappingNode):
         planner.findings += duplicate_keys(doc, doc.root, "the plan")

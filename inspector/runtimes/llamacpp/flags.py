@@ -13,6 +13,7 @@ from typing import Sequence
 
 from ...errors import UsageError
 from ...devices import normalize_device
+from ...patterns import UserPattern, compile_pattern
 
 SPLIT_MODES = ("none", "layer", "row")
 
@@ -113,8 +114,9 @@ def parse_override_tensor(values: Sequence[str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
-def check_regex(pattern: str, *, context: str) -> re.Pattern[str]:
-    """Compile an override pattern, refusing syntax that std::regex (ECMAScript) would read differently."""
+def check_regex(pattern: str, *, context: str) -> UserPattern:
+    """Compile an override pattern, refusing syntax that std::regex (ECMAScript) would read differently, and
+    patterns too large to compile or match safely (inspector/patterns.py)."""
     for token, what in _PYTHON_ONLY_SYNTAX:
         if token in pattern:
             raise UsageError(f"{context}: regex {pattern!r} uses {what}, which llama.cpp's std::regex does not support")
@@ -122,10 +124,7 @@ def check_regex(pattern: str, *, context: str) -> re.Pattern[str]:
         raise UsageError(
             f"{context}: regex {pattern!r} uses inline flags, which llama.cpp's std::regex does not support"
         )
-    try:
-        return re.compile(pattern)
-    except re.error as e:
-        raise UsageError(f"{context}: invalid regex {pattern!r}: {e}") from None
+    return compile_pattern(pattern, context)
 
 
 def buffer_device(name: str, *, context: str) -> str:

@@ -81,7 +81,7 @@ def place_llamacpp(checkpoint: Checkpoint, flags: LlamaCppFlags) -> LlamaCppPlan
     ngl = n_layer + 1 if flags.n_gpu_layers is None or flags.n_gpu_layers < 0 else flags.n_gpu_layers
     proportions = _proportions(flags, n_gpus)
     layer_device = layer_assigner(n_layer, ngl, layer_gpus, proportions if flags.split_mode != "none" else [1.0])
-    overrides = _overrides(flags)
+    overrides = _overrides(flags, ckpt)
     row_split = row_splitter(n_gpus, proportions) if flags.split_mode == "row" and n_gpus else None
 
     placer = Placer(ckpt, arch, n_layer, n_trunk, layer_device, overrides, row_split)
@@ -170,9 +170,15 @@ def _proportions(flags: LlamaCppFlags, n_gpus: int) -> list[float]:
     return values + [0.0] * (n_gpus - len(values))
 
 
-def _overrides(flags: LlamaCppFlags) -> list[Override]:
+_BLOCK_INDEX = re.compile(r"blk\.(0|[1-9][0-9]*)\.")
+
+
+def _overrides(flags: LlamaCppFlags, ckpt: Checkpoint) -> list[Override]:
     """-ot pairs, --cpu-moe and --n-cpu-moe's per-block patterns in command-line order (common/arg.cpp appends
-    them all to one list; the first match wins)."""
+    them all to one list; the first match wins).
+
+    llama.cpp pushes one `blk.<i>` pattern per i below N; only indices some tensor name carries as `blk.<i>.` can
+    match, so only those are built (`--n-cpu-moe 1000000000` built a billion patterns)."""
     ot = []
     for pattern, buft in flags.override_tensor:
         device = buffer_device(buft, context=f"-ot {pattern}={buft}")
@@ -181,8 +187,10 @@ def _overrides(flags: LlamaCppFlags) -> list[Override]:
     moe = []
     if flags.cpu_moe:
         moe.append(Override(re.compile(FFN_EXPS_REGEX), "cpu", "--cpu-moe"))
-    for i in range(flags.n_cpu_moe or 0):
-        moe.append(Override(re.compile(rf"blk\.{i}{FFN_EXPS_REGEX}"), "cpu", "--n-cpu-moe"))
+    if flags.n_cpu_moe:
+        present = {int(i) for t in ckpt.tensors for i in _BLOCK_INDEX.findall(t.name)}
+        for i in sorted(i for i in present if i < flags.n_cpu_moe):
+            moe.append(Override(re.compile(rf"blk\.{i}{FFN_EXPS_REGEX}"), "cpu", "--n-cpu-moe"))
     split = len(ot) if flags.moe_after is None else min(flags.moe_after, len(ot))
     return ot[:split] + moe + ot[split:]
 

@@ -10,6 +10,7 @@ from typing import Callable, Sequence
 
 from ...formats.ggml_types import row_nbytes, type_by_name
 from ...model import Checkpoint, TensorInfo
+from ...patterns import UserPattern
 from . import tensors as facts
 
 # CUDA split buffers (-sm row): rows per device are rounded down to a multiple of get_mmq_y_host(cc), 128 on
@@ -25,7 +26,7 @@ _SUFFIXES = ("weight", "bias", "scale", "input_scale", "lora_a", "lora_b")
 
 @dataclass(frozen=True)
 class Override:
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str] | UserPattern  # ours (FFN_EXPS_REGEX) or a user's (-ot)
     device: str
     origin: str  # "-ot REGEX=BUFT", "--cpu-moe", "--n-cpu-moe"
 

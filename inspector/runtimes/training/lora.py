@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ...errors import UsageError
+from ...patterns import UserPattern, compile_pattern
 from ...memory.hf_model import HfModel, Module
 
 REGEX_CHARS = set(".*+?()[]|^$\\")
@@ -39,8 +41,14 @@ class Adapter:
 
 def _matches(path: str, targets: tuple[str, ...]) -> bool:
     if len(targets) == 1 and (REGEX_CHARS & set(targets[0])) and targets[0] != "all-linear":
-        return re.fullmatch(targets[0], path) is not None
+        # PEFT's `re.fullmatch(target_modules, key)` (peft tuners_utils `check_target_module_exists`), bounded
+        return _full_pattern(targets[0]).search(path)
     return any(path == t or path.endswith("." + t) for t in targets)
+
+
+@lru_cache(maxsize=8)
+def _full_pattern(target: str) -> UserPattern:
+    return compile_pattern(rf"^(?:{target})\Z", f"--lora-targets {target}")
 
 
 def _moe_conversion(model: HfModel, targets: tuple[str, ...], rank: int
