@@ -69,6 +69,12 @@ def test_lora_refusals(tmp_path: Path, llama: Path) -> None:
         _train(llama, method="lora", lora_targets="c_attn")
     with pytest.raises(UsageError, match="not an nn.Linear"):
         _train(llama, method="lora", lora_targets="mlp")
+    # one regex: PEFT's re.fullmatch, through the bounded user-pattern module; errors point into it as written
+    with pytest.raises(UsageError, match=r"invalid regex 'q_proj\(': .* at position 6"):
+        _train(llama, method="lora", lora_targets="q_proj(")
+    with pytest.raises(UsageError, match="match no module"):
+        _train(llama, method="lora", lora_targets=r"q_pro.")  # fullmatch: a search would match
+
 
 
 def test_qlora_4bit_base(llama: Path) -> None:

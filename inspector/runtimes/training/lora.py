@@ -48,7 +48,9 @@ def _matches(path: str, targets: tuple[str, ...]) -> bool:
 
 @lru_cache(maxsize=8)
 def _full_pattern(target: str) -> UserPattern:
-    return compile_pattern(rf"^(?:{target})\Z", f"--lora-targets {target}")
+    where = f"--lora-targets {target}"
+    compile_pattern(target, where)  # errors point into the regex as written
+    return compile_pattern(rf"^(?:{target})\Z", where)
 
 
 def _moe_conversion(model: HfModel, targets: tuple[str, ...], rank: int
