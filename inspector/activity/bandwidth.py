@@ -16,7 +16,7 @@ from typing import Any, Iterable, Mapping
 import yaml
 
 from ..datafiles import read_packaged
-from ..devices import device_sort_key, normalize_device
+from ..devices import parse_per_device
 from ..errors import RulesError, UsageError
 
 _RATE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgtp]i?)?b(?:/s|ps)\s*$", re.IGNORECASE)
@@ -140,14 +140,5 @@ def parse_bandwidths(values: Iterable[str]) -> dict[str, Bandwidth]:
     Raises:
         UsageError: not DEV=RATE, an unknown device or rate, a device named twice.
     """
-    out: dict[str, Bandwidth] = {}
-    for value in values:
-        for item in filter(None, (x.strip() for x in value.split(","))):
-            device, sep, rate = item.partition("=")
-            if not sep or not device.strip() or not rate.strip():
-                raise UsageError(f"--bandwidth {item!r}: expected DEV=RATE", hint="e.g. cuda:0=3.35TB/s,cpu=80GB/s")
-            dev = normalize_device(device)
-            if dev in out:
-                raise UsageError(f"--bandwidth names {dev} twice")
-            out[dev] = resolve_rate(rate)
-    return dict(sorted(out.items(), key=lambda kv: device_sort_key(kv[0])))
+    items = [x.strip() for value in values for x in value.split(",") if x.strip()]
+    return parse_per_device(items, "--bandwidth", resolve_rate, "DEV=RATE", "cuda:0=3.35TB/s,cpu=80GB/s")

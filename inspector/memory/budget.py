@@ -4,22 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
-from ..errors import UsageError
-from ..devices import device_sort_key, normalize_device
+from ..devices import device_sort_key, parse_per_device
 from ..units import parse_size
 
 def parse_budget(values: Iterable[str]) -> dict[str, int]:
     """`["cuda:0=24GiB", "cpu=128G"]` → `{"cuda:0": 25769803776, "cpu": 137438953472}` (device names normalized)."""
-    budgets: dict[str, int] = {}
-    for value in values:
-        device, sep, size = value.partition("=")
-        if not sep or not device.strip() or not size.strip():
-            raise UsageError(f"--budget {value!r}: expected DEV=SIZE", hint="e.g. --budget cuda:0=24GiB")
-        dev = normalize_device(device)
-        if dev in budgets:
-            raise UsageError(f"--budget names {dev} twice")
-        budgets[dev] = parse_size(size)
-    return dict(sorted(budgets.items(), key=lambda kv: device_sort_key(kv[0])))
+    return parse_per_device(values, "--budget", parse_size, "DEV=SIZE", "--budget cuda:0=24GiB")
 
 
 @dataclass(frozen=True)
