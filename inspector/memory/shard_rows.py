@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
 from ..model import Checkpoint, TensorInfo
 from .sharding import ModelDims, Parallel, Sharder, Split, out_axis, shard_nbytes, shard_params, stage_plan
@@ -16,18 +16,29 @@ DtypeOf = Callable[[TensorInfo, tuple[int, ...], int], tuple[str, int]]
 def iter_shards(checkpoint: Checkpoint, dims: ModelDims, par: Parallel):  # type: ignore[no-untyped-def]
     """(tensor, stage or None, rank, shard shape) for every part a rank loads; (tensor, None, -1, shape) for a
     tensor no rank loads. A tied embedding is also yielded for the last stage when pp > 1 (its lm_head copy)."""
+    for sharder, t, stages in _tensor_stages(checkpoint, dims, par):
+        if not stages:
+            yield t, None, -1, t.shape
+        for s in stages:
+            for rank, shape in sharder.shards(t, s):
+                yield t, s, rank, shape
+
+
+def _tensor_stages(checkpoint: Checkpoint, dims: ModelDims, par: Parallel
+                   ) -> Iterator[tuple[Sharder, TensorInfo, tuple[int, ...]]]:
+    """Each tensor with the pipeline stages that load it: none, its own, or its own and the last (a tied
+    embedding's lm_head copy when pp > 1)."""
     sharder = Sharder(checkpoint, dims, par)
     plan = stage_plan(dims.n_layers, par)
     tied = tied_copy(checkpoint, dims, par)
     for t in checkpoint.tensors:
         stage = plan.stage_of(t, dims.n_layers)
         if stage is None:
-            yield t, None, -1, t.shape
-            continue
-        stages = [stage] + ([par.pp - 1] if tied and t.role == "embedding" and t.layer is None else [])
-        for s in stages:
-            for rank, shape in sharder.shards(t, s):
-                yield t, s, rank, shape
+            yield sharder, t, ()
+        elif tied and t.role == "embedding" and t.layer is None:
+            yield sharder, t, (stage, par.pp - 1)
+        else:
+            yield sharder, t, (stage,)
 
 
 W13 = frozenset({"w1", "w3", "gate_proj", "up_proj"})
@@ -78,15 +89,10 @@ def shard_checkpoint(checkpoint: Checkpoint, dims: ModelDims, par: Parallel, dty
     paused = gc.isenabled()
     gc.disable()
     try:
-        sharder = Sharder(checkpoint, dims, par)
-        plan = stage_plan(dims.n_layers, par)
-        tied = tied_copy(checkpoint, dims, par)
-        for t in checkpoint.tensors:
-            stage = plan.stage_of(t, dims.n_layers)
-            if stage is None:
+        for sharder, t, stages in _tensor_stages(checkpoint, dims, par):
+            if not stages:
                 append(t.with_(device=None))
-                continue
-            for s in ([stage, par.pp - 1] if tied and t.role == "embedding" and t.layer is None else [stage]):
+            for s in stages:
                 shards, split = sharder.shards_and_split(t, s)
                 target = fused_expert_name(t, split) if t.expert is not None else None
                 if target is not None and shards:  # one expert's shard: the same shape on each rank of its list
