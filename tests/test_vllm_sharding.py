@@ -232,7 +232,7 @@ def test_search_sums_equal_the_placed_rows(tmp_path: Path, arch: str, layers: in
     from inspector.memory.shard_rows import rank_role_bytes
     from inspector.runtimes import get_runtime
     from inspector.runtimes.vllm.layout import mla_copy_bytes, resolve
-    from inspector.runtimes.vllm.memory import role_bytes
+    from inspector.memory.shard_rows import role_bytes
 
     src = model(tmp_path, arch, layers)
     checkpoint = api.load(src)

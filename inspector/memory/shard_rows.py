@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import gc
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from ..model import Checkpoint, TensorInfo
 from .sharding import ModelDims, Parallel, Sharder, Split, out_axis, shard_nbytes, shard_params, stage_plan
@@ -39,6 +39,16 @@ def _tensor_stages(checkpoint: Checkpoint, dims: ModelDims, par: Parallel
             yield sharder, t, (stage, par.pp - 1)
         else:
             yield sharder, t, (stage,)
+
+
+def role_bytes(tensors: Iterable[TensorInfo]) -> dict[str, dict[str, int]]:
+    """Bytes per role of every device the tensors are on."""
+    roles: dict[str, dict[str, int]] = {}
+    for t in tensors:
+        if t.device is not None:
+            row = roles.setdefault(t.device, {})
+            row[t.role] = row.get(t.role, 0) + t.nbytes
+    return roles
 
 
 W13 = frozenset({"w1", "w3", "gate_proj", "up_proj"})

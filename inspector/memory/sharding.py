@@ -202,31 +202,26 @@ class Sharder:
 
     def column_shape(self, t: TensorInfo, split: Split, tp: int) -> tuple[int, ...]:
         num, den = self._column_fraction(split, tp)
+        return self._split_shape(t, split, out_axis(split, len(t.shape)), 0, num, den)
+
+    def row_shape(self, t: TensorInfo, split: Split, tp: int) -> tuple[int, ...]:
+        return self._split_shape(t, split, _in_axis(split, len(t.shape)), 1, 1, tp)
+
+    def _split_shape(self, t: TensorInfo, split: Split, axis: int | None, block_dim: int, num: int, den: int
+                     ) -> tuple[int, ...]:
+        """`t`'s shard: the split axis scaled by num/den; a 2-D block-scale tensor (`weight_scale_inv`) scales the
+        weight's dimension `block_dim` and counts its blocks again."""
         if self._flat(t, split):
             return self._flat_split(t, split, num, den)
         shape = list(t.shape)
-        axis = out_axis(split, len(shape))
         if axis is None:
             return tuple(shape)
         if split.param == "weight_scale_inv" and self.dims.block and len(shape) == 2:
-            out = self._sibling_dim(t, 0) or shape[0] * self.dims.block[0]
-            shape[0] = cdiv(scaled(out, num, den), self.dims.block[0])
+            block = self.dims.block[block_dim]
+            weight_dim = self._sibling_dim(t, block_dim) or shape[block_dim] * block
+            shape[block_dim] = cdiv(scaled(weight_dim, num, den), block)
         elif shape[axis] > 1:
             shape[axis] = scaled(shape[axis], num, den)
-        return tuple(shape)
-
-    def row_shape(self, t: TensorInfo, split: Split, tp: int) -> tuple[int, ...]:
-        if self._flat(t, split):
-            return self._flat_split(t, split, 1, tp)
-        shape = list(t.shape)
-        axis = _in_axis(split, len(shape))
-        if axis is None:
-            return tuple(shape)
-        if split.param == "weight_scale_inv" and self.dims.block and len(shape) == 2:
-            inn = self._sibling_dim(t, 1) or shape[1] * self.dims.block[1]
-            shape[1] = cdiv(scaled(inn, 1, tp), self.dims.block[1])
-        elif shape[axis] > 1:
-            shape[axis] = scaled(shape[axis], 1, tp)
         return tuple(shape)
 
     def _flat_split(self, t: TensorInfo, split: Split, num: int, den: int) -> tuple[int, ...]:

@@ -9,7 +9,7 @@ from typing import Any, Mapping
 
 from ...errors import CheckFailed, UsageError
 from ...memory.serving import ServingReport, runtime_dtype, serve_path, serving_model
-from ...memory.shard_rows import rank_role_bytes, shard_checkpoint
+from ...memory.shard_rows import rank_role_bytes, role_bytes, shard_checkpoint
 from ...model import Checkpoint, TensorInfo
 from ..base import Placement, RuntimeSpec, SearchOutcome
 from .memory import sglang_memory
@@ -23,15 +23,6 @@ LIMITS_NOTE = ("max_ctx is the longest --context-length whose one request fits t
 class Placed:
     settings: Settings
     searched: bool = False
-
-
-def _roles(tensors: Any) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for t in tensors:
-        if t.device is not None:
-            row = out.setdefault(t.device, {})
-            row[t.role] = row.get(t.role, 0) + t.nbytes
-    return out
 
 
 def _dtype_of(s: Settings):  # type: ignore[no-untyped-def]
@@ -67,7 +58,7 @@ class SglangRuntime:
         return resolve(placement.source, options.with_(tp=s.tp, pp=s.pp, dp=s.dp, ep=s.ep), s.model)
 
     def memory(self, placement: Placement, options: SglangOptions) -> ServingReport:
-        report = sglang_memory(self._settings(placement, options), _roles(placement.checkpoint.tensors),
+        report = sglang_memory(self._settings(placement, options), role_bytes(placement.checkpoint.tensors),
                                options.budgets or {})
         if report.refusal and not placement.detail.searched:
             raise CheckFailed(report.refusal)

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fractions import Fraction
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from ...memory.serving import ServingReport
 from ...memory.table import MemoryTable, Part
-from ...model import ROLES, TensorInfo
+from ...model import ROLES
 from .estimates import activation_peak, cuda_graphs, non_torch
 from .kvcache import KvPlan, WorkerKv, kv_groups, kv_tokens, largest_length, layer_specs, max_concurrency, workers
 from .layout import Settings
@@ -43,16 +43,6 @@ class _Rank:
     @property
     def weight_bytes(self) -> int:
         return sum(self.weights.values())
-
-
-def role_bytes(tensors: Iterable[TensorInfo]) -> dict[str, dict[str, int]]:
-    """Bytes per role of every device the tensors are on."""
-    roles: dict[str, dict[str, int]] = {}
-    for t in tensors:
-        if t.device is not None:
-            row = roles.setdefault(t.device, {})
-            row[t.role] = row.get(t.role, 0) + t.nbytes
-    return roles
 
 
 def _ranks(s: Settings, roles: Mapping[str, Mapping[str, int]], budgets: Mapping[str, int]) -> list[_Rank]:

@@ -8,10 +8,11 @@ from typing import Any, Mapping
 
 from ...errors import CheckFailed
 from ...memory.serving import ServingReport, serve_path, serving_model
+from ...memory.shard_rows import role_bytes
 from ...model import Checkpoint
 from ..base import Placement, RuntimeSpec, SearchOutcome
 from .layout import Settings, place, resolve
-from .memory import role_bytes, vllm_memory
+from .memory import vllm_memory
 from .options import VllmOptions, options_from
 
 

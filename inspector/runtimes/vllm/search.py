@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Mapping
 
 from ...errors import UsageError
 from ...memory.serving import ServingModel, runtime_dtype, serving_model
-from ...memory.shard_rows import rank_role_bytes
+from ...memory.shard_rows import rank_role_bytes, role_bytes
 from ...model import Checkpoint, TensorInfo
 from ..base import SearchOutcome
 from .layout import Settings, mla_copy_bytes, place, resolve
-from .memory import role_bytes, vllm_memory
+from .memory import vllm_memory
 from .options import VllmOptions
 
 if TYPE_CHECKING:
