@@ -118,6 +118,13 @@ class SearchOutcome:
     replan: Callable[[Any], Placement | None] | None = None
 
 
+class RuntimeBase:
+    """What every runtime class shares: the spec it is registered with (the registry passes it to `load`)."""
+
+    def __init__(self, spec: RuntimeSpec) -> None:
+        self.spec = spec
+
+
 class Runtime(Protocol):
     """The protocol (see the module docstring)."""
 

@@ -36,11 +36,9 @@ IGNORED = {
 }
 
 SPEC = RuntimeSpec(
-    name="ktransformers",
-    title="KTransformers",
-    summary="a KTransformers optimize-rule YAML (--placement FILE), or one written by fit (--emit-yaml)",
-    options=OPTIONS + GGML_MEMORY_OPTIONS,
-    load=_load,
+    "ktransformers", "KTransformers",
+    "a KTransformers optimize-rule YAML (--placement FILE), or one written by fit (--emit-yaml)",
+    OPTIONS + GGML_MEMORY_OPTIONS, _load,
     programs=("ktransformers", "ktransformers.server.main", "ktransformers.local_chat"),
     model_flags=("--gguf_path",),
     ignored_flags=IGNORED,

@@ -12,7 +12,7 @@ from ...model import Checkpoint
 from ...placement.files import read_placement, require_placement
 from ...placement.findings import Finding, PlacedPlan
 from ...placement.yaml_nodes import Document
-from ..base import Placement, RuntimeSpec, SearchOutcome
+from ..base import Placement, RuntimeBase, SearchOutcome
 from .memory import kt_memory_plan
 from .place import place_ktransformers
 from .search import KIND, KtSearch
@@ -25,10 +25,7 @@ class KtOptions:
     memory: MemoryOptions | None = None
 
 
-class KtRuntime(GgmlContext):
-    def __init__(self, spec: RuntimeSpec) -> None:
-        self.spec = spec
-
+class KtRuntime(RuntimeBase, GgmlContext):
     def options(self, values: Mapping[str, Any]) -> KtOptions:
         own = {k: values[k] for k in ("cache_lens", "max_batch_size") if values.get(k) is not None}
         if own and ("ctx" in values or "parallel" in values):

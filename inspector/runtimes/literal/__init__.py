@@ -14,17 +14,15 @@ def _load():  # type: ignore[no-untyped-def]
 
 
 SPEC = RuntimeSpec(
-    name="literal",
-    title="literal plan",
-    summary="routed experts on one device, everything else on another; or a ckpt-size plan file",
-    options=(
+    "literal", "literal plan",
+    "routed experts on one device, everything else on another; or a ckpt-size plan file",
+    (
         OptionSpec("experts_on", ("--experts-on",), "str", "Put routed experts on DEVICE (cpu, cuda:N).",
                    metavar="DEVICE", searched=True),
         OptionSpec("default_device", ("--default-device",), "str", "Device for every tensor no other option places.",
                    default="cuda:0", metavar="DEVICE", show_default=True, searched=True),
         *GGML_MEMORY_OPTIONS,
-    ),
-    load=_load,
+    ), _load,
     can_fit=False,
     order=0,
     placement_file_kinds=("plan",),

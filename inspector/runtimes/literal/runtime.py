@@ -12,7 +12,7 @@ from ...model import Checkpoint
 from ...placement.files import read_placement, require_placement
 from ...placement.findings import Finding, PlacedPlan
 from ...placement.yaml_nodes import Document
-from ..base import Placement, RuntimeSpec, SearchOutcome
+from ..base import Placement, RuntimeBase, SearchOutcome
 from .planfile import place_plan
 from .simple import place_simple
 
@@ -26,10 +26,7 @@ class LiteralOptions:
     memory: MemoryOptions | None = None
 
 
-class LiteralRuntime(GgmlContext):
-    def __init__(self, spec: RuntimeSpec) -> None:
-        self.spec = spec
-
+class LiteralRuntime(RuntimeBase, GgmlContext):
     def options(self, values: Mapping[str, Any]) -> LiteralOptions:
         return LiteralOptions(values.get("experts_on"), values.get("default_device") or "cuda:0",
                               values.get("placement_file"), values.get("gpus"),

@@ -48,11 +48,9 @@ IGNORED = {
 }
 
 SPEC = RuntimeSpec(
-    name="llamacpp",
-    title="llama.cpp",
-    summary="llama.cpp's own flags and loader: -ngl, -ot, --cpu-moe, --n-cpu-moe, -ts, -sm, -mg",
-    options=OPTIONS + GGML_MEMORY_OPTIONS,
-    load=_load,
+    "llamacpp", "llama.cpp",
+    "llama.cpp's own flags and loader: -ngl, -ot, --cpu-moe, --n-cpu-moe, -ts, -sm, -mg",
+    OPTIONS + GGML_MEMORY_OPTIONS, _load,
     programs=("llama-server", "llama-cli", "llama-mtmd-cli", "llama-bench"),
     model_flags=("-m", "--model"),
     hub_model_flags=("-hf", "-hfr", "--hf-repo"),

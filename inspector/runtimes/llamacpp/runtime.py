@@ -8,7 +8,7 @@ from ...errors import UsageError
 from ...memory.context import GgmlContext, memory_options_from
 from ...memory.plan import MemoryOptions, MemoryPlan, memory_plan
 from ...model import Checkpoint
-from ..base import Placement, RuntimeSpec, SearchOutcome
+from ..base import Placement, RuntimeBase, SearchOutcome
 from .flags import LlamaCppFlags, parse_n_gpu_layers, parse_override_tensor, parse_tensor_split
 from .place import place_llamacpp, to_placement
 from .search import LlamaCppSearch
@@ -57,10 +57,7 @@ def flags_from(values: Mapping[str, Any]) -> LlamaCppFlags:
     )
 
 
-class LlamaCppRuntime(GgmlContext):
-    def __init__(self, spec: RuntimeSpec) -> None:
-        self.spec = spec
-
+class LlamaCppRuntime(RuntimeBase, GgmlContext):
     def options(self, values: Mapping[str, Any]) -> LlamaCppOptions:
         return LlamaCppOptions(flags_from(values), memory_options_from(values, budgets=bool(values.get("budgets"))),
                                values.get("gpus"))

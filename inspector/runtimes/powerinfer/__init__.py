@@ -41,11 +41,9 @@ IGNORED = {
 }
 
 SPEC = RuntimeSpec(
-    name="powerinfer",
-    title="PowerInfer",
-    summary="PowerInfer's --vram-budget hot/cold neuron split of a *.powerinfer.gguf (and -ngl for dense GGUF)",
-    options=OPTIONS,
-    load=_load,
+    "powerinfer", "PowerInfer",
+    "PowerInfer's --vram-budget hot/cold neuron split of a *.powerinfer.gguf (and -ngl for dense GGUF)",
+    OPTIONS, _load,
     # PowerInfer builds llama.cpp's example binaries of late 2023 under their old names (README: ./build/bin/main,
     # examples/server); today's llama.cpp names them llama-cli and llama-server, so these pasted names mean PowerInfer
     programs=("main", "server"),

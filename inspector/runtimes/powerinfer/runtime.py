@@ -10,7 +10,7 @@ from ...memory.hparams import hparams_of
 from ...memory.context import memory_options_from
 from ...memory.plan import MemoryOptions
 from ...model import Checkpoint
-from ..base import Placement, RuntimeSpec, SearchOutcome
+from ..base import Placement, RuntimeBase, SearchOutcome
 from .dense import place_dense
 from .gpuindex import find_index, read_index
 from .layout import sparse_layout
@@ -77,10 +77,7 @@ def parse_ngl(text: Any) -> int | None:
         raise UsageError(f"-ngl {text!r}: PowerInfer takes a whole number of layers") from None
 
 
-class PowerInferRuntime:
-    def __init__(self, spec: RuntimeSpec) -> None:
-        self.spec = spec
-
+class PowerInferRuntime(RuntimeBase):
     # -- options and context ---------------------------------------------------------------------------------
     def options(self, values: Mapping[str, Any]) -> PowerInferOptions:
         memory = memory_options_from(values)

@@ -59,12 +59,10 @@ IGNORED = {
 }
 
 SPEC = RuntimeSpec(
-    name="sglang",
-    title="SGLang",
-    summary="SGLang's parallel sharding and KV token pool (--tp-size, --ep-size, --mem-fraction-static, "
-            "--context-length …)",
-    options=OPTIONS,
-    load=_load,
+    "sglang", "SGLang",
+    "SGLang's parallel sharding and KV token pool (--tp-size, --ep-size, --mem-fraction-static, "
+    "--context-length …)",
+    OPTIONS, _load,
     programs=("sglang.launch_server",),
     model_flags=("--model-path", "--model"),
     ignored_flags=IGNORED,

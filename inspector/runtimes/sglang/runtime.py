@@ -11,7 +11,7 @@ from ...errors import CheckFailed, UsageError
 from ...memory.serving import ServingReport, runtime_dtype, serve_path, serving_model
 from ...memory.shard_rows import rank_role_bytes, role_bytes, shard_checkpoint
 from ...model import Checkpoint, TensorInfo
-from ..base import Placement, RuntimeSpec, SearchOutcome
+from ..base import Placement, RuntimeBase, SearchOutcome
 from .memory import sglang_memory
 from .settings import Settings, SglangOptions, options_from, resolve
 
@@ -42,10 +42,7 @@ def place(checkpoint: Checkpoint, s: Settings, searched: bool = False) -> Placem
                      detail=Placed(s, searched))
 
 
-class SglangRuntime:
-    def __init__(self, spec: RuntimeSpec) -> None:
-        self.spec = spec
-
+class SglangRuntime(RuntimeBase):
     def options(self, values: Mapping[str, Any]) -> SglangOptions:
         return options_from(values)
 

@@ -53,12 +53,8 @@ OPTIONS = (
 )
 
 SPEC = RuntimeSpec(
-    name="training",
-    title="Training",
-    summary="training memory per GPU and host: full/LoRA/QLoRA, DeepSpeed ZeRO or FSDP, offload",
-    options=OPTIONS,
-    load=_load,
-    can_fit=False,
-    always_memory=True,
-    order=50,
+    "training", "Training",
+    "training memory per GPU and host: full/LoRA/QLoRA, DeepSpeed ZeRO or FSDP, offload",
+    OPTIONS, _load,
+    can_fit=False, always_memory=True, order=50,  # a memory table per device; no fit search
 )

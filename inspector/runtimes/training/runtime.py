@@ -7,7 +7,7 @@ from typing import Any, Mapping
 from ...errors import UsageError
 from ...model import Checkpoint, TensorInfo
 from ...roles import classify_names
-from ..base import Placement, RuntimeSpec, SearchOutcome
+from ..base import Placement, RuntimeBase, SearchOutcome
 from .memory import TrainingMemory, memory_of
 from .options import TrainingOptions, options_from
 from .plan import TrainPlan, build_plan
@@ -53,10 +53,7 @@ def placed_checkpoint(plan: TrainPlan, checkpoint: Checkpoint) -> Checkpoint:
     return checkpoint.with_(tensors=tuple(out))
 
 
-class TrainingRuntime:
-    def __init__(self, spec: RuntimeSpec) -> None:
-        self.spec = spec
-
+class TrainingRuntime(RuntimeBase):
     def options(self, values: Mapping[str, Any]) -> TrainingOptions:
         return options_from(values)
 

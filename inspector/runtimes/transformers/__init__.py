@@ -48,12 +48,8 @@ OPTIONS = (
 )
 
 SPEC = RuntimeSpec(
-    name="transformers",
-    title="transformers",
-    summary="from_pretrained with accelerate's device_map / max_memory and bitsandbytes",
-    options=OPTIONS,
-    load=_load,
-    can_fit=False,
-    always_memory=True,
-    order=40,
+    "transformers", "transformers",
+    "from_pretrained with accelerate's device_map / max_memory and bitsandbytes",
+    OPTIONS, _load,
+    can_fit=False, always_memory=True, order=40,  # a memory table per device; no fit search
 )

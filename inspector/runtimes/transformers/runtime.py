@@ -6,17 +6,14 @@ from typing import Any, Mapping
 
 from ...errors import UsageError
 from ...model import Checkpoint
-from ..base import Placement, RuntimeSpec, SearchOutcome
+from ..base import Placement, RuntimeBase, SearchOutcome
 from .load import load_plan
 from .memory import TransformersMemory, memory_of
 from .options import TransformersOptions, options_from
 from .place import to_placement
 
 
-class TransformersRuntime:
-    def __init__(self, spec: RuntimeSpec) -> None:
-        self.spec = spec
-
+class TransformersRuntime(RuntimeBase):
     def options(self, values: Mapping[str, Any]) -> TransformersOptions:
         return options_from(values)
 

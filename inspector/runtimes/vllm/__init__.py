@@ -68,12 +68,10 @@ IGNORED = {
 }
 
 SPEC = RuntimeSpec(
-    name="vllm",
-    title="vLLM",
-    summary="vLLM's parallel sharding, paged KV cache and maximum concurrency (-tp, -pp, -dp, "
-            "--enable-expert-parallel, --max-model-len, --gpu-memory-utilization …)",
-    options=OPTIONS,
-    load=_load,
+    "vllm", "vLLM",
+    "vLLM's parallel sharding, paged KV cache and maximum concurrency (-tp, -pp, -dp, "
+    "--enable-expert-parallel, --max-model-len, --gpu-memory-utilization …)",
+    OPTIONS, _load,
     programs=("vllm serve", "vllm.entrypoints.openai.api_server"),
     model_positional=True,
     model_flags=("--model",),

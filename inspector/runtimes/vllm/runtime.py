@@ -10,7 +10,7 @@ from ...errors import CheckFailed
 from ...memory.serving import ServingReport, serve_path, serving_model
 from ...memory.shard_rows import role_bytes
 from ...model import Checkpoint
-from ..base import Placement, RuntimeSpec, SearchOutcome
+from ..base import Placement, RuntimeBase, SearchOutcome
 from .layout import Settings, place, resolve
 from .memory import vllm_memory
 from .options import VllmOptions, options_from
@@ -24,10 +24,7 @@ def settings_for(placement: Placement, options: VllmOptions) -> Settings:
     return resolve(placement.source, fixed, placed.model)
 
 
-class VllmRuntime:
-    def __init__(self, spec: RuntimeSpec) -> None:
-        self.spec = spec
-
+class VllmRuntime(RuntimeBase):
     def options(self, values: Mapping[str, Any]) -> VllmOptions:
         return options_from(values)
 
