@@ -254,3 +254,25 @@ class ServingReport:
         return {"devices": {d: self.table.row_dict(d) for d in self.table.devices},
                 "required": dict(self.required), **dict(self.facts), "refusal": self.refusal,
                 "notes": list(self.notes)}
+
+
+class ServingContext:
+    """The context part of the runtime protocol for serving engines (vLLM, SGLang): options carry the engine's
+    length limit (field `LENGTH_FIELD`: `max_model_len`, `context_length`) and the concurrent sequences a plan
+    must hold (`min_sequences`); the trained context is the model config's."""
+
+    LENGTH_FIELD = ""
+
+    def context(self, options: Any) -> tuple[int, int]:
+        return getattr(options, self.LENGTH_FIELD) or 0, options.min_sequences
+
+    def with_context(self, options: Any, *, ctx: int | None = None, parallel: int | None = None) -> Any:
+        changes: dict[str, Any] = {}
+        if ctx is not None:
+            changes[self.LENGTH_FIELD] = ctx
+        if parallel is not None:
+            changes["min_sequences"] = parallel
+        return options.with_(**changes)
+
+    def trained_context(self, checkpoint: Checkpoint) -> int | None:
+        return serving_model(checkpoint).max_len

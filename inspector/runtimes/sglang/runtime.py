@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Mapping
 
 from ...errors import CheckFailed, UsageError
-from ...memory.serving import ServingReport, runtime_dtype, serve_path, serving_model
+from ...memory.serving import ServingContext, ServingReport, runtime_dtype, serve_path, serving_model
 from ...memory.shard_rows import rank_role_bytes, role_bytes, shard_checkpoint
 from ...model import Checkpoint, TensorInfo
 from ..base import Placement, RuntimeBase, SearchOutcome
@@ -42,7 +42,9 @@ def place(checkpoint: Checkpoint, s: Settings, searched: bool = False) -> Placem
                      detail=Placed(s, searched))
 
 
-class SglangRuntime(RuntimeBase):
+class SglangRuntime(RuntimeBase, ServingContext):
+    LENGTH_FIELD = "context_length"
+
     def options(self, values: Mapping[str, Any]) -> SglangOptions:
         return options_from(values)
 
@@ -104,21 +106,6 @@ class SglangRuntime(RuntimeBase):
                  ("--cuda-graph-max-bs", options.cuda_graph_max_bs), ("--dtype", options.dtype),
                  ("--quantization", options.quantization)]
         return " ".join(parts + [f"{flag} {value}" for flag, value in given if value is not None])
-
-    def context(self, options: SglangOptions) -> tuple[int, int]:
-        return options.context_length or 0, options.min_sequences
-
-    def with_context(self, options: SglangOptions, *, ctx: int | None = None, parallel: int | None = None
-                     ) -> SglangOptions:
-        changes: dict[str, Any] = {}
-        if ctx is not None:
-            changes["context_length"] = ctx
-        if parallel is not None:
-            changes["min_sequences"] = parallel
-        return options.with_(**changes)
-
-    def trained_context(self, checkpoint: Checkpoint) -> int | None:
-        return serving_model(checkpoint).max_len
 
 
 def _candidates(o: SglangOptions, n: int, moe: bool) -> list[SglangOptions]:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any, Mapping
 
 from ...errors import CheckFailed
-from ...memory.serving import ServingReport, serve_path, serving_model
+from ...memory.serving import ServingContext, ServingReport, serve_path
 from ...memory.shard_rows import role_bytes
 from ...model import Checkpoint
 from ..base import Placement, RuntimeBase, SearchOutcome
@@ -24,7 +24,9 @@ def settings_for(placement: Placement, options: VllmOptions) -> Settings:
     return resolve(placement.source, fixed, placed.model)
 
 
-class VllmRuntime(RuntimeBase):
+class VllmRuntime(RuntimeBase, ServingContext):
+    LENGTH_FIELD = "max_model_len"
+
     def options(self, values: Mapping[str, Any]) -> VllmOptions:
         return options_from(values)
 
@@ -61,18 +63,3 @@ class VllmRuntime(RuntimeBase):
         parts += [f"{flag} {value}" for flag, value in given if value is not None]
         parts += ["--enforce-eager"] * options.enforce_eager
         return " ".join(parts)
-
-    def context(self, options: VllmOptions) -> tuple[int, int]:
-        return options.max_model_len or 0, options.min_sequences
-
-    def with_context(self, options: VllmOptions, *, ctx: int | None = None, parallel: int | None = None
-                     ) -> VllmOptions:
-        changes: dict[str, Any] = {}
-        if ctx is not None:
-            changes["max_model_len"] = ctx
-        if parallel is not None:
-            changes["min_sequences"] = parallel
-        return options.with_(**changes)
-
-    def trained_context(self, checkpoint: Checkpoint) -> int | None:
-        return serving_model(checkpoint).max_len
