@@ -166,14 +166,22 @@ class _Reader:
         self.check_ops(rule)
         return rule
 
-    def match(self, rule: KtRule, key: yaml.Node, node: yaml.Node) -> None:
+    def section(self, rule: KtRule, node: yaml.Node, what: str, must: str, fix: str
+                ) -> dict[str, tuple[yaml.Node, yaml.Node]] | None:
+        """The keys of a rule's `match` or `replace` mapping; None (and the rule unusable) when it is no mapping."""
         if not isinstance(node, yaml.MappingNode):
-            self.add(node, "error", "bad-value", "'match' must be a mapping with 'name' and/or 'class'",
-                     "write 'match:' then an indented 'name: <regex>' and/or 'class: <import path>'")
+            self.add(node, "error", "bad-value", f"'{what}' must be a mapping with {must}",
+                     f"write '{what}:' then an indented {fix}")
             rule.usable = False
+            return None
+        self.findings += duplicate_keys(self.doc, node, f"'{what}'")
+        return {str(k.value): (k, v) for k, v in mapping_items(node)}
+
+    def match(self, rule: KtRule, key: yaml.Node, node: yaml.Node) -> None:
+        fields = self.section(rule, node, "match", "'name' and/or 'class'",
+                              "'name: <regex>' and/or 'class: <import path>'")
+        if fields is None:
             return
-        self.findings += duplicate_keys(self.doc, node, "'match'")
-        fields = {str(k.value): (k, v) for k, v in mapping_items(node)}
         for name, (k, _) in fields.items():
             if name not in MATCH_KEYS:
                 self.add(k, "error", "unknown-key", f"unknown key {name!r} in 'match'; the optimizer ignores it",
@@ -247,13 +255,9 @@ class _Reader:
 
     def replace(self, rule: KtRule, key: yaml.Node, node: yaml.Node) -> None:
         rule.replace_line = line_of(key)
-        if not isinstance(node, yaml.MappingNode):
-            self.add(node, "error", "bad-value", "'replace' must be a mapping with 'class' and 'kwargs'",
-                     "write 'replace:' then an indented 'class:' and 'kwargs:'")
-            rule.usable = False
+        fields = self.section(rule, node, "replace", "'class' and 'kwargs'", "'class:' and 'kwargs:'")
+        if fields is None:
             return
-        self.findings += duplicate_keys(self.doc, node, "'replace'")
-        fields = {str(k.value): (k, v) for k, v in mapping_items(node)}
         for name, (k, _) in fields.items():
             if name == "device":
                 self.add(k, "warning", "ignored-key",
