@@ -24,14 +24,19 @@ DTYPES = {"auto": "auto", "float16": "F16", "fp16": "F16", "half": "F16", "bfloa
 TORCH_NAMES = {"F16": "float16", "BF16": "bfloat16", "F32": "float32"}
 
 
+def _whole(value: int, what: str) -> int:
+    """A max_memory key or size given as a Python int: a GPU index or bytes (never True/False, never negative)."""
+    if isinstance(value, bool):
+        raise UsageError(f"max_memory {what} {value!r} is not a {'size' if what == 'size' else 'device'}")
+    if value < 0:
+        raise UsageError(f"max_memory {what} {value} is negative")
+    return value
+
+
 def convert_file_size_to_int(size: int | str) -> int:
     """accelerate's size strings (module docstring); Python's float() reads the number, as accelerate does."""
-    if isinstance(size, bool):
-        raise UsageError(f"max_memory size {size!r} is not a size")
-    if isinstance(size, int):
-        if size < 0:
-            raise UsageError(f"max_memory size {size} is negative")
-        return size
+    if isinstance(size, (bool, int)):
+        return _whole(size, "size")
     text = str(size)
     upper = text.upper()
     value: int | None = None
@@ -55,12 +60,8 @@ def convert_file_size_to_int(size: int | str) -> int:
 
 
 def _device_key(key: Any) -> Device:
-    if isinstance(key, bool):
-        raise UsageError(f"max_memory key {key!r} is not a device")
-    if isinstance(key, int):
-        if key < 0:
-            raise UsageError(f"max_memory key {key} is negative")
-        return key
+    if isinstance(key, (bool, int)):
+        return _whole(key, "key")
     text = str(key).strip().lower()
     if text.isdigit():
         return int(text)
