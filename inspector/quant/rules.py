@@ -336,17 +336,7 @@ class TypeChooser:
         return rules[ft]() if ft in rules else new
 
     def _layer_info(self, counter: int, name: str) -> tuple[int, int]:
-        """(layer, n_layer): the running counter for dense models, the parsed blk.N for MoE (n_expert > 1)."""
-        n = self.facts.n_layer_all
-        if max(1, self.facts.n_expert) <= 1:
-            return counter, n
-        layer = block_index(name)
-        if layer is None:
-            raise QuantizeError(f"llama-quantize cannot determine the layer of tensor {name!r} (MoE models need blk.N)")
-        if not 0 <= layer < n:
-            raise QuantizeError(f"llama-quantize rejects tensor {name!r}: layer {layer} is outside [0, {n}) "
-                                f"({self.facts.arch}.block_count is {n})")
-        return layer, n
+        return layer_info(self.facts, counter, name, "llama-quantize")
 
     def _needs_imatrix(self, name: str, target: str, current: str) -> bool:
         embd_or_out = name in ("token_embd.weight", "per_layer_token_embd.weight", "output.weight")
@@ -362,3 +352,18 @@ class TypeChooser:
         if target == "IQ1_M":
             return name not in ("token_embd.weight", "output.weight")
         return target == "Q2_K" and ft == "Q2_K_S" and name != "token_embd.weight"
+
+
+def layer_info(facts: ModelFacts, counter: int, name: str, quantizer: str) -> tuple[int, int]:
+    """(layer, n_layer) of a tensor the layer rules look at: the running counter for dense models, the parsed blk.N
+    for MoE (n_expert > 1), as llama-quant.cpp's `layer_info` (and ik_llama.cpp's) decides."""
+    n = facts.n_layer_all
+    if max(1, facts.n_expert) <= 1:
+        return counter, n
+    layer = block_index(name)
+    if layer is None:
+        raise QuantizeError(f"{quantizer} cannot determine the layer of tensor {name!r} (MoE models need blk.N)")
+    if not 0 <= layer < n:
+        raise QuantizeError(f"{quantizer} rejects tensor {name!r}: layer {layer} is outside [0, {n}) "
+                            f"({facts.arch}.block_count is {n})")
+    return layer, n

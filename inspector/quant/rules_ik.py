@@ -33,8 +33,8 @@ from typing import Any, Mapping, Sequence
 from ..errors import QuantizeError, UsageError
 from ..formats.ggml_types import type_by_name
 from .ftypes import FtypeInfo
-from .rules import Choice, ModelFacts
-from .tables import block_index, ggml_n_dims, use_more_bits
+from .rules import Choice, ModelFacts, layer_info
+from .tables import ggml_n_dims, use_more_bits
 
 IK_COMMIT = "8337e4cd3861406fc04e0854b1409cd1b027fbc9"
 
@@ -393,16 +393,7 @@ class IkTypeChooser:
         return self.n_vocab >= 127999 and self.model_type in ("8B", "70B")
 
     def _layer_info(self, counter: int, name: str) -> tuple[int, int]:
-        n = self.facts.n_layer_all
-        if max(1, self.facts.n_expert) <= 1:
-            return counter, n
-        layer = block_index(name)
-        if layer is None:
-            raise QuantizeError(f"ik_llama.cpp's llama-quantize cannot determine the layer of tensor {name!r}")
-        if not 0 <= layer < n:
-            raise QuantizeError(f"ik_llama.cpp's llama-quantize rejects tensor {name!r}: layer {layer} is outside "
-                                f"[0, {n})")
-        return layer, n
+        return layer_info(self.facts, counter, name, "ik_llama.cpp's llama-quantize")
 
 
 def _is_quantized(type_name: str) -> bool:
