@@ -1,7 +1,7 @@
 """What a placement file yields: the placed checkpoint (`PlacedPlan`) and what is wrong with it (`Finding`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..model import Checkpoint
@@ -40,15 +40,7 @@ class Finding:
         return f"{self.location}: {self.severity} [{self.code}]: {self.message} (fix: {self.fix})"
 
     def as_dict(self) -> dict[str, object]:
-        return {
-            "path": self.path,
-            "line": self.line,
-            "column": self.column,
-            "severity": self.severity,
-            "code": self.code,
-            "message": self.message,
-            "fix": self.fix,
-        }
+        return asdict(self)  # every field, in declaration order (the JSON keys docs/json.md lists)
 
 
 @dataclass(frozen=True)
