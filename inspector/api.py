@@ -354,5 +354,6 @@ def check_findings(result: ValidationResult, placement_file: str) -> None:
 def check_fit(report: FitReport) -> None:
     """Raise CheckFailed (exit 3) when no plan fits the budgets."""
     if report.result is None or not report.result.fits:
-        advice = fit_advice(report.result.verdict if report.result is not None else None)
+        result = report.result
+        advice = fit_advice(result.verdict if result else None, result.runtime if result else None)
         raise CheckFailed("the model does not fit these budgets: " + "; ".join(advice))

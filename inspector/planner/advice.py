@@ -6,8 +6,8 @@ from typing import Any, Mapping
 
 from ..memory.budget import BudgetVerdict
 from ..model import Checkpoint
-from ..runtimes import get_runtime
-from ..runtimes.base import Placement
+from ..runtimes import get_runtime, get_spec
+from ..runtimes.base import Placement, RuntimeSpec
 from .limits import context_limits
 
 
@@ -43,9 +43,10 @@ def inspect_advice(runtime: str, source: Checkpoint, placement: Placement, optio
     return tuple(advice)
 
 
-def fit_advice(verdict: BudgetVerdict | None) -> tuple[str, ...]:
-    """For a `fit` that found nothing fitting: how far off the best plan is, and what else to try."""
+def fit_advice(verdict: BudgetVerdict | None, runtime: str | None) -> tuple[str, ...]:
+    """For a `fit` that found nothing fitting: how far off the best plan is, and what else to try, in the runtime's
+    own flags (`RuntimeSpec.when_over`; the ggml runtimes' by default)."""
     advice = over_lines(verdict) if verdict is not None else []
-    advice.append("try a smaller quant (`inspect --quant-list`), a shorter context (--ctx), fewer sequences, or "
-                  "more memory (--budget)")
+    hint = get_spec(runtime).when_over if runtime else RuntimeSpec.when_over
+    advice.append(f"try {hint}")
     return tuple(advice)

@@ -42,6 +42,8 @@ SPEC = RuntimeSpec(
     programs=("ktransformers", "ktransformers.server.main", "ktransformers.local_chat"),
     model_flags=("--gguf_path",),
     ignored_flags=IGNORED,
+    when_over="a smaller quant (`inspect --quant-list`), a shorter context (--cache-lens), fewer sequences "
+              "(--max-batch-size), or more memory (--budget)",
     order=20,
     placement_file_kinds=("ktransformers",),
 )

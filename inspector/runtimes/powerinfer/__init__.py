@@ -49,5 +49,6 @@ SPEC = RuntimeSpec(
     programs=("main", "server"),
     model_flags=("-m", "--model"),
     ignored_flags=IGNORED,
+    when_over="a smaller quant (`inspect --quant-list`), a shorter context (-c), or more memory (--budget)",
     order=30,
 )

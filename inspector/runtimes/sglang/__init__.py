@@ -66,5 +66,7 @@ SPEC = RuntimeSpec(
     programs=("sglang.launch_server",),
     model_flags=("--model-path", "--model"),
     ignored_flags=IGNORED,
+    when_over="a shorter context (--context-length), more GPUs (more cuda --budget devices for --tp-size / "
+              "--pp-size), FP8 weights (--quantization fp8) or a quantized checkpoint, or more memory (--budget)",
     order=40,
 )

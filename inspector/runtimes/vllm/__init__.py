@@ -76,5 +76,7 @@ SPEC = RuntimeSpec(
     model_positional=True,
     model_flags=("--model",),
     ignored_flags=IGNORED,
+    when_over="a shorter context (--max-model-len), more GPUs (more cuda --budget devices for -tp / -pp), FP8 "
+              "weights (--quantization fp8) or a quantized checkpoint (AWQ, GPTQ, FP8), or more memory (--budget)",
     order=30,
 )
