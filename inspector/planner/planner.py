@@ -56,8 +56,9 @@ def _limits(rt: Runtime, placement: Placement, options: Any, budgets: Mapping[st
     def same_plan(c: int | None, p: int | None) -> bool:
         return rt.memory(placement, varied(c, p)).check(budgets).fits
 
-    max_ctx, max_par = context_limits(ctx, parallel, trained, same_plan)
-    ctx_cap, par_cap = context_caps(ctx, parallel, trained)
+    most = rt.spec.max_parallel
+    max_ctx, max_par = context_limits(ctx, parallel, trained, same_plan, most)
+    ctx_cap, par_cap = context_caps(ctx, parallel, trained, most)
     limits = Limits(max_ctx, max_par,
                     rt.command(placement, varied(max_ctx, None)) if max_ctx else "",
                     rt.command(placement, varied(None, max_par)) if max_par else "", note=outcome.limits_note,
@@ -65,7 +66,7 @@ def _limits(rt: Runtime, placement: Placement, options: Any, budgets: Mapping[st
     if outcome.replan is None:
         return limits
     replan = outcome.replan
-    re_ctx, re_par = context_limits(ctx, parallel, trained, lambda c, p: replan(varied(c, p)) is not None)
+    re_ctx, re_par = context_limits(ctx, parallel, trained, lambda c, p: replan(varied(c, p)) is not None, most)
 
     def line(opts: Any) -> str:
         placed = replan(opts)

@@ -40,6 +40,8 @@ class RuntimeSpec:
     order: int = 100  # registry order: where options are shared, the first runtime declaring them is the default
     placement_file_kinds: tuple[str, ...] = ()  # kinds of --placement files it reads ("ktransformers", "plan")
     always_memory: bool = False  # its memory table is the answer: shown even when no memory option is given
+    # the most parallel sequences fit searches (llama.cpp's -np ceiling, LLAMA_MAX_SEQ = 256 in src/llama-cparams.h)
+    max_parallel: int = 256
     # what `fit` suggests when nothing fits, in this runtime's own flags
     when_over: str = ("a smaller quant (`inspect --quant-list`), a shorter context (--ctx), fewer sequences "
                       "(--parallel), or more memory (--budget)")

@@ -66,6 +66,8 @@ SPEC = RuntimeSpec(
     programs=("sglang.launch_server",),
     model_flags=("--model-path", "--model"),
     ignored_flags=IGNORED,
+    # maximum concurrency (requests of the full length the KV cache holds at once) has no ceiling of its own
+    max_parallel=1 << 20,
     when_over="a shorter context (--context-length), more GPUs (more cuda --budget devices for --tp-size / "
               "--pp-size), FP8 weights (--quantization fp8) or a quantized checkpoint, or more memory (--budget)",
     order=40,

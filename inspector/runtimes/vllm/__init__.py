@@ -76,6 +76,8 @@ SPEC = RuntimeSpec(
     model_positional=True,
     model_flags=("--model",),
     ignored_flags=IGNORED,
+    # maximum concurrency (requests of the full length the KV cache holds at once) has no ceiling of its own
+    max_parallel=1 << 20,
     when_over="a shorter context (--max-model-len), more GPUs (more cuda --budget devices for -tp / -pp), FP8 "
               "weights (--quantization fp8) or a quantized checkpoint (AWQ, GPTQ, FP8), or more memory (--budget)",
     order=30,
