@@ -145,22 +145,8 @@ def deepseek2() -> Tiny:
     q_lora, kv_lora, nope, rope, v_head = 256, 256, 128, 64, 128
     tensors = _ends(embd, vocab, tied=False)
     for i in range(n):
-        p = f"blk.{i}."
-        tensors += [
-            (p + "attn_norm.weight", (embd,)),
-            (p + "attn_q_a.weight", (embd, q_lora)), (p + "attn_q_a_norm.weight", (q_lora,)),
-            (p + "attn_q_b.weight", (q_lora, heads * (nope + rope))),
-            (p + "attn_kv_a_mqa.weight", (embd, kv_lora + rope)), (p + "attn_kv_a_norm.weight", (kv_lora,)),
-            (p + "attn_k_b.weight", (nope, kv_lora, heads)), (p + "attn_v_b.weight", (kv_lora, v_head, heads)),
-            (p + "attn_output.weight", (heads * v_head, embd)),
-        ]
-        if i == 0:
-            tensors += _dense_ffn(i, embd, ff)
-        else:
-            tensors += _moe_ffn(i, embd, ff_exp, experts) + [
-                (p + "exp_probs_b.bias", (experts,)),
-                (p + "ffn_gate_shexp.weight", (embd, ff_exp)), (p + "ffn_up_shexp.weight", (embd, ff_exp)),
-                (p + "ffn_down_shexp.weight", (ff_exp, embd))]
+        tensors += _mla_attention(i, embd, heads, q_lora, kv_lora, nope, rope, v_head, split_kv_b=True)
+        tensors += _deepseek_ffn(i, embd, ff, ff_exp, experts, probs_bias=True)
     kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=1) + (
         ("add_vocab_size", vocab), ("add_leading_dense_block_count", 1), ("add_q_lora_rank", q_lora),
         ("add_kv_lora_rank", kv_lora), ("add_key_length", kv_lora + rope), ("add_value_length", kv_lora),
@@ -169,6 +155,31 @@ def deepseek2() -> Tiny:
         ("add_expert_shared_count", 1), ("add_expert_weights_scale", 2.5), ("add_expert_weights_norm", True),
         ("add_expert_gating_func", gguf.ExpertGatingFuncType.SIGMOID)) + _vocab(vocab)
     return Tiny("deepseek2", kvs, tuple(tensors))
+
+
+def _mla_attention(i: int, embd: int, heads: int, q_lora: int, kv_lora: int, nope: int, rope: int, v_head: int, *,
+                   split_kv_b: bool) -> list[Tensor]:
+    """DeepSeek's MLA block: kv_b as today's converter splits it (3-D attn_k_b, attn_v_b) or as one 2-D attn_kv_b."""
+    p = f"blk.{i}."
+    kv_b: list[Tensor] = (
+        [(p + "attn_k_b.weight", (nope, kv_lora, heads)), (p + "attn_v_b.weight", (kv_lora, v_head, heads))]
+        if split_kv_b else [(p + "attn_kv_b.weight", (kv_lora, heads * (nope + v_head)))])
+    return [(p + "attn_norm.weight", (embd,)),
+            (p + "attn_q_a.weight", (embd, q_lora)), (p + "attn_q_a_norm.weight", (q_lora,)),
+            (p + "attn_q_b.weight", (q_lora, heads * (nope + rope))),
+            (p + "attn_kv_a_mqa.weight", (embd, kv_lora + rope)), (p + "attn_kv_a_norm.weight", (kv_lora,)),
+            *kv_b, (p + "attn_output.weight", (heads * v_head, embd))]
+
+
+def _deepseek_ffn(i: int, embd: int, ff: int, ff_exp: int, experts: int, *, probs_bias: bool) -> list[Tensor]:
+    """Block 0 dense, the others routed experts (with exp_probs_b for V3) and one shared expert."""
+    if i == 0:
+        return _dense_ffn(i, embd, ff)
+    p = f"blk.{i}."
+    bias: list[Tensor] = [(p + "exp_probs_b.bias", (experts,))] if probs_bias else []
+    return _moe_ffn(i, embd, ff_exp, experts) + bias + [
+        (p + "ffn_gate_shexp.weight", (embd, ff_exp)), (p + "ffn_up_shexp.weight", (embd, ff_exp)),
+        (p + "ffn_down_shexp.weight", (ff_exp, embd))]
 
 
 def mixtral() -> Tiny:
@@ -253,21 +264,8 @@ def deepseek2_kv_b() -> Tiny:
     q_lora, kv_lora, nope, rope, v_head = 256, 256, 128, 64, 128
     tensors = _ends(embd, vocab, tied=False)
     for i in range(n):
-        p = f"blk.{i}."
-        tensors += [
-            (p + "attn_norm.weight", (embd,)),
-            (p + "attn_q_a.weight", (embd, q_lora)), (p + "attn_q_a_norm.weight", (q_lora,)),
-            (p + "attn_q_b.weight", (q_lora, heads * (nope + rope))),
-            (p + "attn_kv_a_mqa.weight", (embd, kv_lora + rope)), (p + "attn_kv_a_norm.weight", (kv_lora,)),
-            (p + "attn_kv_b.weight", (kv_lora, heads * (nope + v_head))),
-            (p + "attn_output.weight", (heads * v_head, embd)),
-        ]
-        if i == 0:
-            tensors += _dense_ffn(i, embd, ff)
-        else:
-            tensors += _moe_ffn(i, embd, ff_exp, experts) + [
-                (p + "ffn_gate_shexp.weight", (embd, ff_exp)), (p + "ffn_up_shexp.weight", (embd, ff_exp)),
-                (p + "ffn_down_shexp.weight", (ff_exp, embd))]
+        tensors += _mla_attention(i, embd, heads, q_lora, kv_lora, nope, rope, v_head, split_kv_b=False)
+        tensors += _deepseek_ffn(i, embd, ff, ff_exp, experts, probs_bias=False)
     kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=heads) + (
         ("add_leading_dense_block_count", 1), ("add_q_lora_rank", q_lora), ("add_kv_lora_rank", kv_lora),
         ("add_key_length", nope + rope), ("add_value_length", v_head), ("add_rope_dimension_count", rope),
