@@ -148,20 +148,34 @@ def qwen3moe() -> Tiny:
 def deepseek2() -> Tiny:
     """DeepSeek-V3 style: MLA with the 3-D attn_k_b/attn_v_b of today's converter (attn_k_b rows of 128 fall back),
     one dense lead block, 4 routed experts + 1 shared, exp_probs_b."""
-    embd, ff, ff_exp, heads, n, vocab, experts = 256, 512, 256, 2, 2, 256, 4
+    return _deepseek(ff=512, today=True)
+
+
+def _deepseek(*, ff: int, today: bool) -> Tiny:
+    """DeepSeek-V2/V3 shapes: 2 blocks (block 0 dense), 2 heads, MLA, 4 routed experts + 1 shared. `today`: as the
+    converter writes it now (split kv_b, exp_probs_b, the MLA key/value lengths, sigmoid gating); else as older
+    converters wrote it (one 2-D attn_kv_b, the key/value lengths of the decompressed heads)."""
+    embd, ff_exp, heads, n, vocab, experts = 256, 256, 2, 2, 256, 4
     q_lora, kv_lora, nope, rope, v_head = 256, 256, 128, 64, 128
     tensors = _ends(embd, vocab, tied=False)
     for i in range(n):
-        tensors += _mla_attention(i, embd, heads, q_lora, kv_lora, nope, rope, v_head, split_kv_b=True)
-        tensors += _deepseek_ffn(i, embd, ff, ff_exp, experts, probs_bias=True)
-    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=1) + (
-        ("add_vocab_size", vocab), ("add_leading_dense_block_count", 1), ("add_q_lora_rank", q_lora),
-        ("add_kv_lora_rank", kv_lora), ("add_key_length", kv_lora + rope), ("add_value_length", kv_lora),
-        ("add_key_length_mla", nope + rope), ("add_value_length_mla", v_head), ("add_rope_dimension_count", rope),
-        ("add_expert_count", experts), ("add_expert_used_count", 2), ("add_expert_feed_forward_length", ff_exp),
-        ("add_expert_shared_count", 1), ("add_expert_weights_scale", 2.5), ("add_expert_weights_norm", True),
-        ("add_expert_gating_func", gguf.ExpertGatingFuncType.SIGMOID)) + _vocab(vocab)
-    return Tiny("deepseek2", kvs, tuple(tensors))
+        tensors += _mla_attention(i, embd, heads, q_lora, kv_lora, nope, rope, v_head, split_kv_b=today)
+        tensors += _deepseek_ffn(i, embd, ff, ff_exp, experts, probs_bias=today)
+    experts_kvs = (("add_expert_count", experts), ("add_expert_used_count", 2),
+                   ("add_expert_feed_forward_length", ff_exp), ("add_expert_shared_count", 1))
+    if today:
+        kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=1) + (
+            ("add_vocab_size", vocab), ("add_leading_dense_block_count", 1), ("add_q_lora_rank", q_lora),
+            ("add_kv_lora_rank", kv_lora), ("add_key_length", kv_lora + rope), ("add_value_length", kv_lora),
+            ("add_key_length_mla", nope + rope), ("add_value_length_mla", v_head), ("add_rope_dimension_count", rope),
+            *experts_kvs, ("add_expert_weights_scale", 2.5), ("add_expert_weights_norm", True),
+            ("add_expert_gating_func", gguf.ExpertGatingFuncType.SIGMOID))
+    else:
+        kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=heads) + (
+            ("add_leading_dense_block_count", 1), ("add_q_lora_rank", q_lora), ("add_kv_lora_rank", kv_lora),
+            ("add_key_length", nope + rope), ("add_value_length", v_head), ("add_rope_dimension_count", rope),
+            *experts_kvs, ("add_expert_weights_scale", 1.0))
+    return Tiny("deepseek2", kvs + _vocab(vocab), tuple(tensors))
 
 
 def _mla_attention(i: int, embd: int, heads: int, q_lora: int, kv_lora: int, nope: int, rope: int, v_head: int, *,
@@ -265,18 +279,7 @@ def gpt_oss_mxfp4() -> Tiny:
 def deepseek2_kv_b() -> Tiny:
     """DeepSeek-V2/V3 as older converters wrote it: one 2-D attn_kv_b per layer (counted with the attn_v-like
     tensors), one dense lead block, 4 routed experts + 1 shared."""
-    embd, ff, ff_exp, heads, n, vocab, experts = 256, 256, 256, 2, 2, 256, 4
-    q_lora, kv_lora, nope, rope, v_head = 256, 256, 128, 64, 128
-    tensors = _ends(embd, vocab, tied=False)
-    for i in range(n):
-        tensors += _mla_attention(i, embd, heads, q_lora, kv_lora, nope, rope, v_head, split_kv_b=False)
-        tensors += _deepseek_ffn(i, embd, ff, ff_exp, experts, probs_bias=False)
-    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=heads) + (
-        ("add_leading_dense_block_count", 1), ("add_q_lora_rank", q_lora), ("add_kv_lora_rank", kv_lora),
-        ("add_key_length", nope + rope), ("add_value_length", v_head), ("add_rope_dimension_count", rope),
-        ("add_expert_count", experts), ("add_expert_used_count", 2), ("add_expert_feed_forward_length", ff_exp),
-        ("add_expert_shared_count", 1), ("add_expert_weights_scale", 1.0)) + _vocab(vocab)
-    return Tiny("deepseek2", kvs, tuple(tensors))
+    return _deepseek(ff=256, today=False)
 
 
 def odd_rows() -> Tiny:
