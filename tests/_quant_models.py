@@ -316,37 +316,39 @@ def qwen3_5_397b() -> Model:
                         n_vocab=248320, n_expert=512, n_ff_exp=1024, split_ab=True)
 
 
-def step_3_5_flash() -> Model:
-    n_embd, blocks, n_head, n_kv, head_dim = 4096, 45, 64, 8, 128
-    b = Builder(A.STEP35)
-    b.embeddings(n_embd, 128896, tied=False)
+def _dense_lead_then_moe(arch: gguf.MODEL_ARCH, name: str, *, n_embd: int, blocks: int, n_head: int, n_kv: int,
+                         head_dim: int, n_vocab: int, dense_blocks: int, n_ff: int, n_expert: int, n_ff_exp: int,
+                         attention: dict[str, bool],
+                         after_attention: tuple[tuple[gguf.MODEL_TENSOR, tuple[int, ...]], ...]) -> Model:
+    """Untied embeddings; each block: norm, attention, the `after_attention` tensors, then a dense FFN in the first
+    `dense_blocks` blocks and routed experts (with a router bias, shared expert as wide as one expert) after."""
+    b = Builder(arch)
+    b.embeddings(n_embd, n_vocab, tied=False)
     for i in range(blocks):
         b.add(T.ATTN_NORM, (n_embd,), i)
-        b.attention(i, n_embd, n_head, n_kv, head_dim, qk_norm=True)
-        b.add(T.ATTN_GATE, (n_embd, n_head), i)
-        b.add(T.FFN_NORM, (n_embd,), i)
-        if i < 3:
-            b.dense_ffn(i, n_embd, 11264)
+        b.attention(i, n_embd, n_head, n_kv, head_dim, **attention)
+        for kind, ne in after_attention:
+            b.add(kind, ne, i)
+        if i < dense_blocks:
+            b.dense_ffn(i, n_embd, n_ff)
         else:
-            b.moe(i, n_embd, 288, 1280, 1280, router_bias=True)
-    return Model("step35", tuple(b.tensors), hparams("step35", blocks=blocks, heads=n_head, kv_heads=n_kv,
-                                                     experts=288, embd=n_embd, ff=11264))
+            b.moe(i, n_embd, n_expert, n_ff_exp, n_ff_exp, router_bias=True)
+    return Model(name, tuple(b.tensors), hparams(name, blocks=blocks, heads=n_head, kv_heads=n_kv, experts=n_expert,
+                                                 embd=n_embd, ff=n_ff))
+
+
+def step_3_5_flash() -> Model:  # blocks 0-2 dense, 3..44 MoE; a per-head attention gate
+    n_embd, n_head = 4096, 64
+    return _dense_lead_then_moe(A.STEP35, "step35", n_embd=n_embd, blocks=45, n_head=n_head, n_kv=8, head_dim=128,
+                                n_vocab=128896, dense_blocks=3, n_ff=11264, n_expert=288, n_ff_exp=1280,
+                                attention={"qk_norm": True},
+                                after_attention=((T.ATTN_GATE, (n_embd, n_head)), (T.FFN_NORM, (n_embd,))))
 
 
 def glm_4_6v() -> Model:  # GLM-4.5-Air-sized text model: block 0 dense, 1..45 MoE, biased q/k/v
-    n_embd, blocks, n_head, n_kv, head_dim = 4096, 46, 96, 8, 128
-    b = Builder(A.GLM4_MOE)
-    b.embeddings(n_embd, 151552, tied=False)
-    for i in range(blocks):
-        b.add(T.ATTN_NORM, (n_embd,), i)
-        b.attention(i, n_embd, n_head, n_kv, head_dim, bias=True)
-        b.add(T.ATTN_POST_NORM, (n_embd,), i)
-        if i == 0:
-            b.dense_ffn(i, n_embd, 10944)
-        else:
-            b.moe(i, n_embd, 128, 1408, 1408, router_bias=True)
-    return Model("glm4moe", tuple(b.tensors), hparams("glm4moe", blocks=blocks, heads=n_head, kv_heads=n_kv,
-                                                      experts=128, embd=n_embd, ff=10944))
+    return _dense_lead_then_moe(A.GLM4_MOE, "glm4moe", n_embd=4096, blocks=46, n_head=96, n_kv=8, head_dim=128,
+                                n_vocab=151552, dense_blocks=1, n_ff=10944, n_expert=128, n_ff_exp=1408,
+                                attention={"bias": True}, after_attention=((T.ATTN_POST_NORM, (4096,)),))
 
 
 # --------------------------------------------------------------------------------------------------------------

@@ -6,7 +6,9 @@ with the HF module names of its modeling file; the comparison is with real files
 """
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -301,36 +303,16 @@ def test_qwen3_next_splits_in_proj_qkvz_and_drops_mtp() -> None:
 # ------------------------------------------------------------------------------------------------
 # DeepSeek-V2-style GLMs (GLM-4.7-Flash, GLM-5.1) and Kimi K2: MLA, NextN block kept by the GLM classes
 # ------------------------------------------------------------------------------------------------
-GLM_4_7_FLASH = {  # zai-org/GLM-4.7-Flash config.json
-    "architectures": ["Glm4MoeLiteForCausalLM"], "model_type": "glm4_moe_lite", "hidden_size": 2048,
-    "num_hidden_layers": 47, "num_attention_heads": 20, "num_key_value_heads": 20, "q_lora_rank": 768,
-    "kv_lora_rank": 512, "qk_nope_head_dim": 192, "qk_rope_head_dim": 64, "v_head_dim": 256,
-    "intermediate_size": 10240, "moe_intermediate_size": 1536, "n_routed_experts": 64, "n_shared_experts": 1,
-    "first_k_dense_replace": 1, "num_nextn_predict_layers": 1, "num_experts_per_tok": 4, "vocab_size": 154880,
-    "max_position_embeddings": 202752, "rope_theta": 1000000, "rms_norm_eps": 1e-05, "routed_scaling_factor": 1.8,
-    "norm_topk_prob": True, "topk_method": "noaux_tc", "n_group": 1, "topk_group": 1, "tie_word_embeddings": False,
-}
-GLM_5_1 = {  # zai-org/GLM-5.1 config.json
-    "architectures": ["GlmMoeDsaForCausalLM"], "model_type": "glm_moe_dsa", "hidden_size": 6144,
-    "num_hidden_layers": 78, "num_attention_heads": 64, "num_key_value_heads": 64, "q_lora_rank": 2048,
-    "kv_lora_rank": 512, "qk_nope_head_dim": 192, "qk_rope_head_dim": 64, "v_head_dim": 256,
-    "intermediate_size": 12288, "moe_intermediate_size": 2048, "n_routed_experts": 256, "n_shared_experts": 1,
-    "first_k_dense_replace": 3, "num_nextn_predict_layers": 1, "num_experts_per_tok": 8, "vocab_size": 154880,
-    "index_n_heads": 32, "index_head_dim": 128, "index_topk": 2048, "max_position_embeddings": 202752,
-    "rope_theta": 1000000, "rms_norm_eps": 1e-05, "routed_scaling_factor": 2.5, "norm_topk_prob": True,
-    "n_group": 1, "topk_group": 1, "tie_word_embeddings": False,
-}
-KIMI_K2 = {  # moonshotai/Kimi-K2-Instruct config.json (DeepseekV3ForCausalLM; FP8 blocks of 128)
-    "architectures": ["DeepseekV3ForCausalLM"], "model_type": "kimi_k2", "hidden_size": 7168,
-    "num_hidden_layers": 61, "num_attention_heads": 64, "num_key_value_heads": 64, "q_lora_rank": 1536,
-    "kv_lora_rank": 512, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128,
-    "intermediate_size": 18432, "moe_intermediate_size": 2048, "n_routed_experts": 384, "n_shared_experts": 1,
-    "first_k_dense_replace": 1, "num_nextn_predict_layers": 0, "num_experts_per_tok": 8, "vocab_size": 163840,
-    "max_position_embeddings": 131072, "rope_theta": 50000.0, "rms_norm_eps": 1e-06, "routed_scaling_factor": 2.827,
-    "norm_topk_prob": True, "n_group": 1, "topk_group": 1, "tie_word_embeddings": False,
-    "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "weight_block_size": [128, 128],
-                            "activation_scheme": "dynamic"},
-}
+CONFIGS = Path(__file__).parent / "configs"  # published config.json files (configs/README.md)
+
+
+def published_config(repo: str) -> dict[str, Any]:
+    return json.loads((CONFIGS / f"{repo.replace('/', '__')}.json").read_text())
+
+
+GLM_4_7_FLASH = published_config("zai-org/GLM-4.7-Flash")
+GLM_5_1 = published_config("zai-org/GLM-5.1")
+KIMI_K2 = published_config("moonshotai/Kimi-K2-Instruct")  # DeepseekV3ForCausalLM; FP8 blocks of 128
 
 
 def with_indexer(cfg: dict[str, Any], specs: list[Spec], *, mtp_heads: bool) -> list[Spec]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 import pytest
 
@@ -99,6 +100,15 @@ def read_thireus_map(model: str, qtype: str = "bf16") -> dict[str, tuple[tuple[i
     return out
 
 
+def convert_real(folder: str, build: Callable[[dict[str, Any]], list[Spec]]) -> Any:
+    """The specs `build` makes from `folder`'s real config.json, checked to name exactly the tensors of its real
+    safetensors index, converted to the GGUF view (to_gguf_view's result)."""
+    cfg = real_config(folder)
+    specs = build(cfg)
+    assert {n for n, _s, _d in specs} == real_index_names(folder)
+    return to_gguf_view(checkpoint(cfg, specs))
+
+
 def by_name(view: Checkpoint) -> dict[str, TensorInfo]:
     return {t.name: t for t in view.tensors}
 
@@ -180,9 +190,7 @@ def test_llama32_tied_adds_rope_freqs_and_has_no_output() -> None:
 @needs_shared
 def test_llama32_builder_matches_the_real_index() -> None:
     folder = "Gusiion__meta-llama-Llama-3.2-3B-Instruct"
-    cfg = real_config(folder)
-    assert {n for n, _s, _d in dense_llama(cfg)} == real_index_names(folder)
-    view = to_gguf_view(checkpoint(cfg, dense_llama(cfg))).checkpoint
+    view = convert_real(folder, dense_llama).checkpoint
     assert len(view.tensors) == 1 + 1 + 28 * 9 + 1 and not any("no GGUF name" in w for w in view.warnings)
 
 
@@ -203,10 +211,7 @@ def test_fp32_llama_converts_to_f16_and_keeps_output() -> None:
 @needs_shared
 def test_mistral_v03_spm_vocab() -> None:
     folder = "rhlsinghal1ss__Mistral-7B"
-    cfg = real_config(folder)
-    specs = dense_llama(cfg)
-    assert {n for n, _s, _d in specs} == real_index_names(folder)
-    view = to_gguf_view(checkpoint(cfg, specs)).checkpoint
+    view = convert_real(folder, dense_llama).checkpoint
     t = by_name(view)
     assert view.architecture == "llama" and len(view.tensors) == 291
     assert t["output.weight"].shape == (4096, 32768) and t["blk.31.attn_v.weight"].shape == (4096, 1024)
@@ -217,10 +222,7 @@ def test_mistral_v03_spm_vocab() -> None:
 @needs_shared
 def test_mixtral_stacks_experts() -> None:
     folder = "Ming-999__Mixtral-8x7B-Instruct-v0.1"
-    cfg = real_config(folder)
-    specs = dense_llama(cfg)
-    assert {n for n, _s, _d in specs} == real_index_names(folder)
-    view = to_gguf_view(checkpoint(cfg, specs)).checkpoint
+    view = convert_real(folder, dense_llama).checkpoint
     t = by_name(view)
     # torch.stack of 8 experts [14336, 4096] -> [8, 14336, 4096] -> ne (4096, 14336, 8)
     gate = t["blk.0.ffn_gate_exps.weight"]
@@ -240,10 +242,7 @@ def test_mixtral_stacks_experts() -> None:
 @needs_shared
 def test_qwen2_keeps_biases_in_f32() -> None:
     folder = "Hernies__Qwen2.5-Math-72b-Instruct"
-    cfg = real_config(folder)
-    specs = dense_llama(cfg, bias=True)
-    assert {n for n, _s, _d in specs} == real_index_names(folder)
-    view = to_gguf_view(checkpoint(cfg, specs)).checkpoint
+    view = convert_real(folder, partial(dense_llama, bias=True)).checkpoint
     t = by_name(view)
     assert view.architecture == "qwen2" and len(view.tensors) == 963
     qb = t["blk.0.attn_q.bias"]
@@ -410,11 +409,8 @@ def test_gpt_oss_keeps_mxfp4_experts() -> None:
     from fixtures.arch import load_arch
 
     folder = "EchoCog__gpt-oss-20b"
-    cfg = real_config(folder)
-    desc = load_arch("gpt-oss-20b")
-    specs = [(s.name, s.shape, s.dtype or "BF16") for s in desc.hf_tensors()]
-    assert {n for n, _s, _d in specs} == real_index_names(folder)
-    view = to_gguf_view(checkpoint(cfg, specs)).checkpoint
+    specs = [(s.name, s.shape, s.dtype or "BF16") for s in load_arch("gpt-oss-20b").hf_tensors()]
+    view = convert_real(folder, lambda cfg: specs).checkpoint
     t = by_name(view)
     # blocks [32, 5760, 90, 16] (gate/up interleaved rows) -> two MXFP4 [32, 2880, 2880]; 17 bytes per 32 values
     for name in ("blk.0.ffn_gate_exps.weight", "blk.0.ffn_up_exps.weight", "blk.23.ffn_down_exps.weight"):
@@ -545,10 +541,7 @@ def test_gemma_2b_elements_and_header_account_for_the_real_f32_gguf() -> None:
     """google/gemma-2b-it ships gemma-2b-it.gguf converted to F32: 10,031,780,704 bytes = the header (padded to
     32) + 4 bytes per element of the view's tensors (F32 rows are whole 32-byte multiples here)."""
     folder = "ananddhanabal__gemma"
-    cfg = real_config(folder)
-    specs = gemma_layers(cfg, post_norms=False)
-    assert {n for n, _s, _d in specs} == real_index_names(folder)
-    converted = to_gguf_view(checkpoint(cfg, specs))
+    converted = convert_real(folder, partial(gemma_layers, post_norms=False))
     view = converted.checkpoint
     assert view.architecture == "gemma" and len(view.tensors) == 164
     header = -(-converted.header_estimate // 32) * 32
@@ -575,9 +568,7 @@ def phi3(cfg: dict[str, Any]) -> list[Spec]:
 @needs_shared
 def test_phi3_mini_128k_longrope_factors_and_fused_tensors() -> None:
     folder = "ChuDinhKlopp__phi-3-mini-keyformer"
-    cfg = real_config(folder)
-    assert {n for n, _s, _d in phi3(cfg)} == real_index_names(folder)
-    view = to_gguf_view(checkpoint(cfg, phi3(cfg))).checkpoint
+    view = convert_real(folder, phi3).checkpoint
     t = by_name(view)
     # rope dims = 3072 / 32 = 96 -> 48 factors each, F32
     for name in ("rope_factors_long.weight", "rope_factors_short.weight"):

@@ -243,6 +243,18 @@ def parse_bounded(parse, path: Path, data: bytes):
     return result
 
 
+def parses_or_fails_cleanly(parse, path: Path, data: bytes, check) -> None:
+    """`data` parses (bounded as parse_bounded) to a header that passes `check`, or fails with one of our errors."""
+    result = parse_bounded(parse, path, data)
+    if not isinstance(result, CkptSizeError):
+        check(result, len(data))
+
+
+def mutated_gguf(gguf_base, ops: list[tuple]) -> bytes:
+    data, fields, header_end = gguf_base
+    return mutate(data, ops, fields, header_end)
+
+
 def check_gguf_invariants(header, size: int) -> None:
     """What a parsed GGUF header guarantees, checked against the rules of the format."""
     a = header.alignment
@@ -275,11 +287,7 @@ def check_st_invariants(header, size: int) -> None:
 @FUZZ
 @given(ops=mutations)
 def test_mutated_gguf_parses_or_fails_cleanly(gguf_base, workdir, ops):
-    data, fields, header_end = gguf_base
-    mutated = mutate(data, ops, fields, header_end)
-    result = parse_bounded(parse_gguf, workdir / "m.gguf", mutated)
-    if not isinstance(result, CkptSizeError):
-        check_gguf_invariants(result, len(mutated))
+    parses_or_fails_cleanly(parse_gguf, workdir / "m.gguf", mutated_gguf(gguf_base, ops), check_gguf_invariants)
 
 
 @FUZZ
@@ -287,11 +295,7 @@ def test_mutated_gguf_parses_or_fails_cleanly(gguf_base, workdir, ops):
                     min_size=1, max_size=3))
 def test_gguf_fields_set_to_extremes(gguf_base, workdir, ops):
     """Only the length, count, type, dimension and offset fields, each set to an extreme value."""
-    data, fields, header_end = gguf_base
-    mutated = mutate(data, ops, fields, header_end)
-    result = parse_bounded(parse_gguf, workdir / "f.gguf", mutated)
-    if not isinstance(result, CkptSizeError):
-        check_gguf_invariants(result, len(mutated))
+    parses_or_fails_cleanly(parse_gguf, workdir / "f.gguf", mutated_gguf(gguf_base, ops), check_gguf_invariants)
 
 
 @FUZZ
@@ -299,9 +303,7 @@ def test_gguf_fields_set_to_extremes(gguf_base, workdir, ops):
 def test_mutated_safetensors_parses_or_fails_cleanly(st_base, workdir, ops):
     # the 8-byte length prefix is also hit by the u64/u32 ops at position 0
     mutated = mutate(st_base, ops, [(0, 8)], len(st_base) - 664)
-    result = parse_bounded(parse_safetensors, workdir / "m.safetensors", mutated)
-    if not isinstance(result, CkptSizeError):
-        check_st_invariants(result, len(mutated))
+    parses_or_fails_cleanly(parse_safetensors, workdir / "m.safetensors", mutated, check_st_invariants)
 
 
 KEYS = st.sampled_from(["", "a", "dtype", "shape", "data_offsets", "__metadata__", "\x1b[31m", "\u00e9"])
@@ -326,20 +328,16 @@ st_headers = st.dictionaries(KEYS | st.text(max_size=6), entry, max_size=5).flat
 @settings(FUZZ, max_examples=200)
 @given(header=st_headers, data_len=st.integers(0, 700))
 def test_generated_safetensors_headers(workdir, header, data_len):
-    raw = json.dumps(header).encode()
-    mutated = st_file(raw, data_len)
-    result = parse_bounded(parse_safetensors, workdir / "g.safetensors", mutated)
-    if not isinstance(result, CkptSizeError):
-        check_st_invariants(result, len(mutated))
+    data = st_file(json.dumps(header).encode(), data_len)
+    parses_or_fails_cleanly(parse_safetensors, workdir / "g.safetensors", data, check_st_invariants)
 
 
 @settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(ops=mutations)
 def test_mutated_gguf_through_the_cli(gguf_base, workdir, ops):
     """The whole command: exit 0 or 1, never a traceback; on failure exactly one Error line and nothing on stdout."""
-    data, fields, header_end = gguf_base
     path = workdir / "cli.gguf"
-    path.write_bytes(mutate(data, ops, fields, header_end))
+    path.write_bytes(mutated_gguf(gguf_base, ops))
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), pytest.raises(SystemExit) as exc:
         main(["inspect", str(path), "--by", "tensor"])

@@ -6,14 +6,11 @@ point, under tracemalloc (Python's allocations; the issue's bound is 100 MB for 
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import signal
 import struct
 import time
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +21,7 @@ from inspector.formats import parse_gguf, parse_safetensors
 from inspector.formats.gguf import EAGER_SCALAR_ITEMS, MAX_EAGER_ITEMS, MAX_NESTED_ARRAYS, LazyArray
 from inspector.sources.base import LocalFile
 from tests._bytes import ARRAY, STRING, U8, gguf_file, kv, kv_raw, small_gguf, st_entry, st_file, tinfo
+from tests._cli import no_hang
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "fixtures" / "models"
@@ -31,20 +29,6 @@ DEEPSEEK = MODELS / "deepseek-v3.1-q4_k_m.gguf"
 LLAMA = MODELS / "llama-3.2-3b-f16.gguf"
 KT_RULES = ROOT / "fixtures" / "ktransformers-rules" / "DeepSeek-V3-Chat.yaml"
 PEAK_LIMIT = 100 << 20
-
-
-@contextlib.contextmanager
-def no_hang(seconds: int = 60) -> Iterator[None]:
-    def boom(signum: int, frame: object) -> None:
-        raise TimeoutError(f"blocked for {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
 
 
 def cli(args: list[str], capsys: pytest.CaptureFixture[str], *, seconds: int = 60,

@@ -89,47 +89,55 @@ GLM_45_AIR = {  # zai-org/GLM-4.5-Air
     "first_k_dense_replace": 1, "intermediate_size": 10944, "vocab_size": 151552, "max_position_embeddings": 131072}
 
 
-def test_jamba_attention_every_eighth_layer_and_mamba_state_from_mamba_expand() -> None:
+# KV bytes per token (attention layers only) and recurrent state per sequence (f32, on the CPU by default)
+STATE_CASES = [
     # attention where i >= 4 and (i - 4) % 8 == 0: layers 4, 12, 20, 28; 8 KV heads × 128 (4096 / 32) × 2 B × K+V
     # = 4,096 B per layer → 16,384 B per token. 28 Mamba layers: d_inner = mamba_expand 2 × 4,096 = 8,192 (not the
     # FFN's 14,336), r = 3 × 8,192 = 24,576, s = 16 × 8,192 = 131,072 → 155,648 f32 = 622,592 B per layer
-    p = plan(JAMBA)
-    assert p.kv_bytes_per_token == 16_384
-    assert [x.layer for x in p.per_layer if x.kv_bytes] == [4, 12, 20, 28]
-    assert p.devices["cpu"].state == 28 * 622_592
-
-
-def test_nemotron_h_caches_only_its_attention_layers() -> None:
+    pytest.param(JAMBA, 16_384, 28 * 622_592, id="jamba-mamba-state-from-mamba-expand"),
     # pattern: 24 Mamba (M), 4 attention (*), 24 MLP (-) layers; KV only on the "*" layers (MLP layers keep none):
     # 4 × 8 heads × 128 × 2 B × 2 = 16,384 B per token. Mamba2: d_inner = mamba_num_heads 128 × mamba_head_dim 64
     # = 8,192, 8 groups, d_state 128: r = 3 × (8,192 + 2 × 8 × 128) = 30,720, s = 128 × 8,192 = 1,048,576
     # → 1,079,296 f32 = 4,317,184 B per layer
+    pytest.param(NEMOTRON_H_8B, 16_384, 24 * 4_317_184, id="nemotron-h"),
+    # 6 attention layers × 8 heads × 64 (2048 / 32) × 2 B × 2 = 12,288 B per token; 10 conv layers of
+    # n_embd × (L_cache - 1) = 2,048 × 2 f32 = 16,384 B
+    pytest.param(LFM2_1_2B, 12_288, 10 * 16_384, id="lfm2-conv-layers"),
+    # the same model as tests/test_memory_kv.py's QWEN3_NEXT GGUF KVs: every 4th layer attention (12 layers) with
+    # 2 heads × 256 → 24,576 B per token; 36 gated delta-net layers of (4-1)(4,096 + 2·16·128) + 128·4,096 f32
+    pytest.param(QWEN3_NEXT_80B, 24_576, 36 * 2_195_456, id="qwen3-next-equals-the-gguf-numbers"),
+    # 4 attention layers × 4 heads × 128 (1536 / 12) × 2 B × 2 = 8,192 B per token. 36 Mamba2 layers: d_inner =
+    # mamba_expand 2 × 1,536 = 3,072, 1 group, d_state 128: r = 3 × (3,072 + 256) = 9,984, s = 128 × 3,072 = 393,216
+    # → 403,200 f32 = 1,612,800 B per layer
+    pytest.param(GRANITE_4_H, 8_192, 36 * 1_612_800, id="granite-4-hybrid-attention-and-mamba2"),
+    # 64 layers: r = 3 × 5,120 = 15,360, s = 16 × 5,120 = 81,920 → 97,280 f32 = 389,120 B per layer; no KV cache
+    pytest.param(MAMBA_2_8B, 0, 64 * 389_120, id="mamba-keeps-state-and-no-cache"),
+]
+
+
+@pytest.mark.parametrize("config, kv_bytes_per_token, state", STATE_CASES)
+def test_kv_per_token_and_recurrent_state(config: dict, kv_bytes_per_token: int, state: int) -> None:
+    p = plan(config)
+    assert (p.kv_bytes_per_token, p.devices["cpu"].state) == (kv_bytes_per_token, state)
+
+
+def test_jamba_attention_every_eighth_layer() -> None:
+    assert [x.layer for x in plan(JAMBA).per_layer if x.kv_bytes] == [4, 12, 20, 28]
+
+
+def test_nemotron_h_caches_only_its_attention_layers() -> None:
     pattern = NEMOTRON_H_8B["hybrid_override_pattern"]
     assert (pattern.count("M"), pattern.count("*"), pattern.count("-")) == (24, 4, 24)
-    p = plan(NEMOTRON_H_8B)
-    assert p.kv_bytes_per_token == 16_384
-    assert [x.layer for x in p.per_layer if x.kv_bytes] == [i for i, c in enumerate(pattern) if c == "*"]
-    assert p.devices["cpu"].state == 24 * 4_317_184
+    assert [x.layer for x in plan(NEMOTRON_H_8B).per_layer if x.kv_bytes] == [
+        i for i, c in enumerate(pattern) if c == "*"]
 
 
-def test_lfm2_conv_layers_from_layer_types() -> None:
-    # 6 attention layers × 8 heads × 64 (2048 / 32) × 2 B × 2 = 12,288 B per token; 10 conv layers of
-    # n_embd × (L_cache - 1) = 2,048 × 2 f32 = 16,384 B. FFN: 2/3 of 12,288 = 8,192, × 1.0, rounded up to 256
-    p = plan(LFM2_1_2B)
-    assert p.kv_bytes_per_token == 12_288
-    assert p.devices["cpu"].state == 10 * 16_384
-    assert set(p.hparams.n_ff) == {8_192}
+def test_lfm2_ffn_and_attention_layers_from_either_config_key() -> None:
+    # FFN: 2/3 of 12,288 = 8,192, × 1.0, rounded up to 256
+    assert set(plan(LFM2_1_2B).hparams.n_ff) == {8_192}
     # the older configs name the attention layers in full_attn_idxs only (transformers derives layer_types)
     older = {k: v for k, v in LFM2_1_2B.items() if k != "layer_types"}
     assert from_config(older).n_head_kv == from_config(LFM2_1_2B).n_head_kv
-
-
-def test_qwen3_next_from_config_equals_the_gguf_numbers() -> None:
-    # the same model as tests/test_memory_kv.py's QWEN3_NEXT GGUF KVs: every 4th layer attention (12 layers) with
-    # 2 heads × 256 → 24,576 B per token; 36 gated delta-net layers of (4-1)(4,096 + 2·16·128) + 128·4,096 f32
-    p = plan(QWEN3_NEXT_80B)
-    assert p.kv_bytes_per_token == 24_576
-    assert p.devices["cpu"].state == 36 * 2_195_456
 
 
 def test_deepseek_v32_adds_the_indexer_key_cache_and_its_nextn_block() -> None:
@@ -149,22 +157,6 @@ def test_exaone4_lllg_pattern_sets_its_sliding_layers() -> None:
     swa = sum(x.kv_bytes for x in p.per_layer if x.kind == "swa")
     assert (full, swa) == (2048 * MiB, 864 * MiB)
     assert [x.layer for x in p.per_layer if x.kind == "full"] == list(range(3, 64, 4))
-
-
-def test_granite_4_hybrid_attention_and_mamba2_layers() -> None:
-    # 4 attention layers × 4 heads × 128 (1536 / 12) × 2 B × 2 = 8,192 B per token. 36 Mamba2 layers: d_inner =
-    # mamba_expand 2 × 1,536 = 3,072, 1 group, d_state 128: r = 3 × (3,072 + 256) = 9,984, s = 128 × 3,072 = 393,216
-    # → 403,200 f32 = 1,612,800 B per layer
-    p = plan(GRANITE_4_H)
-    assert p.kv_bytes_per_token == 8_192
-    assert p.devices["cpu"].state == 36 * 1_612_800
-
-
-def test_mamba_keeps_state_and_no_cache() -> None:
-    # 64 layers: r = 3 × 5,120 = 15,360, s = 16 × 5,120 = 81,920 → 97,280 f32 = 389,120 B per layer
-    p = plan(MAMBA_2_8B)
-    assert p.kv_bytes_per_token == 0
-    assert p.devices["cpu"].state == 64 * 389_120
 
 
 def test_glm45_air_nextn_block_is_written_and_gets_no_kv() -> None:

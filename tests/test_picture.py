@@ -20,7 +20,7 @@ import gguf
 import numpy as np
 import pytest
 
-from fixtures.generate import write_gguf
+from fixtures.generate import _write_gguf_file, write_gguf
 from inspector.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -242,15 +242,9 @@ class Tags(HTMLParser):
 def hostile_gguf(folder: Path) -> Path:
     """A file whose name and one tensor name are markup (and a terminal escape): both reach the page."""
     path = folder / "m<b>&\"x'.gguf"
-    writer = gguf.GGUFWriter(path, "llama")
-    writer.add_block_count(1)
-    for name, shape in (("token_embd.weight", (32, 64)), ("blk.0.attn_q.weight", (32, 32)), (HOSTILE_TENSOR, (16,))):
-        writer.add_tensor_info(name, shape, np.dtype(np.float32), 4 * int(np.prod(shape)),
-                               raw_dtype=gguf.GGMLQuantizationType.F32)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    writer.close()
+    shapes = (("token_embd.weight", (32, 64)), ("blk.0.attn_q.weight", (32, 32)), (HOSTILE_TENSOR, (16,)))
+    tensors = [(name, shape, gguf.GGMLQuantizationType.F32, 4 * int(np.prod(shape))) for name, shape in shapes]
+    _write_gguf_file(path, "llama", {"llama.block_count": (gguf.GGUFValueType.UINT32, 1)}, tensors, "header")
     return path
 
 

@@ -47,6 +47,7 @@ from inspector.api import place_from_file, validate_placement
 from inspector.placement import detect_placement_kind
 from inspector.roles import assign_roles
 from inspector.summary import by_device
+from tests._kt_rules import EXPERTS_CLASS, kt_rule
 
 ROOT = Path(__file__).resolve().parent.parent
 RULES = ROOT.parent / "shared" / "ktransformers-rules"
@@ -306,25 +307,12 @@ def test_qwen2_57b_bytes():
 # ---------------------------------------------------------------------------------------------------------
 # other ops and backends
 # ---------------------------------------------------------------------------------------------------------
-EXPERTS_ONLY = """\
-- match:
-    name: "^model\\\\.layers\\\\.3\\\\.mlp\\\\.experts$"
-  replace:
-    class: ktransformers.operators.experts.KTransformersExperts
-    kwargs:
-      generate_device: "{device}"
-      generate_op: "{op}"
-      {extra}
-  recursive: False
-- match:
-    name: "^model\\\\.layers\\\\..*\\\\.mlp\\\\.experts$"
-  replace:
-    class: ktransformers.operators.experts.KTransformersExperts
-    kwargs:
-      generate_device: "cpu"
-      generate_op: "KExpertsCPU"
-  recursive: False
-"""
+def experts_only(device: str, op: str, **backend: str) -> str:
+    """Layer 3's experts on `device` with `op` (and `backend`), every other layer's experts on the CPU."""
+    return (kt_rule(r"^model\.layers\.3\.mlp\.experts$", EXPERTS_CLASS, generate_device=device, generate_op=op,
+                    recursive=False, **backend)
+            + kt_rule(r"^model\.layers\..*\.mlp\.experts$", EXPERTS_CLASS, generate_device="cpu",
+                      generate_op="KExpertsCPU", recursive=False))
 
 
 def _layer3(result) -> set[tuple[str, str, int]]:
@@ -334,7 +322,7 @@ def _layer3(result) -> set[tuple[str, str, int]]:
 
 def test_kexperts_torch_dequantizes_a_layer_to_22_5_gb(v3, tmp_path):
     path = tmp_path / "torch.yaml"
-    path.write_text(EXPERTS_ONLY.format(device="cuda:0", op="KExpertsTorch", extra=""))
+    path.write_text(experts_only("cuda:0", "KExpertsTorch"))
     result = validate_placement(path, v3)
     # 256 * 2048 * 7168 el. * 2 bytes = 7,516,192,768 per projection; 3 of them = 22,548,578,304 per layer
     assert _layer3(result) == {("cuda:0", "BF16", 7_516_192_768)}
@@ -342,7 +330,7 @@ def test_kexperts_torch_dequantizes_a_layer_to_22_5_gb(v3, tmp_path):
 
 def test_amx_int8_needs_bf16_and_sizes_int8_buffers(v3, tmp_path):
     path = tmp_path / "amx.yaml"
-    path.write_text(EXPERTS_ONLY.format(device="cpu", op="KExpertsCPU", extra='backend: "AMXInt8"'))
+    path.write_text(experts_only("cpu", "KExpertsCPU", backend="AMXInt8"))
     result = validate_placement(path, v3)
     assert ("error", "amx-needs-bf16", 1) in codes(result)
     # per expert: gate/up n=2048 x k=7168 -> 14,680,064 + 2048*4; down n=7168 x k=2048 -> 14,680,064 + 7168*4

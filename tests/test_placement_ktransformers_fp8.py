@@ -22,55 +22,31 @@ from inspector.api import validate_placement
 from inspector.model import Checkpoint, TensorInfo
 from inspector.roles import assign_roles
 
+from ._kt_rules import ATTENTION, EXPERTS_CLASS, KT_MODEL, LINEAR, kt_rule
 from ._shared import needs_shared
 from .test_convert_view import deepseek_v3, real_config
 
 WIDTH = {"BF16": 2, "F32": 4, "F8_E4M3": 1, "U8": 1, "I32": 4}
 
-# A rule file written for these tests after KTransformers' DeepSeek-V3-Chat-fp8-linear-ggml-experts.yaml: FP8
-# linears on the GPU (kv_b_proj excepted, it stays inside the attention module), the router on the GPU, the experts
-# on the CPU, the embedding on the CPU.
-RULES = """\
-- match:
-    name: "^model\\\\.layers\\\\.(?!.*self_attn\\\\.kv_b_proj).*$"
-    class: torch.nn.Linear
-  replace:
-    class: ktransformers.operators.linear.KTransformersLinear
-    kwargs: {generate_device: "cuda", prefill_device: "cuda", generate_op: "GENERATE_OP", prefill_op: "KLinearTorch"}
-- match:
-    name: "^model\\\\.layers\\\\..*\\\\.mlp$"
-    class: ktransformers.models.modeling_deepseek_v3.DeepseekV3MoE
-  replace:
-    class: ktransformers.operators.experts.KDeepseekV3MoE
-    kwargs: {generate_device: "cuda", prefill_device: "cuda"}
-- match:
-    class: ktransformers.models.modeling_deepseek_v3.MoEGate
-  replace:
-    class: ktransformers.operators.gate.KMoEGate
-    kwargs: {generate_device: "cuda:0", prefill_device: "cuda:0"}
-- match:
-    name: "^model\\\\.layers\\\\..*\\\\.mlp\\\\.experts$"
-  replace:
-    class: ktransformers.operators.experts.KTransformersExperts
-    kwargs: {prefill_device: "cuda", prefill_op: "KExpertsTorch", generate_device: "cpu", generate_op: "KExpertsCPU",
-             out_device: "cuda"}
-  recursive: False
-- match:
-    name: "^model\\\\.layers\\\\..*\\\\.self_attn$"
-  replace:
-    class: ktransformers.operators.attention.KDeepseekV2Attention
-    kwargs: {generate_device: "cuda", prefill_device: "cuda"}
-- match:
-    name: "^model$"
-  replace:
-    class: "ktransformers.operators.models.KDeepseekV2Model"
-    kwargs: {per_layer_prefill_intput_threshold: 0}
-- match:
-    name: "^model.embed_tokens"
-  replace:
-    class: "default"
-    kwargs: {generate_device: "cpu", prefill_device: "cpu"}
-"""
+def fp8_rules(generate_op: str) -> str:
+    """A rule file written for these tests after KTransformers' DeepSeek-V3-Chat-fp8-linear-ggml-experts.yaml: FP8
+    linears on the GPU with `generate_op` (kv_b_proj excepted, it stays inside the attention module), the router on
+    the GPU, the experts on the CPU, the embedding on the CPU."""
+    return "".join([
+        kt_rule(r"^model\.layers\.(?!.*self_attn\.kv_b_proj).*$", LINEAR, match_class="torch.nn.Linear",
+                generate_device="cuda", prefill_device="cuda", generate_op=generate_op, prefill_op="KLinearTorch"),
+        kt_rule(r"^model\.layers\..*\.mlp$", "ktransformers.operators.experts.KDeepseekV3MoE",
+                match_class="ktransformers.models.modeling_deepseek_v3.DeepseekV3MoE", generate_device="cuda",
+                prefill_device="cuda"),
+        kt_rule(None, "ktransformers.operators.gate.KMoEGate",
+                match_class="ktransformers.models.modeling_deepseek_v3.MoEGate", generate_device="cuda:0",
+                prefill_device="cuda:0"),
+        kt_rule(r"^model\.layers\..*\.mlp\.experts$", EXPERTS_CLASS, prefill_device="cuda", prefill_op="KExpertsTorch",
+                generate_device="cpu", generate_op="KExpertsCPU", out_device="cuda", recursive=False),
+        kt_rule(r"^model\.layers\..*\.self_attn$", ATTENTION, generate_device="cuda", prefill_device="cuda"),
+        kt_rule(r"^model$", KT_MODEL, per_layer_prefill_intput_threshold=0),
+        kt_rule(r"^model.embed_tokens", "default", generate_device="cpu", prefill_device="cpu"),
+    ])
 
 
 def checkpoint(specs, config) -> Checkpoint:
@@ -90,7 +66,7 @@ def r1_config() -> dict:
 
 def rules(tmp_path: Path, op: str) -> Path:
     path = tmp_path / f"fp8-{op}.yaml"
-    path.write_text(RULES.replace("GENERATE_OP", op))
+    path.write_text(fp8_rules(op))
     return path
 
 

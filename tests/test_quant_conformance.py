@@ -105,25 +105,32 @@ def _ends(embd: int, vocab: int, *, tied: bool) -> list[Tensor]:
     return out if tied else out + [("output.weight", (embd, vocab))]
 
 
+def _dense_model(arch: str, *, embd: int, ff: int, heads: int, kv: int, hd: int, n: int, vocab: int, tied: bool,
+                 extra_kvs: tuple[tuple[str, Any], ...] = (), bias: bool = False) -> Tiny:
+    """Embeddings, `n` blocks of attention and a dense FFN; the common KVs, `extra_kvs`, then the vocabulary."""
+    tensors = _ends(embd, vocab, tied=tied)
+    for i in range(n):
+        tensors += _attention(i, embd, heads, kv, hd, bias=bias) + _dense_ffn(i, embd, ff)
+    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=kv) + extra_kvs + _vocab(vocab)
+    return Tiny(arch, kvs, tuple(tensors))
+
+
+def _shared_expert(i: int, embd: int, ff: int) -> list[Tensor]:
+    p = f"blk.{i}."
+    return [(p + "ffn_gate_shexp.weight", (embd, ff)), (p + "ffn_up_shexp.weight", (embd, ff)),
+            (p + "ffn_down_shexp.weight", (ff, embd))]
+
+
 def llama() -> Tiny:
     """Llama 3 style: GQA 4 (the Q2_K/IQ4 attn_v bumps), untied output, 4 blocks (use_more_bits varies)."""
-    embd, ff, heads, kv, hd, n, vocab = 256, 512, 4, 1, 64, 4, 256
-    tensors = _ends(embd, vocab, tied=False)
-    for i in range(n):
-        tensors += _attention(i, embd, heads, kv, hd) + _dense_ffn(i, embd, ff)
-    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=kv) + (
-        ("add_rope_dimension_count", hd), ("add_vocab_size", vocab)) + _vocab(vocab)
-    return Tiny("llama", kvs, tuple(tensors))
+    hd, vocab = 64, 256
+    return _dense_model("llama", embd=256, ff=512, heads=4, kv=1, hd=hd, n=4, vocab=vocab, tied=False,
+                        extra_kvs=(("add_rope_dimension_count", hd), ("add_vocab_size", vocab)))
 
 
 def qwen2() -> Tiny:
     """Qwen2.5 small style: GQA 2, q/k/v biases, tied embeddings, n_ff 384 (ffn_down rows not a multiple of 256)."""
-    embd, ff, heads, kv, hd, n, vocab = 256, 384, 4, 2, 64, 3, 256
-    tensors = _ends(embd, vocab, tied=True)
-    for i in range(n):
-        tensors += _attention(i, embd, heads, kv, hd, bias=True) + _dense_ffn(i, embd, ff)
-    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=kv) + _vocab(vocab)
-    return Tiny("qwen2", kvs, tuple(tensors))
+    return _dense_model("qwen2", embd=256, ff=384, heads=4, kv=2, hd=64, n=3, vocab=256, tied=True, bias=True)
 
 
 def qwen3moe() -> Tiny:
@@ -141,34 +148,57 @@ def qwen3moe() -> Tiny:
 def deepseek2() -> Tiny:
     """DeepSeek-V3 style: MLA with the 3-D attn_k_b/attn_v_b of today's converter (attn_k_b rows of 128 fall back),
     one dense lead block, 4 routed experts + 1 shared, exp_probs_b."""
-    embd, ff, ff_exp, heads, n, vocab, experts = 256, 512, 256, 2, 2, 256, 4
+    return _deepseek(ff=512, today=True)
+
+
+def _deepseek(*, ff: int, today: bool) -> Tiny:
+    """DeepSeek-V2/V3 shapes: 2 blocks (block 0 dense), 2 heads, MLA, 4 routed experts + 1 shared. `today`: as the
+    converter writes it now (split kv_b, exp_probs_b, the MLA key/value lengths, sigmoid gating); else as older
+    converters wrote it (one 2-D attn_kv_b, the key/value lengths of the decompressed heads)."""
+    embd, ff_exp, heads, n, vocab, experts = 256, 256, 2, 2, 256, 4
     q_lora, kv_lora, nope, rope, v_head = 256, 256, 128, 64, 128
     tensors = _ends(embd, vocab, tied=False)
     for i in range(n):
-        p = f"blk.{i}."
-        tensors += [
-            (p + "attn_norm.weight", (embd,)),
+        tensors += _mla_attention(i, embd, heads, q_lora, kv_lora, nope, rope, v_head, split_kv_b=today)
+        tensors += _deepseek_ffn(i, embd, ff, ff_exp, experts, probs_bias=today)
+    experts_kvs = (("add_expert_count", experts), ("add_expert_used_count", 2),
+                   ("add_expert_feed_forward_length", ff_exp), ("add_expert_shared_count", 1))
+    if today:
+        kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=1) + (
+            ("add_vocab_size", vocab), ("add_leading_dense_block_count", 1), ("add_q_lora_rank", q_lora),
+            ("add_kv_lora_rank", kv_lora), ("add_key_length", kv_lora + rope), ("add_value_length", kv_lora),
+            ("add_key_length_mla", nope + rope), ("add_value_length_mla", v_head), ("add_rope_dimension_count", rope),
+            *experts_kvs, ("add_expert_weights_scale", 2.5), ("add_expert_weights_norm", True),
+            ("add_expert_gating_func", gguf.ExpertGatingFuncType.SIGMOID))
+    else:
+        kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=heads) + (
+            ("add_leading_dense_block_count", 1), ("add_q_lora_rank", q_lora), ("add_kv_lora_rank", kv_lora),
+            ("add_key_length", nope + rope), ("add_value_length", v_head), ("add_rope_dimension_count", rope),
+            *experts_kvs, ("add_expert_weights_scale", 1.0))
+    return Tiny("deepseek2", kvs + _vocab(vocab), tuple(tensors))
+
+
+def _mla_attention(i: int, embd: int, heads: int, q_lora: int, kv_lora: int, nope: int, rope: int, v_head: int, *,
+                   split_kv_b: bool) -> list[Tensor]:
+    """DeepSeek's MLA block: kv_b as today's converter splits it (3-D attn_k_b, attn_v_b) or as one 2-D attn_kv_b."""
+    p = f"blk.{i}."
+    kv_b: list[Tensor] = (
+        [(p + "attn_k_b.weight", (nope, kv_lora, heads)), (p + "attn_v_b.weight", (kv_lora, v_head, heads))]
+        if split_kv_b else [(p + "attn_kv_b.weight", (kv_lora, heads * (nope + v_head)))])
+    return [(p + "attn_norm.weight", (embd,)),
             (p + "attn_q_a.weight", (embd, q_lora)), (p + "attn_q_a_norm.weight", (q_lora,)),
             (p + "attn_q_b.weight", (q_lora, heads * (nope + rope))),
             (p + "attn_kv_a_mqa.weight", (embd, kv_lora + rope)), (p + "attn_kv_a_norm.weight", (kv_lora,)),
-            (p + "attn_k_b.weight", (nope, kv_lora, heads)), (p + "attn_v_b.weight", (kv_lora, v_head, heads)),
-            (p + "attn_output.weight", (heads * v_head, embd)),
-        ]
-        if i == 0:
-            tensors += _dense_ffn(i, embd, ff)
-        else:
-            tensors += _moe_ffn(i, embd, ff_exp, experts) + [
-                (p + "exp_probs_b.bias", (experts,)),
-                (p + "ffn_gate_shexp.weight", (embd, ff_exp)), (p + "ffn_up_shexp.weight", (embd, ff_exp)),
-                (p + "ffn_down_shexp.weight", (ff_exp, embd))]
-    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=1) + (
-        ("add_vocab_size", vocab), ("add_leading_dense_block_count", 1), ("add_q_lora_rank", q_lora),
-        ("add_kv_lora_rank", kv_lora), ("add_key_length", kv_lora + rope), ("add_value_length", kv_lora),
-        ("add_key_length_mla", nope + rope), ("add_value_length_mla", v_head), ("add_rope_dimension_count", rope),
-        ("add_expert_count", experts), ("add_expert_used_count", 2), ("add_expert_feed_forward_length", ff_exp),
-        ("add_expert_shared_count", 1), ("add_expert_weights_scale", 2.5), ("add_expert_weights_norm", True),
-        ("add_expert_gating_func", gguf.ExpertGatingFuncType.SIGMOID)) + _vocab(vocab)
-    return Tiny("deepseek2", kvs, tuple(tensors))
+            *kv_b, (p + "attn_output.weight", (heads * v_head, embd))]
+
+
+def _deepseek_ffn(i: int, embd: int, ff: int, ff_exp: int, experts: int, *, probs_bias: bool) -> list[Tensor]:
+    """Block 0 dense, the others routed experts (with exp_probs_b for V3) and one shared expert."""
+    if i == 0:
+        return _dense_ffn(i, embd, ff)
+    p = f"blk.{i}."
+    bias: list[Tensor] = [(p + "exp_probs_b.bias", (experts,))] if probs_bias else []
+    return _moe_ffn(i, embd, ff_exp, experts) + bias + _shared_expert(i, embd, ff_exp)
 
 
 def mixtral() -> Tiny:
@@ -249,43 +279,15 @@ def gpt_oss_mxfp4() -> Tiny:
 def deepseek2_kv_b() -> Tiny:
     """DeepSeek-V2/V3 as older converters wrote it: one 2-D attn_kv_b per layer (counted with the attn_v-like
     tensors), one dense lead block, 4 routed experts + 1 shared."""
-    embd, ff, ff_exp, heads, n, vocab, experts = 256, 256, 256, 2, 2, 256, 4
-    q_lora, kv_lora, nope, rope, v_head = 256, 256, 128, 64, 128
-    tensors = _ends(embd, vocab, tied=False)
-    for i in range(n):
-        p = f"blk.{i}."
-        tensors += [
-            (p + "attn_norm.weight", (embd,)),
-            (p + "attn_q_a.weight", (embd, q_lora)), (p + "attn_q_a_norm.weight", (q_lora,)),
-            (p + "attn_q_b.weight", (q_lora, heads * (nope + rope))),
-            (p + "attn_kv_a_mqa.weight", (embd, kv_lora + rope)), (p + "attn_kv_a_norm.weight", (kv_lora,)),
-            (p + "attn_kv_b.weight", (kv_lora, heads * (nope + v_head))),
-            (p + "attn_output.weight", (heads * v_head, embd)),
-        ]
-        if i == 0:
-            tensors += _dense_ffn(i, embd, ff)
-        else:
-            tensors += _moe_ffn(i, embd, ff_exp, experts) + [
-                (p + "ffn_gate_shexp.weight", (embd, ff_exp)), (p + "ffn_up_shexp.weight", (embd, ff_exp)),
-                (p + "ffn_down_shexp.weight", (ff_exp, embd))]
-    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=heads) + (
-        ("add_leading_dense_block_count", 1), ("add_q_lora_rank", q_lora), ("add_kv_lora_rank", kv_lora),
-        ("add_key_length", nope + rope), ("add_value_length", v_head), ("add_rope_dimension_count", rope),
-        ("add_expert_count", experts), ("add_expert_used_count", 2), ("add_expert_feed_forward_length", ff_exp),
-        ("add_expert_shared_count", 1), ("add_expert_weights_scale", 1.0)) + _vocab(vocab)
-    return Tiny("deepseek2", kvs, tuple(tensors))
+    return _deepseek(ff=256, today=False)
 
 
 def odd_rows() -> Tiny:
     """A llama-arch probe with n_ff 272: ffn_down rows are a multiple of 16 but not of 32, so no 32-block type
     fits them (the shape fallback's last resort, F16, and the file types whose own type has no fallback)."""
-    embd, ff, heads, kv, hd, n, vocab = 256, 272, 4, 4, 64, 2, 256
-    tensors = _ends(embd, vocab, tied=False)
-    for i in range(n):
-        tensors += _attention(i, embd, heads, kv, hd) + _dense_ffn(i, embd, ff)
-    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=kv) + (
-        ("add_rope_dimension_count", hd),) + _vocab(vocab)
-    return Tiny("llama", kvs, tuple(tensors))
+    hd = 64
+    return _dense_model("llama", embd=256, ff=272, heads=4, kv=4, hd=hd, n=2, vocab=256, tied=False,
+                        extra_kvs=(("add_rope_dimension_count", hd),))
 
 
 def glm4moe() -> Tiny:
@@ -304,9 +306,7 @@ def glm4moe() -> Tiny:
         tensors += [(p + "ffn_gate_inp.weight", (embd, experts)), (p + "exp_probs_b.bias", (experts,)),
                     (p + "ffn_gate_exps.weight", (embd, ff_exp, experts)),
                     (p + "ffn_up_exps.weight", (embd, ff_exp, experts)),
-                    (p + "ffn_down_exps.weight", (ff_exp, embd, experts)),
-                    (p + "ffn_gate_shexp.weight", (embd, ff_exp)), (p + "ffn_up_shexp.weight", (embd, ff_exp)),
-                    (p + "ffn_down_shexp.weight", (ff_exp, embd))]
+                    (p + "ffn_down_exps.weight", (ff_exp, embd, experts))] + _shared_expert(i, embd, ff_exp)
         if i == n:
             tensors += [(p + "nextn.eh_proj.weight", (2 * embd, embd)), (p + "nextn.enorm.weight", (embd,)),
                         (p + "nextn.hnorm.weight", (embd,)), (p + "nextn.shared_head_norm.weight", (embd,)),
@@ -343,8 +343,7 @@ def qwen35moe() -> Tiny:
                         (p + "attn_q_norm.weight", (hd,)), (p + "attn_k_norm.weight", (hd,))]
         tensors += [(p + "ffn_gate_inp.weight", (embd, experts)), (p + "ffn_gate_exps.weight", (embd, ff, experts)),
                     (p + "ffn_up_exps.weight", (embd, ff, experts)), (p + "ffn_down_exps.weight", (ff, embd, experts)),
-                    (p + "ffn_gate_inp_shexp.weight", (embd, 1)), (p + "ffn_gate_shexp.weight", (embd, ff)),
-                    (p + "ffn_up_shexp.weight", (embd, ff)), (p + "ffn_down_shexp.weight", (ff, embd))]
+                    (p + "ffn_gate_inp_shexp.weight", (embd, 1))] + _shared_expert(i, embd, ff)
     kvs = _common(ctx=4096, embd=embd, blocks=n, ff=512, heads=heads, kv_heads=kv) + (
         ("add_key_length", hd), ("add_value_length", hd), ("add_rope_dimension_count", hd // 4),
         ("add_rope_dimension_sections", [11, 11, 10, 0]), ("add_ssm_conv_kernel", 4), ("add_ssm_inner_size", nv * hv),
@@ -364,10 +363,7 @@ def llama4() -> Tiny:
         if i == 0:
             tensors += _dense_ffn(i, embd, ff)
         else:
-            p = f"blk.{i}."
-            tensors += _moe_ffn(i, embd, ff_exp, experts) + [
-                (p + "ffn_gate_shexp.weight", (embd, ff_exp)), (p + "ffn_up_shexp.weight", (embd, ff_exp)),
-                (p + "ffn_down_shexp.weight", (ff_exp, embd))]
+            tensors += _moe_ffn(i, embd, ff_exp, experts) + _shared_expert(i, embd, ff_exp)
     kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=kv) + (
         ("add_rope_dimension_count", hd), ("add_vocab_size", vocab), ("add_expert_count", experts),
         ("add_expert_used_count", 1), ("add_expert_feed_forward_length", ff_exp),
@@ -377,14 +373,10 @@ def llama4() -> Tiny:
 
 def mistral3() -> Tiny:
     """Mistral Small 3 style text model (gguf arch mistral3): GQA 4, head_dim 128 < n_embd / n_head, untied."""
-    embd, ff, heads, kv, hd, n, vocab = 256, 512, 4, 1, 128, 4, 256
-    tensors = _ends(embd, vocab, tied=False)
-    for i in range(n):
-        tensors += _attention(i, embd, heads, kv, hd) + _dense_ffn(i, embd, ff)
-    kvs = _common(ctx=4096, embd=embd, blocks=n, ff=ff, heads=heads, kv_heads=kv) + (
-        ("add_key_length", hd), ("add_value_length", hd), ("add_rope_dimension_count", hd),
-        ("add_vocab_size", vocab)) + _vocab(vocab)
-    return Tiny("mistral3", kvs, tuple(tensors))
+    hd, vocab = 128, 256
+    return _dense_model("mistral3", embd=256, ff=512, heads=4, kv=1, hd=hd, n=4, vocab=vocab, tied=False,
+                        extra_kvs=(("add_key_length", hd), ("add_value_length", hd), ("add_rope_dimension_count", hd),
+                                   ("add_vocab_size", vocab)))
 
 
 def granitehybrid() -> Tiny:
@@ -405,9 +397,7 @@ def granitehybrid() -> Tiny:
                         (p + "ssm_norm.weight", (d_inner // groups, groups)), (p + "ssm_out.weight", (d_inner, embd))]
         else:
             tensors += _attention(i, embd, heads, 1, hd)
-        tensors += _moe_ffn(i, embd, ff, experts) + [
-            (p + "ffn_gate_shexp.weight", (embd, ff)), (p + "ffn_up_shexp.weight", (embd, ff)),
-            (p + "ffn_down_shexp.weight", (ff, embd))]
+        tensors += _moe_ffn(i, embd, ff, experts) + _shared_expert(i, embd, ff)
     kvs = _common(ctx=4096, embd=embd, blocks=len(kinds), ff=512, heads=heads, kv_heads=1)[:5] + (
         ("add_head_count_kv", [1 if k == "attn" else 0 for k in kinds]), ("add_layer_norm_rms_eps", 1e-6),
         ("add_rope_freq_base", 10000.0), ("add_rope_dimension_count", hd), ("add_vocab_size", vocab),

@@ -11,6 +11,7 @@ from pathlib import Path
 import gguf
 import pytest
 
+from fixtures.generate import _write_gguf_file
 from inspector.errors import UsageError
 from inspector.formats import read_checkpoint
 from inspector.quant import (
@@ -448,24 +449,6 @@ def test_data_bytes_by_hand() -> None:
     assert prediction.file_size == prediction.header_bytes + expected
 
 
-def _write_gguf(path: Path, tensors, kvs: dict) -> Path:
-    """A header-only F16 GGUF written by gguf-py (as convert_hf_to_gguf.py writes: len(shape) dims)."""
-    writer = gguf.GGUFWriter(str(path), "llama")
-    for key, (value, vtype) in kvs.items():
-        writer.add_key_value(key, value, vtype)
-    for name, ne in tensors:
-        n = 1
-        for d in ne:
-            n *= d
-        writer.add_tensor_info(name, list(reversed(ne)), gguf.np.dtype("float16"), 2 * n,
-                               raw_dtype=gguf.GGMLQuantizationType.F16)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_ti_data_to_file()
-    writer.close()
-    return path
-
-
 def test_header_from_a_real_gguf_by_hand(tmp_dir) -> None:
     # GGUF written by gguf-py: KVs general.architecture="llama" (8+20 key, 4 type, 8+5 value = 45),
     # llama.block_count u32 (8+17+4+4 = 33), general.file_type u32 (8+17+4+4 = 33).
@@ -475,9 +458,10 @@ def test_header_from_a_real_gguf_by_hand(tmp_dir) -> None:
     # Input meta = 24 + 45 + 33 + 33 + 59 + 59 = 253 -> data offset 256.
     # Output: + general.quantization_version u32 (8+28+4+4 = 44), file_type rewritten (same size), n_dims
     # shrink -8: 253 + 44 - 8 = 289 -> padded 320.
-    kvs = {"llama.block_count": (1, gguf.GGUFValueType.UINT32), "general.file_type": (1, gguf.GGUFValueType.UINT32)}
-    path = _write_gguf(tmp_dir / "m.gguf", [("blk.0.attn_q.weight", (256, 256)), ("blk.0.norm_x.weight", (256, 1))],
-                       kvs)
+    kvs = {"llama.block_count": (gguf.GGUFValueType.UINT32, 1), "general.file_type": (gguf.GGUFValueType.UINT32, 1)}
+    f16 = gguf.GGMLQuantizationType.F16
+    tensors = [("blk.0.attn_q.weight", (256, 256), f16, 2 * 256 * 256), ("blk.0.norm_x.weight", (1, 256), f16, 2 * 256)]
+    path = _write_gguf_file(tmp_dir / "m.gguf", "llama", kvs, tensors, "header")  # header-only F16, as gguf-py writes
     checkpoint = read_checkpoint(resolve_local(str(path)))
     assert checkpoint.files[0].header_bytes == 256
     prediction = predict(checkpoint, QuantOptions("Q8_0"))

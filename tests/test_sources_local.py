@@ -7,14 +7,9 @@ and never turns into a Hub lookup. Hangs are caught by an alarm, not by timing a
 """
 from __future__ import annotations
 
-import contextlib
 import errno
-import hashlib
 import os
 import shutil
-import signal
-import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -25,35 +20,11 @@ from inspector.sources import open_repo, resolve_local
 from inspector.sources.hub_http import HubNetworkError
 from inspector.sources.paths import looks_like_path
 from tests._bytes import small_gguf
+from tests._cli import all_succeed, cli, no_hang, offline_hub_cache, tree_state
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "fixtures" / "models"
 KT_RULES = ROOT / "fixtures" / "ktransformers-rules" / "DeepSeek-V3-Chat.yaml"
-
-
-@contextlib.contextmanager
-def no_hang(seconds: int = 20) -> Iterator[None]:
-    """Fail instead of blocking forever (a blocking open() of a FIFO is interrupted by the alarm)."""
-
-    def boom(signum: int, frame: object) -> None:
-        raise TimeoutError(f"blocked for {seconds} s")
-
-    old = signal.signal(signal.SIGALRM, boom)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, old)
-
-
-def cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from inspector.cli import main
-
-    with no_hang(), pytest.raises(SystemExit) as e:
-        main(args)
-    out, err = capsys.readouterr()
-    return int(e.value.code or 0), out, err
 
 
 def one_error_line(err: str) -> str:
@@ -314,27 +285,6 @@ def test_very_long_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str], mon
 # ==================================================================================================================
 # inputs are never written (issue 17 #5)
 # ==================================================================================================================
-def tree_state(root: Path) -> dict[str, tuple]:
-    """Every entry below `root` (links not followed): kind, size, mtime in ns, content digest for files and the
-    target of links; folders with their mtime (a file created and removed again changes it)."""
-    state: dict[str, tuple] = {}
-    for dirpath, dirnames, filenames in os.walk(root):
-        for name in dirnames + filenames:
-            p = Path(dirpath) / name
-            st = p.lstat()
-            rel = str(p.relative_to(root))
-            if stat.S_ISLNK(st.st_mode):
-                state[rel] = ("link", os.readlink(p), st.st_mtime_ns)
-            elif stat.S_ISDIR(st.st_mode):
-                state[rel] = ("dir", st.st_mtime_ns, st.st_mode)
-            else:
-                digest = hashlib.sha256(p.read_bytes()).hexdigest() if st.st_size < (64 << 20) else "big"
-                state[rel] = ("file", st.st_size, st.st_mtime_ns, st.st_mode, digest)
-    top = root.stat()
-    state["."] = ("dir", top.st_mtime_ns, top.st_mode)
-    return state
-
-
 def test_inspect_fit_validate_never_write_their_inputs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     inputs = tmp_path / "inputs"
     shutil.copytree(MODELS, inputs / "models")  # the fixtures are header-only or sparse and small on disk
@@ -353,44 +303,22 @@ def test_inspect_fit_validate_never_write_their_inputs(tmp_path: Path, capsys: p
         ["fit", mixtral, "--budget", "cuda:0=24GiB", "--budget", "cpu=128GiB", "--quant", "Q4_K_M"],
         ["validate", str(inputs / "rules.yaml"), ds, "--gpus", "2"],
     ]
-    for command in commands:
-        code, _, err = cli(command, capsys)
-        assert code in (0, 3), (command, err)
+    all_succeed(commands, capsys)
     assert tree_state(inputs) == before
 
 
 def test_offline_cache_is_never_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                         capsys: pytest.CaptureFixture[str]) -> None:
-    from huggingface_hub import constants, snapshot_download
-
     from fixtures.generate import write_gguf, write_safetensors
-    from inspector.sources import hub_http
-    from tests.hub_server import FakeHub, point_huggingface_hub_at
 
-    for var in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_HUB_OFFLINE"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)
-    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
-    cache = tmp_path / "cache"
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(hub_http, "RETRY_BASE_WAIT", 0.01)
     repo = tmp_path / "repo"
     write_safetensors(repo, "mixtral-8x7b", shards=2, mode="header")
     quants = tmp_path / "quants"
     for q in ("Q8_0", "Q4_0"):
         write_gguf(quants / f"m-{q}.gguf", "llama-3.2-3b", tensor_type=q, n_layers=2, mode="header")
-    with FakeHub() as hub:
-        point_huggingface_hub_at(hub.url, monkeypatch)
-        hub.add_repo("org/small", repo)
-        hub.add_repo("org/quants", quants)
-        snapshot_download("org/small", cache_dir=str(cache))
-        snapshot_download("org/quants", cache_dir=str(cache))
-        monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
-        monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-        hub.reset()
+    with offline_hub_cache(tmp_path, monkeypatch, {"org/small": repo, "org/quants": quants}) as (hub, cache):
         before = tree_state(cache)
-        commands = [
+        all_succeed([
             ["inspect", "org/small", "--format", "json", "-v"],
             ["inspect", "org/small", "--quant", "Q4_K_M"],
             ["inspect", "org/quants"],
@@ -398,9 +326,6 @@ def test_offline_cache_is_never_written(tmp_path: Path, monkeypatch: pytest.Monk
             ["fit", "org/small", "--budget", "cuda:0=200GiB"],
             ["fit", "org/quants", "--budget", "cuda:0=1GiB"],
             ["validate", str(KT_RULES), "org/small"],
-        ]
-        for command in commands:
-            code, _, err = cli(command, capsys)
-            assert code in (0, 3), (command, err)
+        ], capsys)
         assert hub.count() == 0  # offline: nothing went to the network
     assert tree_state(cache) == before

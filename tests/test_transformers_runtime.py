@@ -33,13 +33,6 @@ def llama4(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("llama")
-    write_safetensors(folder, "llama-3.2-3b")
-    return folder
-
-
 def _inspect(folder: Path, **options: object):  # type: ignore[no-untyped-def]
     return inspect(str(folder), runtime="transformers", **options)
 
@@ -156,7 +149,7 @@ def test_one_device_and_pasted_maps(llama4: Path) -> None:
 
 
 # --- bitsandbytes -------------------------------------------------------------------------------------------------
-def test_nf4_double_quant_bytes_from_shapes(llama: Path) -> None:
+def test_nf4_double_quant_bytes_from_shapes(llama_3b: Path) -> None:
     """NF4 + double quantization (bitsandbytes quantize_4bit), per weight of n values: packed n / 2 B, absmax
     ceil(n / 64) uint8, nested absmax ceil(n / 64 / 256) float32, code books 16 + 256 float32, offset 4 B:
     q, o (n = 9,437,184): 4,718,592 + 147,456 + 576 x 4 + 64 + 1,024 + 4 = 4,869,444
@@ -164,7 +157,7 @@ def test_nf4_double_quant_bytes_from_shapes(llama: Path) -> None:
     gate, up, down (n = 25,165,824): 12,582,912 + 393,216 + 1,536 x 4 + 1,092 = 12,983,364
     a layer: 2 x 4,869,444 + 2 x 1,623,876 + 3 x 12,983,364 + norms 12,288 = 51,949,020
     the tied embedding stays bf16 (tied weights are never converted); 28 layers."""
-    result = _inspect(llama, load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)
+    result = _inspect(llama_3b, load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True)
     layer = 2 * 4_869_444 + 2 * 1_623_876 + 3 * 12_983_364 + 12_288
     assert layer == 51_949_020
     assert result.memory.table.total("cuda:0") == 28 * layer + EMBED + NORM + ROTARY == 2_242_584_080
@@ -177,36 +170,36 @@ def test_nf4_double_quant_bytes_from_shapes(llama: Path) -> None:
         "model.layers.0.self_attn.q_proj.weight.nested_quant_map": ("F32", (256,), 1_024),
         "model.layers.0.self_attn.q_proj.weight.nested_offset": ("F32", (), 4)}
     # without double quantization: absmax float32 (147,456 x 4) and one code book: 5,308,480 for q
-    plain = _inspect(llama, load_in_4bit=True, bnb_4bit_quant_type="nf4")
+    plain = _inspect(llama_3b, load_in_4bit=True, bnb_4bit_quant_type="nf4")
     q_plain = sum(t.nbytes for t in plain.checkpoint.tensors
                   if t.name.startswith("model.layers.0.self_attn.q_proj."))
     assert q_plain == 4_718_592 + 589_824 + 64 == 5_308_480
 
 
-def test_int8_and_skip_modules(llama: Path) -> None:
+def test_int8_and_skip_modules(llama_3b: Path) -> None:
     """8-bit: int8 weights (n B) + float32 row scales (4 B per output row) per converted Linear.
     Per layer: 100,663,296 int8 + 4 x (3,072 + 1,024 + 1,024 + 3,072 + 8,192 + 8,192 + 3,072 rows) + norms."""
-    result = _inspect(llama, load_in_8bit=True)
+    result = _inspect(llama_3b, load_in_8bit=True)
     layer = (2 * 9_437_184 + 2 * 3_145_728 + 3 * 25_165_824) + 4 * 27_648 + 12_288
     assert result.memory.table.total("cuda:0") == 28 * layer + EMBED + NORM + ROTARY
     mlp_bf16 = 3 * 25_165_824 * 2
     mlp_int8 = 3 * 25_165_824 + 4 * (2 * 8_192 + 3_072)
     # transformers 5 matches a skip pattern from the start of the name or as a suffix: "mlp" skips no Linear ...
-    same = _inspect(llama, load_in_8bit=True, llm_int8_skip_modules="mlp")
+    same = _inspect(llama_3b, load_in_8bit=True, llm_int8_skip_modules="mlp")
     assert same.memory.table.total("cuda:0") == result.memory.table.total("cuda:0")
-    named = _inspect(llama, load_in_8bit=True, llm_int8_skip_modules="gate_proj,up_proj,down_proj")
+    named = _inspect(llama_3b, load_in_8bit=True, llm_int8_skip_modules="gate_proj,up_proj,down_proj")
     assert named.memory.table.total("cuda:0") - result.memory.table.total("cuda:0") == 28 * (mlp_bf16 - mlp_int8)
     # ... transformers 4 skips a module whose full name contains "mlp." (and its dtype defaults to float16)
-    four = _inspect(llama, load_in_8bit=True, transformers_version="4")
-    four_skip = _inspect(llama, load_in_8bit=True, transformers_version="4", llm_int8_skip_modules="mlp")
+    four = _inspect(llama_3b, load_in_8bit=True, transformers_version="4")
+    four_skip = _inspect(llama_3b, load_in_8bit=True, transformers_version="4", llm_int8_skip_modules="mlp")
     assert four_skip.memory.table.total("cuda:0") - four.memory.table.total("cuda:0") == 28 * (mlp_bf16 - mlp_int8)
     assert {t.dtype for t in four.checkpoint.tensors if t.name == "model.embed_tokens.weight"} == {"F16"}
 
 
-def test_bitsandbytes_refuses_cpu_offload_without_the_flag(llama: Path) -> None:
+def test_bitsandbytes_refuses_cpu_offload_without_the_flag(llama_3b: Path) -> None:
     with pytest.raises(UsageError, match="llm_int8_enable_fp32_cpu_offload"):
-        _inspect(llama, load_in_4bit=True, device_map="auto", max_memory=("0=1GiB,cpu=10GiB",))
-    ok = _inspect(llama, load_in_4bit=True, device_map="auto", max_memory=("0=1GiB,cpu=10GiB",),
+        _inspect(llama_3b, load_in_4bit=True, device_map="auto", max_memory=("0=1GiB,cpu=10GiB",))
+    ok = _inspect(llama_3b, load_in_4bit=True, device_map="auto", max_memory=("0=1GiB,cpu=10GiB",),
                   llm_int8_enable_fp32_cpu_offload=True)
     assert "cpu" in ok.memory.table.rows
 

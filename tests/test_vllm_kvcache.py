@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from inspector import api
-from inspector.errors import CheckFailed
+from inspector.errors import CheckFailed, UsageError
 from inspector.report import render
 from tests.test_vllm_sharding import model
 
@@ -91,28 +91,31 @@ def test_blocks_from_a_budget_under_gpu_memory_utilization(tmp_path: Path) -> No
     assert doc["devices"]["cuda:1"]["kv_cache"] == row["kv_cache"]
 
 
-def test_refusal_when_one_sequence_does_not_fit(tmp_path: Path) -> None:
-    src = model(tmp_path, "qwen2.5-32b", 2)
-    # one 32,768-token request: 2 layers x 65,536-byte pages x 2,048 blocks = 256 MiB > 64 MiB; with 64 MiB the
-    # longest is 512 blocks x 16 = 8,192 tokens (_estimate_max_model_len_from_groups)
-    with pytest.raises(CheckFailed, match=r"vLLM would refuse to start: one 32,768-token sequence needs 256 MiB of "
-                                          r"KV per rank, 64 MiB left on cuda:0; use --max-model-len 8192 or less"):
-        api.inspect(src, runtime="vllm", kv_cache_memory="64MiB")
+# one 32,768-token request: 2 layers x 65,536-byte pages x 2,048 blocks = 256 MiB > 64 MiB; with 64 MiB the longest
+# is 512 blocks x 16 = 8,192 tokens (_estimate_max_model_len_from_groups)
+ONE_SEQUENCE = (r"vLLM would refuse to start: one 32,768-token sequence needs 256 MiB of KV per rank, 64 MiB left on "
+                r"cuda:0; use --max-model-len 8192 or less")
+REFUSALS = [
+    pytest.param("qwen2.5-32b", 2, {"kv_cache_memory": "64MiB"}, CheckFailed, ONE_SEQUENCE,
+                 id="one-sequence-does-not-fit"),
+    pytest.param("qwen2.5-32b", 2, {"budgets": {"cuda:0": 4 * GIB}}, CheckFailed,
+                 "vLLM would refuse to start: no memory left for the KV cache on cuda:0", id="weights-leave-nothing"),
+    pytest.param("qwen2.5-32b", 1, {"max_model_len": "64K"}, UsageError,
+                 r"User-specified max_model_len \(65536\) is greater than the derived max_model_len "
+                 r"\(max_position_embeddings=32768", id="max-model-len-above-the-model-limit"),
+    pytest.param("deepseek-v3-fp8", 4, {"quantization": "awq"}, UsageError,
+                 r"Quantization method specified in the model config \(fp8\) does not match the quantization "
+                 r"method specified in the `quantization` argument \(awq\)",
+                 id="quantization-contradicts-the-checkpoint"),
+]
 
 
-def test_refusal_when_weights_leave_nothing(tmp_path: Path) -> None:
-    src = model(tmp_path, "qwen2.5-32b", 2)
-    with pytest.raises(CheckFailed, match="vLLM would refuse to start: no memory left for the KV cache on cuda:0"):
-        api.inspect(src, runtime="vllm", budgets={"cuda:0": 4 * GIB})
-
-
-def test_max_model_len_above_the_model_limit(tmp_path: Path) -> None:
-    from inspector.errors import UsageError
-
-    src = model(tmp_path, "qwen2.5-32b", 1)
-    with pytest.raises(UsageError, match=r"User-specified max_model_len \(65536\) is greater than the derived "
-                                         r"max_model_len \(max_position_embeddings=32768"):
-        api.inspect(src, runtime="vllm", max_model_len="64K")
+@pytest.mark.parametrize("arch, layers, options, error, message", REFUSALS)
+def test_vllm_refuses_as_vllm_does(tmp_path: Path, arch: str, layers: int, options: dict, error: type,
+                                   message: str) -> None:
+    src = model(tmp_path, arch, layers)
+    with pytest.raises(error, match=message):
+        api.inspect(src, runtime="vllm", **options)
 
 
 # -- SGLang ------------------------------------------------------------------------------------------------------
@@ -178,15 +181,6 @@ def test_pipeline_stages_keep_the_smallest_block_count(tmp_path: Path) -> None:
     assert kv_facts(result)["num_gpu_blocks"] == GIB // page // 3 == 5_461
     rows = result.memory.table.rows
     assert (rows["cuda:0"]["kv_cache"], rows["cuda:1"]["kv_cache"]) == (3 * page * 5_461, 2 * page * 5_461)
-
-
-def test_quantization_that_contradicts_the_checkpoint(tmp_path: Path) -> None:
-    from inspector.errors import UsageError
-
-    src = model(tmp_path, "deepseek-v3-fp8", 4)
-    with pytest.raises(UsageError, match=r"Quantization method specified in the model config \(fp8\) does not match "
-                                         r"the quantization method specified in the `quantization` argument \(awq\)"):
-        api.inspect(src, runtime="vllm", quantization="awq")
 
 
 def test_cpu_offload_moves_whole_tensors_in_layer_order(tmp_path: Path) -> None:
