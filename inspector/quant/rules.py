@@ -16,7 +16,6 @@ per-file-type bumps) and as small functions where it is a condition on layer ind
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -97,16 +96,12 @@ class Choice:
     needs_imatrix: bool = False
 
 
-@dataclass
-class TypeChooser:
-    """llama-quantize's per-tensor choice. Call `choose` for every tensor in the loader's order."""
+@dataclass(kw_only=True)
+class ChooserState:
+    """What both quantizers' choosers carry (llama-quant.cpp's and ik_llama.cpp's `quantize_state_impl` and
+    `llama_model_quantize_params`): the user's overrides and the running counters of the tensors seen so far."""
 
-    rules: RuleSet
-    ftype: FtypeInfo
-    facts: ModelFacts
-    n_attention_wv: int
-    tied_embeddings: bool
-    patterns: Sequence[tuple[re.Pattern[str], str]] = ()
+    patterns: Sequence[tuple[Any, str]] = ()  # --tensor-type, in order
     output_tensor_type: str | None = None
     token_embedding_type: str | None = None
     pure: bool = False
@@ -117,6 +112,17 @@ class TypeChooser:
     i_ffn_gate: int = 0
     i_ffn_up: int = 0
     n_fallback: int = 0
+
+
+@dataclass
+class TypeChooser(ChooserState):
+    """llama-quantize's per-tensor choice. Call `choose` for every tensor in the loader's order."""
+
+    rules: RuleSet
+    ftype: FtypeInfo
+    facts: ModelFacts
+    n_attention_wv: int
+    tied_embeddings: bool
     _is_70b: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:

@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 from ..errors import QuantizeError, UsageError
 from ..formats.ggml_types import type_by_name
 from .ftypes import FtypeInfo
-from .rules import Choice, ModelFacts, layer_info
+from .rules import ChooserState, Choice, ModelFacts, layer_info
 from .tables import ggml_n_dims, use_more_bits
 
 IK_COMMIT = "8337e4cd3861406fc04e0854b1409cd1b027fbc9"
@@ -142,7 +142,7 @@ def ik_vocab_size(arch: str, metadata: Mapping[str, Any]) -> int:
 # The chooser
 # ---------------------------------------------------------------------------------------------------------------
 @dataclass
-class IkTypeChooser:
+class IkTypeChooser(ChooserState):
     """ik_llama.cpp's per-tensor choice. Call `choose` for every tensor in the input's file order."""
 
     ftype: FtypeInfo
@@ -151,17 +151,6 @@ class IkTypeChooser:
     n_vocab: int
     n_attention_wv: int
     has_output: bool
-    patterns: Sequence[tuple[Any, str]] = ()
-    output_tensor_type: str | None = None
-    token_embedding_type: str | None = None
-    pure: bool = False
-    imatrix: bool = False
-    leave_output: bool = False
-    i_attention_wv: int = 0
-    i_ffn_down: int = 0
-    i_ffn_gate: int = 0
-    i_ffn_up: int = 0
-    n_fallback: int = 0
     _falcon: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
