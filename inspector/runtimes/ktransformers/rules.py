@@ -95,6 +95,15 @@ def parse_device(value: Any) -> str | None:
     return f"cuda:{int(m.group(2) or 0)}"
 
 
+# what the optimizer does to a rule without the section (message) and what to write (fix)
+MISSING_SECTION = {
+    "match": ("rule has no 'match'; the optimizer raises KeyError on it",
+              "add 'match:' with a 'name' regex and/or a 'class'"),
+    "replace": ("rule has no 'replace'; the optimizer raises \"replace must be in rule\" when it matches",
+                "add 'replace:' with a 'class' (or \"default\") and 'kwargs'"),
+}
+
+
 def _did_you_mean(word: str, choices: Any) -> str:
     close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
     return f"did you mean {close[0]!r}?" if close else f"known keys: {', '.join(sorted(choices))}"
@@ -147,20 +156,12 @@ class _Reader:
                 self.add(key, "error", "unknown-key",
                          f"unknown rule key {name!r}; the optimizer ignores it", _did_you_mean(name, RULE_KEYS))
             fields[name] = (key, value)
-        if "match" not in fields:
-            self.add(node, "error", "missing-match",
-                     "rule has no 'match'; the optimizer raises KeyError on it",
-                     "add 'match:' with a 'name' regex and/or a 'class'")
-            rule.usable = False
-        else:
-            self.match(rule, *fields["match"])
-        if "replace" not in fields:
-            self.add(node, "error", "missing-replace",
-                     "rule has no 'replace'; the optimizer raises \"replace must be in rule\" when it matches",
-                     "add 'replace:' with a 'class' (or \"default\") and 'kwargs'")
-            rule.usable = False
-        else:
-            self.replace(rule, *fields["replace"])
+        for section, read in (("match", self.match), ("replace", self.replace)):
+            if section in fields:
+                read(rule, *fields[section])
+            else:
+                self.add(node, "error", f"missing-{section}", *MISSING_SECTION[section])
+                rule.usable = False
         if "recursive" in fields:
             self.recursive(rule, fields["recursive"][1])
         self.check_ops(rule)
