@@ -46,6 +46,13 @@ class RuntimeSpec:
     when_over: str = ("a smaller quant (`inspect --quant-list`), a shorter context (--ctx), fewer sequences "
                       "(--parallel), or more memory (--budget)")
 
+    @classmethod
+    def memory_only(cls, name: str, title: str, summary: str, options: tuple[OptionSpec, ...],
+                    load: Callable[[], "Runtime"], order: int) -> "RuntimeSpec":
+        """A runtime whose answer is its memory table per device (transformers, training): no fit search, the
+        table shown without a memory option."""
+        return cls(name, title, summary, options, load, can_fit=False, always_memory=True, order=order)
+
 
 @dataclass(frozen=True)
 class Placement:

@@ -52,9 +52,5 @@ OPTIONS = (
     TRANSFORMERS_VERSION_OPTION,
 )
 
-SPEC = RuntimeSpec(
-    "training", "Training",
-    "training memory per GPU and host: full/LoRA/QLoRA, DeepSpeed ZeRO or FSDP, offload",
-    OPTIONS, _load,
-    can_fit=False, always_memory=True, order=50,  # a memory table per device; no fit search
-)
+SUMMARY = "training memory per GPU and host: full/LoRA/QLoRA, DeepSpeed ZeRO or FSDP, offload"
+SPEC = RuntimeSpec.memory_only("training", "Training", SUMMARY, OPTIONS, _load, order=50)

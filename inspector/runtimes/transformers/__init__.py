@@ -47,9 +47,5 @@ OPTIONS = (
     TRANSFORMERS_VERSION_OPTION,
 )
 
-SPEC = RuntimeSpec(
-    "transformers", "transformers",
-    "from_pretrained with accelerate's device_map / max_memory and bitsandbytes",
-    OPTIONS, _load,
-    can_fit=False, always_memory=True, order=40,  # a memory table per device; no fit search
-)
+SUMMARY = "from_pretrained with accelerate's device_map / max_memory and bitsandbytes"
+SPEC = RuntimeSpec.memory_only("transformers", "transformers", SUMMARY, OPTIONS, _load, order=40)
