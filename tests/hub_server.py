@@ -150,6 +150,8 @@ class FakeHub:
         self._records: list[Record] = []
         self._lock = threading.Lock()
         self._in_flight = 0
+        self.connections = {"hub": 0, "cdn": 0}  # TCP connections accepted per origin (keep-alive reuse)
+        self._sockets: list[Any] = []  # accepted connections, closed by stop() and drop_connections()
         self._generation = 0  # bumped by reset(): requests that arrived before it are not counted
         self._idle = threading.Condition(self._lock)
         self._failed = 0
@@ -216,6 +218,19 @@ class FakeHub:
         for server in (self._hub, self._cdn):
             server.shutdown()
             server.server_close()
+        self.drop_connections()  # a client's kept-alive connection must not reach this server's handlers later
+
+    def drop_connections(self) -> None:
+        """Close every accepted connection, as a server does with idle keep-alive connections."""
+        import socket
+
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> FakeHub:
         return self.start()
@@ -319,6 +334,12 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        with self.fake._lock:
+            self.fake.connections[self.origin] += 1
+            self.fake._sockets.append(self.connection)
 
     # -- plumbing ----------------------------------------------------------------------------------------------
     def do_GET(self) -> None:

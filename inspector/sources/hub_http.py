@@ -43,6 +43,8 @@ from .hub_errors import (  # noqa: F401 - the error classes are re-exported: cal
     _Retry,
     _retry_after,
 )
+from . import hub_conn
+from .hub_conn import shared_pool, use_pool
 from .hub_pacing import _COUNTING, FetchStats, Throttle, _env_int, _install_count_hooks  # noqa: F401
 
 
@@ -81,6 +83,26 @@ def _http_module() -> Any:
         raise HubError(f"huggingface_hub {_hf().__version__} uses an HTTP client ckpt-size cannot drive",
                        hint="install huggingface_hub>=1.0")
     return module
+
+
+def _session() -> Any:
+    from huggingface_hub.utils import get_session
+
+    return get_session()
+
+
+def _offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.is_offline_mode())
+
+
+def _as_httpx(response: Any) -> Any:
+    """An error answer of the lean pool as an httpx response (its body already read by `_drain`), so
+    `hf_raise_for_status` classifies it exactly as it does the session's answers."""
+    h = _http_module()
+    return h.Response(response.status_code, headers=list(response.headers.items()), content=response.content,
+                      request=h.Request("GET", response.url))
 
 
 def endpoint() -> str:
@@ -134,7 +156,9 @@ class HubClient:
         # Redirect targets are not Hub origins: the token never goes there (we follow redirects ourselves and
         # send it to the endpoint's origin only, also when we go to a cached CDN URL directly).
         self.public_headers = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
-        self._http = _http_module()
+        # the lean keep-alive pool when it does what huggingface_hub's session would (hub_conn.use_pool)
+        self._pool = shared_pool() if use_pool() else None
+        self._http = hub_conn if self._pool is not None else _http_module()
         self.throttle = Throttle(WORKERS)
         # The revision files are read at: the user's, or the commit it pointed to when a listing of several pages
         # was pinned (so every page and every file is of one commit).
@@ -193,7 +217,7 @@ class HubClient:
                 failure = _Retry(f"{type(e).__name__}: {e}".rstrip(": "), connect=isinstance(e, h.ConnectError))
             except BaseException as e:
                 self.throttle.release(ticket)
-                if isinstance(e, _hf().errors.OfflineModeIsEnabled):
+                if self._pool is None and isinstance(e, _hf().errors.OfflineModeIsEnabled):
                     raise HubOfflineError(f"{what}: HF_HUB_OFFLINE=1 forbids network access",
                                           hint="unset HF_HUB_OFFLINE, or download the files first") from e
                 if isinstance(e, h.RequestError):  # not worth retrying: bad URL scheme, invalid URL, …
@@ -224,9 +248,10 @@ class HubClient:
     def _exchange(self, url: str, consume: Callable[[Any], Any], *, what: str, path: str | None,
                   headers: dict[str, str] | None) -> Any:
         """One attempt: GET `url`, following up to MAX_REDIRECTS redirects by hand (each hop is one request)."""
-        from huggingface_hub.utils import get_session
-
-        session = get_session()
+        session = self._pool or _session()
+        if self._pool is not None and _offline():  # what huggingface_hub's request hook enforces on its session
+            raise HubOfflineError(f"{what}: HF_HUB_OFFLINE=1 forbids network access",
+                                  hint="unset HF_HUB_OFFLINE, or download the files first")
         seen = {url}
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
@@ -312,6 +337,8 @@ class HubClient:
 
         repo, rev = self.repo_id, self.revision
         page = f"{self.endpoint}/{repo}"
+        if not hasattr(response, "request"):  # an answer of the lean pool: as httpx's, for hf_raise_for_status
+            response = _as_httpx(response)
         if response.status_code == 416:
             raise HubError(f"{what}: the server says the file is shorter than the listing does (HTTP 416)",
                            hint="the revision changed while reading; pin a commit with --revision")
