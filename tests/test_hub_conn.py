@@ -102,3 +102,52 @@ def test_a_kept_alive_connection_the_server_closed_is_replaced(hub: FakeHub, mon
     read_checkpoint(resolved)
     assert resolved.fetch_stats()["requests"] == hub.count() == 3 + 2 * SHARDS
     assert hub.connections == {"hub": 2, "cdn": 2}
+
+
+def test_https_with_the_certificates_of_ssl_cert_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An https endpoint is verified against SSL_CERT_FILE (as httpx reads it), and a certificate nobody trusts is a
+    connection failure, not an answer."""
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl binary to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_GET(self) -> None:
+            body = b"hello"
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{server.server_address[1]}/x"
+    try:
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))
+        pool = hub_conn.Pool()
+        for _ in range(2):  # the second request on the kept-alive TLS connection
+            with pool.stream("GET", url, headers={}, timeout=5) as response:
+                assert response.status_code == 200 and response.read() == b"hello"
+        monkeypatch.delenv("SSL_CERT_FILE")
+        with pytest.raises(hub_conn.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+            hub_conn.Pool().stream("GET", url, headers={}, timeout=5)
+    finally:
+        server.shutdown()
+        server.server_close()
