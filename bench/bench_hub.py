@@ -18,6 +18,11 @@ Repos, written header-only (sparse files: real sizes, data regions are holes) by
 
 ``--quick`` runs the 59-shard safetensors repo and a 300-file split GGUF once each (about 15 s).
 
+``--whole-process`` measures what a user waits for instead, on the safetensors cases: a fresh
+``ckpt-size inspect hf://REPO`` process (start-up, imports, listing, headers, roles, the summary) against a fresh
+``python -c`` process running ``get_safetensors_metadata`` (start-up, importing huggingface_hub, the call), cold
+cache, the two alternated run by run; the ratio is the median of the per-pair ratios.
+
 The fake Hub (tests/hub_server.py) runs in its own process (so it does not share our GIL), redirects model
 files from ``/resolve`` to a second "CDN" origin like the real Hub, and adds ``--latency`` seconds to every answer.
 Requests and bytes are counted by the server: every HTTP exchange (HEAD, listing page, redirect hop, ranged GET)
@@ -219,6 +224,38 @@ def hf_filesystem_gguf(repo: str) -> Callable[[], tuple[int, None]]:
     return run
 
 
+REFERENCE_SCRIPT = """
+import sys
+from huggingface_hub import HfApi
+meta = HfApi().get_safetensors_metadata(sys.argv[1])
+print(sum(t.data_offsets[1] - t.data_offsets[0] for f in meta.files_metadata.values() for t in f.tensors.values()))
+"""
+
+
+def whole_process(url: str, repo: str, cache: Path, runs: int) -> dict[str, Any]:
+    """Paired runs of `ckpt-size inspect hf://REPO` and a get_safetensors_metadata script, each a new process."""
+    ckpt_size = [sys.executable, "-c", "import sys; from inspector.cli import main; sys.exit(main())",
+                 "inspect", f"hf://{repo}"]
+    reference = [sys.executable, "-c", REFERENCE_SCRIPT, repo]
+    mine, ref, ratios, stats = [], [], [], {}
+    for _ in range(runs):
+        pair = []
+        for cmd in (ckpt_size, reference):
+            shutil.rmtree(cache, ignore_errors=True)
+            server(url, "reset")
+            started = time.perf_counter()
+            subprocess.run(cmd, cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+            pair.append(time.perf_counter() - started)
+            stats[cmd is ckpt_size] = server(url, "stats")
+        mine.append(pair[0])
+        ref.append(pair[1])
+        ratios.append(pair[1] / pair[0])
+    return {"ckpt_size_seconds": statistics.median(mine), "reference_seconds": statistics.median(ref),
+            "speedup": statistics.median(ratios), "runs": runs,
+            "ckpt_size_requests": sum(v["requests"] for v in stats[True].values()),
+            "reference_requests": sum(v["requests"] for v in stats[False].values())}
+
+
 def measure(url: str, fn: Callable[[], tuple[int, dict[str, int] | None]], runs: int) -> dict[str, Any]:
     times, cpu, totals, stats, counted = [], [], set(), {}, None
     for _ in range(runs):
@@ -248,9 +285,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency", type=float, default=0.02, help="seconds added to every answer (default 0.02)")
     parser.add_argument("--runs", type=int, default=None, help="runs per tool and case (default 3, 1 with --quick)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument("--whole-process", action="store_true",
+                        help="time `ckpt-size inspect` and a get_safetensors_metadata script as fresh processes, "
+                             "paired (safetensors cases; default 5 runs, 3 with --quick)")
     args = parser.parse_args(argv)
-    runs = args.runs or (1 if args.quick else 3)
+    runs = args.runs or ((3 if args.quick else 5) if args.whole_process else (1 if args.quick else 3))
     plan = QUICK if args.quick else FULL
+    if args.whole_process:
+        plan = [c for c in plan if c.kind == "safetensors"]
 
     work = Path(tempfile.mkdtemp(prefix="ckpt-size-bench-hub-"))
     proc = None
@@ -263,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
                           HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_IMPLICIT_TOKEN="1")
         os.environ.pop("HF_HUB_OFFLINE", None)
         cache = work / "hf-home" / "hub"
+        if args.whole_process:
+            return _report_whole_process(url, plan, cache, runs, args)
         first_st = next(c for c in plan if c.kind == "safetensors")
         ours(first_st.repo)()  # warm-up: imports and the HTTP session, for both sides
         hf_safetensors(first_st.repo, cache)()
@@ -309,6 +353,23 @@ def main(argv: list[str] | None = None) -> int:
               f"{'':>8} {r['speedup']:>8.2f} {r['fetch_speedup']:>8.2f}")
         print(f"{'':24} {r['files']:,} files, {r['header_bytes']:,} header bytes; same tensor bytes: "
               f"{r['same_tensor_bytes']}; -v count equals the server's: {r['counted_equals_server']}")
+    return 0
+
+
+def _report_whole_process(url: str, plan: list[Case], cache: Path, runs: int, args: argparse.Namespace) -> int:
+    results = {case.name: whole_process(url, case.repo, cache, runs) for case in plan}
+    if args.json:
+        print(json.dumps({"latency": args.latency, "runs": runs, "whole_process": results}, indent=2))
+        return 0
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"whole process, fake Hub latency {args.latency * 1000:.0f} ms per answer, {runs} paired run(s), "
+          f"{os.cpu_count()} CPUs, load {load:.1f}; seconds are medians, the ratio is the median of the pairs' ratios")
+    header = f"{'case':24} {'ckpt-size inspect':>18} {'get_safetensors_metadata':>25} {'ratio':>6} {'requests':>15}"
+    print(header)
+    print("-" * len(header))
+    for name, r in results.items():
+        print(f"{name:24} {r['ckpt_size_seconds']:>18.3f} {r['reference_seconds']:>25.3f} {r['speedup']:>6.2f} "
+              f"{r['ckpt_size_requests']:>7,} / {r['reference_requests']:<7,}")
     return 0
 
 

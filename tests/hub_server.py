@@ -150,6 +150,9 @@ class FakeHub:
         self._records: list[Record] = []
         self._lock = threading.Lock()
         self._in_flight = 0
+        self.connections = {"hub": 0, "cdn": 0}  # TCP connections accepted per origin (keep-alive reuse)
+        self._sockets: list[Any] = []  # accepted connections, closed by stop() and drop_connections()
+        self._generation = 0  # bumped by reset(): requests that arrived before it are not counted
         self._idle = threading.Condition(self._lock)
         self._failed = 0
         self._hub = self._server("hub")
@@ -215,6 +218,19 @@ class FakeHub:
         for server in (self._hub, self._cdn):
             server.shutdown()
             server.server_close()
+        self.drop_connections()  # a client's kept-alive connection must not reach this server's handlers later
+
+    def drop_connections(self) -> None:
+        """Close every accepted connection, as a server does with idle keep-alive connections."""
+        import socket
+
+        with self._lock:
+            sockets, self._sockets = self._sockets, []
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def __enter__(self) -> FakeHub:
         return self.start()
@@ -224,17 +240,24 @@ class FakeHub:
 
     # -- counters ----------------------------------------------------------------------------------------------
     def reset(self) -> None:
+        """Forget every request that arrived so far, including those still being answered: a handler logs after
+        its last write, so the client may hold the whole answer (and the test call `reset`) before the log."""
         with self._lock:
             self._records.clear()
             self._failed = 0
+            self._generation += 1
 
-    def begin(self) -> None:
+    def begin(self) -> int:
+        """A request arrived; returns the counting generation it belongs to (for `log`)."""
         with self._lock:
             self._in_flight += 1
+            return self._generation
 
-    def log(self, record: Record) -> None:
+    def log(self, record: Record, generation: int) -> None:
+        """Record an answered request, unless a `reset` came since it arrived."""
         with self._lock:
-            self._records.append(record)
+            if generation == self._generation:
+                self._records.append(record)
             self._in_flight -= 1
             self._idle.notify_all()
 
@@ -312,6 +335,12 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
         pass
 
+    def setup(self) -> None:
+        super().setup()
+        with self.fake._lock:
+            self.fake.connections[self.origin] += 1
+            self.fake._sockets.append(self.connection)
+
     # -- plumbing ----------------------------------------------------------------------------------------------
     def do_GET(self) -> None:
         self._dispatch("GET")
@@ -336,7 +365,7 @@ class _Handler(BaseHTTPRequestHandler):
         if raw_path.startswith("/_fake/"):  # control endpoints for a server in another process (benchmarks)
             self._control(raw_path)
             return
-        self.fake.begin()
+        generation = self.fake.begin()
         gated = self.origin == "cdn" or "/resolve/" in raw_path
         entered = False
         try:
@@ -367,7 +396,8 @@ class _Handler(BaseHTTPRequestHandler):
             if entered:
                 self.fake.leave_file_request()
             self.fake.log(Record(method, self._kind, unquote(raw_path), self.headers.get("Range"),
-                                 self._status, self._sent, "authorization" in {k.lower() for k in self.headers}))
+                                 self._status, self._sent, "authorization" in {k.lower() for k in self.headers}),
+                          generation)
 
     def _control(self, raw_path: str) -> None:
         if raw_path == "/_fake/reset":

@@ -152,8 +152,10 @@ def test_gguf_shard_blocks_share_a_models_tensor_infos(files: int, block: int) -
 
 def test_huggingface_hubs_own_requests_are_counted(env: Path, st_repo: Path, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    """With telemetry on, building the request headers makes huggingface_hub fetch its agent registry: that request
-    is on the wire too, and -v counts it."""
+    """With a stored login, huggingface_hub builds the request headers (only it knows whether the token needs an
+    OAuth refresh), and with telemetry on it fetches its agent registry meanwhile: that request is on the wire too,
+    and -v counts it. Without a stored login (token from --token or HF_TOKEN, or none), ckpt-size builds the
+    headers itself and nothing else is sent."""
     from huggingface_hub import constants
     from huggingface_hub.utils import _detect_agent
 
@@ -164,8 +166,17 @@ def test_huggingface_hubs_own_requests_are_counted(env: Path, st_repo: Path, tmp
     try:
         resolved = resolve_hub("org/st")
         read_checkpoint(resolved)
+        assert hub.count("other") == 0
+        assert resolved.fetch_stats()["requests"] == hub.count() == 3 + 2 * N_SHARDS
+        hub.reset()
+        token_file = tmp_path / "stored-token"
+        token_file.write_text("hf_good\n")
+        monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(token_file))
+        resolved = resolve_hub("org/st")
+        read_checkpoint(resolved)
         assert hub.count("other") == 1  # GET /api/agent-harnesses (404 here)
         assert resolved.fetch_stats()["requests"] == hub.count() == 1 + 3 + 2 * N_SHARDS
+        assert all(r.auth for r in hub.records if r.kind in ("tree", "resolve"))  # the stored token was sent
     finally:
         hub.stop()
 

@@ -1,12 +1,14 @@
-"""HTTP side of Hub sources: `HubClient`, one repo at one revision, talking through `huggingface_hub`'s session
-(requests with retries and redirects, listings, JSON side files, errors mapped to one line). Ranged file reads
-and prefetch are in `hub_files.py`, request counting and the throttle in `hub_pacing.py`, the error classes in
-`hub_errors.py`; the settings below are read by all of them.
+"""HTTP side of Hub sources: `HubClient`, one repo at one revision (requests with retries and redirects,
+listings, JSON side files, errors mapped to one line). Ranged file reads and prefetch are in `hub_files.py`,
+request counting and the throttle in `hub_pacing.py`, the error classes in `hub_errors.py`, the settings and
+headers in `hub_env.py`, the HTTP client in `hub_conn.py`; the tuning below is read by all of them.
 
-Everything goes through `huggingface_hub.utils.get_session()` (the user's proxies, certificates and client
-factory apply, `HF_HUB_OFFLINE` is enforced by its request hook), `build_hf_headers()` (token resolution:
-`--token`, `HF_TOKEN`, the stored login) and `hf_raise_for_status()` (the Hub's `X-Error-Code` headers become
-typed errors, which we turn into one-line `RemoteError`s here).
+Requests go through `hub_conn`'s keep-alive pool, or through `huggingface_hub.utils.get_session()` when proxies
+or a custom client factory are configured (see `hub_conn.use_pool`). Settings follow huggingface_hub
+(`hub_env.py`: `HF_ENDPOINT`, `HF_TOKEN`, the stored login, `HF_HUB_OFFLINE`), and error answers are classified
+by `hf_raise_for_status()` (the Hub's `X-Error-Code` headers become typed errors, which we turn into one-line
+`RemoteError`s here): huggingface_hub's HTTP stack is imported only for an error, a proxy, or a token only it
+can find.
 
 Costs are counted in `FetchStats`: one *request* per HTTP exchange we send (a retry is a new request, and so is
 each redirect hop: `/resolve` and the CDN it redirects to are two), so the count is what the server sees; and
@@ -43,6 +45,9 @@ from .hub_errors import (  # noqa: F401 - the error classes are re-exported: cal
     _Retry,
     _retry_after,
 )
+from . import hub_conn
+from .hub_conn import shared_pool, use_pool
+from .hub_env import download_timeout, endpoint, huggingface_hub_finds_the_token, offline, resolve_url, simple_headers
 from .hub_pacing import _COUNTING, FetchStats, Throttle, _env_int, _install_count_hooks  # noqa: F401
 
 
@@ -83,11 +88,18 @@ def _http_module() -> Any:
     return module
 
 
-def endpoint() -> str:
-    """The Hub endpoint as huggingface_hub resolves it (`HF_ENDPOINT`, else https://huggingface.co)."""
-    from huggingface_hub import constants
+def _session() -> Any:
+    from huggingface_hub.utils import get_session
 
-    return constants.ENDPOINT.rstrip("/")
+    return get_session()
+
+
+def _as_httpx(response: Any) -> Any:
+    """An error answer of the lean pool as an httpx response (its body already read by `_drain`), so
+    `hf_raise_for_status` classifies it exactly as it does the session's answers."""
+    h = _http_module()
+    return h.Response(response.status_code, headers=list(response.headers.items()), content=response.content,
+                      request=h.Request("GET", response.url))
 
 
 @functools.lru_cache(maxsize=1024)
@@ -109,32 +121,20 @@ class HubClient:
     """One repo at one revision: builds URLs and headers, sends GETs with retries, maps errors to one line."""
 
     def __init__(self, repo_id: str, revision: str, token: str | None, stats: FetchStats) -> None:
-        from huggingface_hub import constants
-        from huggingface_hub.utils import build_hf_headers
-
-        from ..version import __version__
-
         self.repo_id = repo_id
         self.revision = revision
         self.token = token
         self.stats = stats
         self.endpoint = endpoint()
-        self.timeout = float(constants.HF_HUB_DOWNLOAD_TIMEOUT)
-        from huggingface_hub.utils import get_session
-
-        _install_count_hooks(get_session())
-        counting = _COUNTING.set(stats)
-        try:
-            self.headers = build_hf_headers(token=token, library_name="ckpt-size", library_version=__version__)
-        except Exception as e:  # e.g. an unreadable token file
-            raise HubUnauthorized(f"cannot build Hub request headers: {e}") from e
-        finally:
-            _COUNTING.reset(counting)
+        self.timeout = download_timeout()
+        # the lean keep-alive pool when it does what huggingface_hub's session would (hub_conn.use_pool)
+        self._pool = shared_pool() if use_pool() else None
+        self.headers = self._build_headers(token)
         self.has_token = any(k.lower() == "authorization" for k in self.headers)
         # Redirect targets are not Hub origins: the token never goes there (we follow redirects ourselves and
         # send it to the endpoint's origin only, also when we go to a cached CDN URL directly).
         self.public_headers = {k: v for k, v in self.headers.items() if k.lower() != "authorization"}
-        self._http = _http_module()
+        self._http = hub_conn if self._pool is not None else _http_module()
         self.throttle = Throttle(WORKERS)
         # The revision files are read at: the user's, or the commit it pointed to when a listing of several pages
         # was pinned (so every page and every file is of one commit).
@@ -142,14 +142,27 @@ class HubClient:
         self.commit: str | None = None  # X-Repo-Commit of the first /resolve answer; later ones must agree
         self._commit_lock = threading.Lock()
 
+    def _build_headers(self, token: str | None) -> dict[str, str]:
+        """Token and user agent (hub_env.py); huggingface_hub builds them when only it can find the token, and
+        the requests it sends meanwhile (an OAuth refresh, its agent registry) are counted."""
+        from ..version import __version__
+
+        if not huggingface_hub_finds_the_token(token):
+            return simple_headers(token, __version__)
+        from huggingface_hub.utils import build_hf_headers
+
+        _install_count_hooks(_session())
+        counting = _COUNTING.set(self.stats)
+        try:
+            return build_hf_headers(token=token, library_name="ckpt-size", library_version=__version__)
+        except Exception as e:  # e.g. an unreadable token file
+            raise HubUnauthorized(f"cannot build Hub request headers: {e}") from e
+        finally:
+            _COUNTING.reset(counting)
+
     # -- URLs ----------------------------------------------------------------------------------------------------
     def resolve_url(self, path: str) -> str:
-        from huggingface_hub import hf_hub_url
-
-        url = hf_hub_url(self.repo_id, path, revision=self.read_revision, endpoint=self.endpoint)
-        if not url.startswith(self.endpoint):  # hf_hub_url's template is fixed at import; keep HF_ENDPOINT's host
-            url = f"{self.endpoint}/{self.repo_id}/resolve/{quote(self.read_revision, safe='')}/{quote(path)}"
-        return url
+        return resolve_url(self.endpoint, self.repo_id, self.read_revision, path)
 
     def tree_url(self, revision: str | None = None) -> str:
         rev = quote(revision or self.revision, safe="")
@@ -193,7 +206,7 @@ class HubClient:
                 failure = _Retry(f"{type(e).__name__}: {e}".rstrip(": "), connect=isinstance(e, h.ConnectError))
             except BaseException as e:
                 self.throttle.release(ticket)
-                if isinstance(e, _hf().errors.OfflineModeIsEnabled):
+                if self._pool is None and isinstance(e, _hf().errors.OfflineModeIsEnabled):
                     raise HubOfflineError(f"{what}: HF_HUB_OFFLINE=1 forbids network access",
                                           hint="unset HF_HUB_OFFLINE, or download the files first") from e
                 if isinstance(e, h.RequestError):  # not worth retrying: bad URL scheme, invalid URL, …
@@ -224,9 +237,10 @@ class HubClient:
     def _exchange(self, url: str, consume: Callable[[Any], Any], *, what: str, path: str | None,
                   headers: dict[str, str] | None) -> Any:
         """One attempt: GET `url`, following up to MAX_REDIRECTS redirects by hand (each hop is one request)."""
-        from huggingface_hub.utils import get_session
-
-        session = get_session()
+        session = self._pool or _session()
+        if self._pool is not None and offline():  # what huggingface_hub's request hook enforces on its session
+            raise HubOfflineError(f"{what}: HF_HUB_OFFLINE=1 forbids network access",
+                                  hint="unset HF_HUB_OFFLINE, or download the files first")
         seen = {url}
         current = url
         for _hop in range(MAX_REDIRECTS + 1):
@@ -312,6 +326,8 @@ class HubClient:
 
         repo, rev = self.repo_id, self.revision
         page = f"{self.endpoint}/{repo}"
+        if not hasattr(response, "request"):  # an answer of the lean pool: as httpx's, for hf_raise_for_status
+            response = _as_httpx(response)
         if response.status_code == 416:
             raise HubError(f"{what}: the server says the file is shorter than the listing does (HTTP 416)",
                            hint="the revision changed while reading; pin a commit with --revision")
