@@ -6,26 +6,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import CheckFailed, UsageError
-from .planner import FitReport, FitResult, best_quant
-from .planner import fit as fit_plan
-from .planner.advice import fit_advice, inspect_advice, over_lines
 from .formats import read_checkpoint
-from .memory.train import TrainOptions, train_memory
 from .model import Checkpoint
-from .placement import ValidationResult, detect_placement_kind, read_placement, require_placement
-from .placement.findings import PlacedPlan
-from .quant import COMMON_FTYPES, Prediction, QuantOptions, predict, resolve_ftype
-from .convert import to_gguf_view
-from .quant.ftypes import guess_file_type, most_common_type
-from .quant.recipe import apply_recipe
+from .quant import COMMON_FTYPES, QuantOptions
 from .requests import FitRequest, InspectRequest, placement_file_runtime
 from .roles import RoleRules, assign_roles, load_rules
 from .runtimes import get_runtime
 from .sources import HubListing, HubOptions, RepoView, ResolvedSource, open_repo
 from .summary import Inspection, QuantInfo, by_device, summarize
 
+# Imported inside the functions that need them, so that a plain `inspect` loads neither the planner, nor the
+# placement-file readers (yaml), nor the converter (gguf, numpy): docs/performance.md, "Local".
 if TYPE_CHECKING:
     from .activity import ActivityOptions
+    from .memory.train import TrainOptions
+    from .placement import ValidationResult
+    from .placement.findings import PlacedPlan
+    from .planner import FitReport, FitResult
+    from .quant import Prediction
 
 
 def resolve(source: str | RepoView, *, quant: str | None = None,
@@ -67,6 +65,9 @@ def is_selection(checkpoint: Checkpoint, options: QuantOptions, *, named: bool) 
     type is the quant's own (a Q3_K_S file guesses as Q3_K_M; a BF16 file is never "the F16 quant", whatever its
     name). Any llama-quantize override asks for a prediction whatever the files are.
     """
+    from .quant import resolve_ftype
+    from .quant.ftypes import guess_file_type, most_common_type
+
     if checkpoint.format != "gguf" or options != QuantOptions(options.ftype, rules=options.rules,
                                                                allow_requantize=options.allow_requantize):
         return False
@@ -80,6 +81,9 @@ def is_selection(checkpoint: Checkpoint, options: QuantOptions, *, named: bool) 
 
 def predict_quant(checkpoint: Checkpoint, options: QuantOptions) -> Prediction:
     """What llama-quantize would write; safetensors go through the converter's GGUF view first."""
+    from .convert import to_gguf_view
+    from .quant import predict
+
     if checkpoint.format == "safetensors":
         view = to_gguf_view(checkpoint)
         return predict(view.checkpoint, options, header_estimate=view.header_estimate)
@@ -105,6 +109,9 @@ def _apply_quant(checkpoint: Checkpoint, request: InspectRequest, selected: bool
         prediction = predict_quant(checkpoint, options)
         return prediction.checkpoint, quant_info(prediction), tuple(prediction.notes)
     if request.recipe:
+        from .convert import to_gguf_view
+        from .quant.recipe import apply_recipe
+
         view = to_gguf_view(checkpoint).checkpoint if checkpoint.format == "safetensors" else checkpoint
         return apply_recipe(view, request.recipe), None, ()
     return checkpoint, None, ()
@@ -121,7 +128,11 @@ def run_inspect(request: InspectRequest, activity: ActivityOptions | None = None
     else:
         checkpoint, selected = _load(request.source, request.quant.ftype if request.quant else None, hub=request.hub)
     checkpoint, quant, quant_notes = _apply_quant(checkpoint, request, selected)
-    train = train_memory(checkpoint, request.train) if request.train is not None else None
+    train = None
+    if request.train is not None:
+        from .memory.train import train_memory
+
+        train = train_memory(checkpoint, request.train)
     placement = runtime.place(checkpoint, options)
     memory = budget = None
     advice: tuple[str, ...] = ()
@@ -129,6 +140,8 @@ def run_inspect(request: InspectRequest, activity: ActivityOptions | None = None
         memory = runtime.memory(placement, options)
         budget = memory.check(request.budgets) if request.budgets else None
         if budget is not None and not budget.fits:
+            from .planner.advice import inspect_advice
+
             advice = inspect_advice(runtime_name, checkpoint, placement, options, request.budgets, budget)
     notes = placement.notes + quant_notes + (memory.notes if memory is not None else ())
     recipe_lines = len(request.recipe) if request.recipe else None
@@ -239,6 +252,8 @@ def quant_list_notes(rows: list[QuantRow]) -> tuple[str, ...]:
 
 
 def _placement_reader(path: str) -> Any:
+    from .placement import detect_placement_kind
+
     runtime = get_runtime(placement_file_runtime(detect_placement_kind(path)).name)
     return runtime.read_placement_file
 
@@ -246,11 +261,15 @@ def _placement_reader(path: str) -> Any:
 def validate_placement(path: str | Path, checkpoint: Checkpoint, *, gpus: int | None = None) -> ValidationResult:
     """Every finding of a placement file (KTransformers rules or a plan file) against a checkpoint, and its
     placement when it can be made; the file's runtime reads it."""
+    from .placement import read_placement
+
     return read_placement(path, checkpoint, _placement_reader(str(path)), gpus=gpus)
 
 
 def place_from_file(checkpoint: Checkpoint, path: str | Path, *, gpus: int | None = None) -> PlacedPlan:
     """The checkpoint as a placement file places it (errors stop it; warnings and infos travel along)."""
+    from .placement import require_placement
+
     return require_placement(validate_placement(path, checkpoint, gpus=gpus), path)
 
 
@@ -270,6 +289,9 @@ def run_fit(request: FitRequest, activity: ActivityOptions | None = None, rank: 
     the highest decode-speed bound, which needs `activity` with bandwidths). With `activity`, every plan carries its
     per-token activity and bound (`FitResult.activity`).
     """
+    from .planner import FitReport, best_quant
+    from .planner import fit as fit_plan
+
     if rank not in ("size", "speed"):
         raise UsageError(f"--rank {rank!r}: use size or speed")
     if rank == "speed" and not (activity and activity.bandwidths):
@@ -341,6 +363,8 @@ def check_budget(result: Inspection) -> None:
     """Raise CheckFailed (exit 3) when the inspection's plan is over a budget."""
     verdict = result.budget
     if verdict is not None and not verdict.fits:
+        from .planner.advice import over_lines
+
         over = ", ".join(f"{d.device} by {d.over_by:,} bytes" for d in verdict.devices if not d.fits)
         raise CheckFailed(f"does not fit: {over}", hint="; ".join(result.advice[len(over_lines(verdict)):]) or None)
 
@@ -353,6 +377,8 @@ def check_findings(result: ValidationResult, placement_file: str) -> None:
 
 def check_fit(report: FitReport) -> None:
     """Raise CheckFailed (exit 3) when no plan fits the budgets."""
+    from .planner.advice import fit_advice
+
     if report.result is None or not report.result.fits:
         advice = fit_advice(report.result.verdict if report.result is not None else None)
         raise CheckFailed("the model does not fit these budgets: " + "; ".join(advice))
