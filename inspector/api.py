@@ -10,7 +10,7 @@ from .formats import read_checkpoint
 from .model import Checkpoint
 from .quant import COMMON_FTYPES, QuantOptions
 from .requests import FitRequest, InspectRequest, placement_file_runtime
-from .roles import RoleRules, assign_roles, load_rules
+from .roles import RoleRules, classify_names, load_rules, unmatched_warning
 from .runtimes import get_runtime
 from .sources import HubListing, HubOptions, RepoView, ResolvedSource, open_repo
 from .summary import Inspection, QuantInfo, by_device, summarize
@@ -48,13 +48,12 @@ def _load(source: str | RepoView, quant: str | None, rules: RoleRules | str | No
     SOURCE is opened once (`open_repo`), unless it is already a `RepoView`; `model` picks one of its `quants()`."""
     repo = source if isinstance(source, RepoView) else open_repo(source, hub)
     resolved = repo.select(quant, model=model)
-    checkpoint = read_checkpoint(resolved)
-    if resolved.notes:
-        checkpoint = checkpoint.with_(warnings=checkpoint.warnings + resolved.notes)
-    if resolved.fetch_stats is not None:
-        checkpoint = checkpoint.with_(fetch=resolved.fetch_stats())
     role_rules = rules if isinstance(rules, RoleRules) else load_rules(rules)
-    return assign_roles(checkpoint, role_rules), resolved.quant_selected
+    # Roles are given as each tensor record is built: no second copy of every tensor (docs/performance.md)
+    checkpoint = read_checkpoint(resolved, lambda names: classify_names(names, role_rules))
+    warnings = checkpoint.warnings + resolved.notes + unmatched_warning(checkpoint.tensors)
+    fetch = resolved.fetch_stats() if resolved.fetch_stats is not None else checkpoint.fetch
+    return checkpoint.with_(warnings=warnings, fetch=fetch), resolved.quant_selected
 
 
 def is_selection(checkpoint: Checkpoint, options: QuantOptions, *, named: bool) -> bool:

@@ -20,9 +20,11 @@ from .model import ROLES, Checkpoint, TensorInfo
 RULE_KEYS = {"id", "role", "match", "note"}
 TOP_KEYS = {"version", "strip_suffixes", "macros", "rules"}
 _MACRO = re.compile(r"\{(\w+)\}")
-_DIGITS = re.compile(r"\d+")
+_DIGITS = re.compile(r"(\d+)")  # split() keeps the digit runs: text, digits, text, …
 _DIGIT_SENSITIVE = re.compile(r"(?<!\\)\d|\\d(?![+*])|\{\d")
 MAX_UNMATCHED_NAMED = 3
+_NAMED_GROUP = re.compile(r"\(\?P<\w+>")
+_ALWAYS = re.compile(r"(?s:.*)")
 
 
 @dataclass(frozen=True)
@@ -178,13 +180,15 @@ def _group_int(m: re.Match[str], group: str) -> int | None:
 @dataclass(frozen=True)
 class _Template:
     """What every name of one digit-free template gets: the role, and which of the name's digit runs are the
-    layer and expert indices. `exact` is False when a name of the template must be matched on its own (a
-    digit-sensitive rule could decide differently, or a group is not a whole digit run)."""
+    layer and expert indices. `exact` is False when every name of the template must be matched on its own (a
+    group is not a whole digit run); `guard`, when set, matches the (suffix-stripped) names for which a
+    digit-sensitive rule before the winner could decide instead: those are matched on their own."""
 
     role: str
     layer_run: int | None
     expert_run: int | None
     exact: bool
+    guard: re.Pattern[str] | None = None
 
 
 class _Classifier:
@@ -201,6 +205,7 @@ class _Classifier:
         self.rules = rules
         self._templates: dict[str, _Template] = {}
         self._sensitive = [i for i, r in enumerate(rules.rules) if r.digit_sensitive]
+        self._guards: dict[tuple[int, ...], re.Pattern[str]] = {}
 
     def classify(self, name: str) -> tuple[str, int | None, int | None]:
         parts = _DIGITS.split(name)  # text, digits, text, digits, …, text
@@ -209,6 +214,8 @@ class _Classifier:
         if learned is None:
             learned = self._templates[template] = self._learn(name)
         if not learned.exact:
+            return self._match(name)
+        if learned.guard is not None and learned.guard.fullmatch(self.rules.strip.sub("", name, count=1)):
             return self._match(name)
         runs = parts[1::2]
         layer = int(runs[learned.layer_run]) if learned.layer_run is not None else None
@@ -228,10 +235,15 @@ class _Classifier:
     def _learn(self, name: str) -> _Template:
         stem = self.rules.strip.sub("", name, count=1)
         index = self._first_match(stem, range(len(self.rules.rules)))
-        end = len(self.rules.rules) if index is None else index + 1
-        exact = not any(i < end for i in self._sensitive)
+        end = len(self.rules.rules) if index is None else index
+        # Rules without digit-sensitive syntax match every name of the template or none, so only the
+        # digit-sensitive ones before the winner (all of them when none won) can give another name another rule.
+        guard = self._guard(tuple(i for i in self._sensitive if i < end))
+        exact = True
+        if index is not None and index in self._sensitive:  # the winner itself may not match the other names
+            exact = False
         if index is None:
-            return _Template("other", None, None, exact)
+            return _Template("other", None, None, exact, guard)
         m = self.rules.rules[index].pattern.fullmatch(stem)
         assert m is not None
         spans = [r.span() for r in _DIGITS.finditer(stem)]
@@ -244,7 +256,19 @@ class _Classifier:
             else:  # the group is not one whole digit run: match every name of this template
                 exact = False
                 runs[group] = None
-        return _Template(self.rules.rules[index].role, runs["layer"], runs["expert"], exact)
+        return _Template(self.rules.rules[index].role, runs["layer"], runs["expert"], exact, guard)
+
+    def _guard(self, indices: tuple[int, ...]) -> re.Pattern[str] | None:
+        """One regex matching what any of these rules matches (cached per set of rules; groups made plain)."""
+        if not indices:
+            return None
+        if indices not in self._guards:
+            parts = [_NAMED_GROUP.sub("(?:", self.rules.rules[i].pattern.pattern) for i in indices]
+            try:
+                self._guards[indices] = re.compile("|".join(f"(?:{p})" for p in parts))
+            except re.error:  # a rule refers to its own groups, or sets flags: no combined guard, match each name
+                self._guards[indices] = _ALWAYS
+        return self._guards[indices]
 
     def _first_match(self, stem: str, indices: Iterable[int]) -> int | None:
         return next((i for i in indices if self.rules.rules[i].pattern.fullmatch(stem)), None)

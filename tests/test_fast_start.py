@@ -21,3 +21,21 @@ def test_ftype_ids_are_gguf_pys() -> None:
             assert info.ftype == _NOT_IN_GGUF[name]
             continue
         assert info.ftype == int(gguf.LlamaFileType[member]), name
+
+
+def test_names_of_one_template_keep_first_match_wins() -> None:
+    """Names are classified once per digit-free template (blk.#.ffn_up), but a digit-sensitive rule before the
+    template's winner still decides the names it matches, and layer numbers come from each name's own digits."""
+    from inspector.roles import classify_names, parse_rules
+
+    rules = parse_rules(r"""
+strip_suffixes: ['\.weight']
+rules:
+  - {id: odd-one, role: norm, match: 'blk\.1\d\.ffn_up'}
+  - {id: ffn, role: dense_ffn, match: 'blk\.(?P<layer>\d+)\.ffn_up'}
+  - {id: qwen2, role: vision, match: 'qwen2_(?P<layer>\d+)'}
+""", "test.yaml")
+    names = ["blk.0.ffn_up.weight", "blk.12.ffn_up.weight", "blk.7.ffn_up.weight", "blk.1.ffn_up.weight",
+             "qwen2_5", "qwen3_5"]
+    assert classify_names(names, rules) == [("dense_ffn", 0, None), ("norm", None, None), ("dense_ffn", 7, None),
+                                            ("dense_ffn", 1, None), ("vision", 5, None), ("other", None, None)]
