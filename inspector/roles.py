@@ -5,13 +5,15 @@ costs one regex scan per distinct tensor kind, not per tensor.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 from .datafiles import read_packaged, read_user_file
 from .errors import RulesError
@@ -64,6 +66,8 @@ def _line_of(node: yaml.Node) -> int:
 
 
 def _node_dict(node: yaml.Node, path: str, what: str) -> dict[str, yaml.Node]:
+    import yaml
+
     if not isinstance(node, yaml.MappingNode):
         raise RulesError(f"{path}:{_line_of(node)}: {what} must be a mapping")
     return {k.value: v for k, v in node.value}
@@ -82,6 +86,8 @@ def parse_rules(text: str, path: str) -> RoleRules:
     Raises:
         RulesError: YAML errors, unknown keys or roles, bad regexes, duplicate ids or patterns (file:line).
     """
+    import yaml  # users' rules files only: the packaged rules are read from their compiled form
+
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
@@ -113,6 +119,8 @@ def _read_macros(node: yaml.Node | None, path: str) -> dict[str, str]:
 
 
 def _read_strip(node: yaml.Node | None, path: str) -> re.Pattern[str]:
+    import yaml
+
     if node is None:
         return re.compile(r"(?!)")
     if not isinstance(node, yaml.SequenceNode):
@@ -131,6 +139,8 @@ def _expand(regex: str, macros: dict[str, str], path: str, line: int) -> str:
 
 
 def _read_rule(node: yaml.Node, path: str, macros: dict[str, str]) -> Rule:
+    import yaml
+
     line = _line_of(node)
     fields = _node_dict(node, path, "a rule")
     unknown = set(fields) - RULE_KEYS
@@ -167,9 +177,28 @@ def load_rules(path: str | Path | None = None) -> RoleRules:
     return parse_rules(read_user_file(path, "rules file"), str(path))
 
 
+PACKAGED = "roles.yaml"
+COMPILED = "roles.json"  # PACKAGED with its macros expanded: `python tools/compile_rules.py` writes it
+
+
 @lru_cache(maxsize=1)
 def _packaged_rules() -> RoleRules:
-    return parse_rules(read_packaged("roles.yaml"), "rules/roles.yaml")
+    """The packaged rules from their compiled form: reading the YAML costs ~30 ms (PyYAML's import and its pure-Python
+    composer) on every start; tests/test_fast_start.py checks that the compiled form is the YAML's."""
+    return rules_from_json(read_packaged(COMPILED))
+
+
+def rules_to_json(rules: RoleRules) -> str:
+    """A validated rule set as JSON: the suffix regex and each rule's id, role, expanded regex and YAML line."""
+    rows = ",\n  ".join(json.dumps([r.id, r.role, r.pattern.pattern, r.line]) for r in rules.rules)
+    return (f'{{"path": {json.dumps(rules.path)},\n "strip_suffixes": {json.dumps(rules.strip.pattern)},\n'
+            f' "rules": [\n  {rows}\n ]}}\n')
+
+
+def rules_from_json(text: str) -> RoleRules:
+    doc = json.loads(text)
+    return RoleRules(doc["path"], re.compile(doc["strip_suffixes"]),
+                     tuple(Rule(id_, role, re.compile(regex), line) for id_, role, regex, line in doc["rules"]))
 
 
 def _group_int(m: re.Match[str], group: str) -> int | None:

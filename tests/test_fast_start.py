@@ -39,3 +39,39 @@ rules:
              "qwen2_5", "qwen3_5"]
     assert classify_names(names, rules) == [("dense_ffn", 0, None), ("norm", None, None), ("dense_ffn", 7, None),
                                             ("dense_ffn", 1, None), ("vision", 5, None), ("other", None, None)]
+
+
+def test_compiled_role_rules_are_the_yaml() -> None:
+    """`ckpt-size` reads rules/roles.json at start; it must be rules/roles.yaml compiled (ids, roles, expanded regexes,
+    lines, suffixes). After editing the YAML: python tools/compile_rules.py"""
+    from inspector.datafiles import read_packaged
+    from inspector.roles import COMPILED, PACKAGED, load_rules, parse_rules, rules_from_json, rules_to_json
+
+    from_yaml = parse_rules(read_packaged(PACKAGED), f"rules/{PACKAGED}")
+    assert rules_from_json(read_packaged(COMPILED)) == from_yaml, "run: python tools/compile_rules.py"
+    assert read_packaged(COMPILED) == rules_to_json(from_yaml), "run: python tools/compile_rules.py"
+    assert load_rules() == from_yaml
+
+
+def test_text_tables_are_tabulates() -> None:
+    """report/grid.py prints the common tables without tabulate: the same text as tabulate, for the cases it
+    takes (and it hands the others to tabulate)."""
+    import random
+
+    from tabulate import tabulate
+
+    from inspector.report.grid import _plain_cells, table
+
+    words = ["", "a", "Q4_K", "72.3%", "170.00 MiB", "1", "12", "3.5", " pad ", "x y", "nan", "-", "…", "é", "1e5", "0x1f", "True", 0, 72, -3, 1.5, None, True]
+    rng = random.Random(16)
+    taken = 0
+    for _ in range(3000):
+        columns = rng.randint(1, 5)
+        rows = [[rng.choice(words) for _ in range(columns)] for _ in range(rng.randint(0, 4))]
+        fmt = rng.choice(["plain", "simple", "github"])
+        headers = [rng.choice([w for w in words[1:] if isinstance(w, str)]) for _ in range(columns)] if fmt != "plain" and rng.random() < 0.7 else []
+        numparse_off = rng.random() < 0.5
+        expected = tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=numparse_off)
+        assert table(rows, headers, fmt, numparse_off) == expected, (rows, headers, fmt, numparse_off)
+        taken += _plain_cells(rows, headers, fmt, numparse_off)
+    assert taken > 150  # the fast path was exercised, not only the hand-over

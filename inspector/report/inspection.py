@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from tabulate import tabulate
+from .grid import table as text_table
 
 from ..model import TensorInfo
 from ..summary import Group, Inspection
@@ -173,22 +173,22 @@ def _summary_lines(result: Inspection) -> list[list[str]]:
 
 def _text(result: Inspection, view: str, *, markdown: bool) -> str:
     tablefmt = "github" if markdown else "simple"
-    parts = [tabulate(_summary_lines(result), tablefmt="plain" if not markdown else "github",
+    parts = [text_table(_summary_lines(result), tablefmt="plain" if not markdown else "github",
                       headers=() if not markdown else ["field", "value"])]
     if view == "tensor":
         headers = ["tensor", "shape", "dtype", "size", "role", "layer", "device"]
-        parts.append(tabulate(_tensor_rows(result, True), headers=headers, tablefmt=tablefmt))
+        parts.append(text_table(_tensor_rows(result, True), headers=headers, tablefmt=tablefmt))
     elif view == "device":
-        parts.append(tabulate(device_rows(result.by_device, True), headers=["device", "role", "tensors", "size"],
+        parts.append(text_table(device_rows(result.by_device, True), headers=["device", "role", "tensors", "size"],
                               tablefmt=tablefmt))
         parts += _memory_tables(result, tablefmt)
         return "\n\n".join(parts) + "\n"
     else:
         headers = [view, "tensors", "params", "size", "share", "dtypes"]
         rows = _group_rows(result.groups(view), result.placed_bytes, True)
-        parts.append(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
+        parts.append(text_table(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
         if len({t.device for t in result.checkpoint.tensors}) > 1:
-            parts.append(tabulate(device_rows(result.by_device, True),
+            parts.append(text_table(device_rows(result.by_device, True),
                                   headers=["device", "role", "tensors", "size"], tablefmt=tablefmt))
     parts += _memory_tables(result, tablefmt)
     return "\n\n".join(parts) + "\n"
@@ -202,13 +202,13 @@ def _memory_tables(result: Inspection, tablefmt: str) -> list[str]:
         parts.append(table.title + "\n" + memory_table(table, result.budget, tablefmt))
         extra = getattr(result.memory, "extra_tables", None)  # a runtime's own tables (transformers: device map)
         for title, headers, rows in (extra() if extra else ()):
-            body = "\n".join(rows) if not headers else tabulate(rows, headers=headers, tablefmt=tablefmt,
+            body = "\n".join(rows) if not headers else text_table(rows, headers=headers, tablefmt=tablefmt,
                                                                 disable_numparse=True)  # no headers: text lines
             parts.append(title + "\n" + body)
     train = result.train
     if train is not None:
         rows = [[k, human_bytes(v)] for k, v in train.as_dict().items() if isinstance(v, int) and k != "params"]
-        parts.append("training memory (docs/memory.md)\n" + tabulate(rows, headers=["part", "size"], tablefmt=tablefmt))
+        parts.append("training memory (docs/memory.md)\n" + text_table(rows, headers=["part", "size"], tablefmt=tablefmt))
     if result.activity is not None:
         parts += activity_parts(result.activity, tablefmt)
     return parts
