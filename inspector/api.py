@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from .errors import CheckFailed, UsageError
 from .formats import read_checkpoint
 from .model import Checkpoint
-from .quant import COMMON_FTYPES, QuantOptions
+from .options import QuantOptions
 from .requests import FitRequest, InspectRequest, placement_file_runtime
 from .roles import RoleRules, classify_names, load_rules, unmatched_warning
 from .runtimes import get_runtime
@@ -205,15 +205,18 @@ class QuantRow:
     notes: tuple[str, ...] = ()  # what llama-quantize would warn about (imatrix needed, requantizing …)
 
 
-def quant_list(request: InspectRequest, ftypes: tuple[str, ...] = COMMON_FTYPES, *,
+def quant_list(request: InspectRequest, ftypes: tuple[str, ...] | None = None, *,
                activity: ActivityOptions | None = None) -> tuple[Checkpoint, list[QuantRow]]:
-    """Every common file type predicted from the most precise tensors, placed as the request's runtime would."""
+    """Every file type of `ftypes` (default: the common ones) predicted from the most precise tensors, placed as the
+    request's runtime would."""
     if activity is not None:
         raise UsageError("--activity, --bandwidth and --rules-of-thumb go with one plan, not --quant-list",
                          hint="drop them, or use --quant NAME")
     if request.memory_asked or request.train is not None or request.quant is not None:
         raise UsageError("--quant-list shows file sizes and weights per device; --ctx, --budget, --train and "
                          "--quant go with one quant", hint="drop them, or use --quant NAME")
+    if ftypes is None:
+        from .quant import COMMON_FTYPES as ftypes
     base = request.quant_overrides or QuantOptions("COPY")
     runtime = get_runtime(replace(request, quant_overrides=None).check())
     options = runtime.options(request.runtime_values())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import importlib
 import os
 import sys
-import traceback
 from typing import Any
 
 import click
@@ -452,6 +451,8 @@ def main(argv: list[str] | None = None, *, group: click.Group | None = None) -> 
 
 def _fail(error: BaseException, args: list[str]) -> None:
     if _debug_requested(args):
+        import traceback
+
         traceback.print_exception(error)
     code, message = exit_code_of(error)
     click.echo(f"Error: {report.safe(message)}", err=True)

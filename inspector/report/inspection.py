@@ -10,13 +10,14 @@ from ..model import TensorInfo
 from ..summary import Group, Inspection
 from .activity import activity_parts
 from .base import csv_text, human_bytes, human_count, memory_csv, memory_rows, memory_table, safe
-from .picture import PICTURE_FORMATS, render_picture
 
-from . import FORMATS, TEXT_FORMATS, VIEWS  # noqa: F401 - the command line's vocabulary, kept with the package
+from . import FORMATS, PICTURE_FORMATS, TEXT_FORMATS, VIEWS  # noqa: F401 - the command line's vocabulary, kept with the package
 
 
 def render(result: Inspection, *, view: str = "role", fmt: str = "table") -> str:
     if fmt in PICTURE_FORMATS:  # a picture of the bytes per device; --by does not change it
+        from .picture import render_picture  # loads the planner's result types: pictures only
+
         return render_picture(result, fmt)
     if fmt == "json":
         return json.dumps(to_json(result, view=view), indent=2) + "\n"
