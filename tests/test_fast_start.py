@@ -60,7 +60,7 @@ def test_text_tables_are_tabulates() -> None:
 
     from tabulate import tabulate
 
-    from inspector.report.grid import _plain_cells, table
+    from inspector.report.grid import _alignment, table
 
     words = ["", "a", "Q4_K", "72.3%", "170.00 MiB", "1", "12", "3.5", " pad ", "x y", "nan", "-", "…", "é", "1e5", "0x1f", "True", 0, 72, -3, 1.5, None, True]
     rng = random.Random(16)
@@ -73,5 +73,44 @@ def test_text_tables_are_tabulates() -> None:
         numparse_off = rng.random() < 0.5
         expected = tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=numparse_off)
         assert table(rows, headers, fmt, numparse_off) == expected, (rows, headers, fmt, numparse_off)
-        taken += _plain_cells(rows, headers, fmt, numparse_off)
+        taken += _alignment(rows, headers, fmt, numparse_off) is not None
     assert taken > 150  # the fast path was exercised, not only the hand-over
+
+
+HEAVY = ("numpy", "gguf", "yaml", "huggingface_hub", "tabulate", "httpx")
+_PROBE = """
+import sys
+from inspector.cli import main
+try:
+    main(sys.argv[1:])
+except SystemExit:
+    pass
+sys.stderr.write("\\nLOADED " + " ".join(m for m in {heavy!r} if m in sys.modules) + "\\n")
+"""
+
+
+def _heavy_modules_loaded(*args: str) -> list[str]:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", _PROBE.format(heavy=HEAVY), *args], capture_output=True, text=True,
+                          timeout=120)
+    last = done.stderr.rstrip().rsplit("\n", 1)[-1]
+    assert last.startswith("LOADED"), done.stderr
+    return last.split()[1:]
+
+
+def test_import_and_help_load_no_heavy_library() -> None:
+    assert _heavy_modules_loaded("--help") == []
+    assert _heavy_modules_loaded("inspect", "--help") == []
+
+
+def test_plain_inspect_of_a_gguf_loads_no_heavy_library(tmp_path) -> None:
+    """`inspect FILE.gguf` (table, JSON, by layer) reads the header, gives roles, places and prints with none of
+    numpy, gguf, yaml, huggingface_hub, tabulate or httpx (docs/performance.md, "Local")."""
+    from fixtures.generate import write_gguf
+
+    path = str(write_gguf(tmp_path / "m.gguf", "qwen3-moe", tensor_type="Q4_K", n_layers=2))
+    assert _heavy_modules_loaded("inspect", path) == []
+    assert _heavy_modules_loaded("inspect", path, "--format", "json") == []
+    assert _heavy_modules_loaded("inspect", path, "--by", "layer", "--experts-on", "cpu") == []

@@ -16,7 +16,8 @@ SEPARATOR = "  "  # the "plain" and "simple" formats' column separator
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str] = (), tablefmt: str = "simple",
           disable_numparse: bool = False) -> str:
     """`tabulate.tabulate(rows, headers, tablefmt, disable_numparse)`, the same text."""
-    if not _plain_cells(rows, headers, tablefmt, disable_numparse):
+    right = _alignment(rows, headers, tablefmt, disable_numparse)
+    if right is None:
         from tabulate import tabulate
 
         return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=disable_numparse)
@@ -26,36 +27,43 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str] = (), tablefmt: 
     widths = [max(len(row[i]) for row in cells) for i in range(columns)]
     if heads:
         widths = [max(w, len(h) + MIN_PADDING) for w, h in zip(widths, heads)]
-    # tabulate strips each line's end (its _build_simple_row)
-    lines = [SEPARATOR.join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+
+    def line(row: Sequence[str]) -> str:  # tabulate strips each line's end (its _build_simple_row)
+        return SEPARATOR.join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(row, widths, right)).rstrip()
+
+    lines = [line(row) for row in cells]
     if heads:
-        lines[:0] = [SEPARATOR.join(h.ljust(w) for h, w in zip(heads, widths)).rstrip(),
-                     SEPARATOR.join("-" * w for w in widths)]
+        lines[:0] = [line(heads), SEPARATOR.join("-" * w for w in widths)]
     return "\n".join(lines)
 
 
-def _plain_cells(rows: Sequence[Sequence[Any]], headers: Sequence[str], tablefmt: str,
-                 disable_numparse: bool) -> bool:
-    """Whether tabulate would print these as left-aligned text: what `table` reproduces."""
+def _alignment(rows: Sequence[Sequence[Any]], headers: Sequence[str], tablefmt: str,
+               disable_numparse: bool) -> list[bool] | None:
+    """Per column, whether tabulate aligns it right (a column of integers), for the tables `table` reproduces:
+    one-line ASCII text and integers; None for any other (tabulate prints those)."""
     # "plain" without headers, "simple" with them (without, "simple" draws lines above and below)
     if not rows or (tablefmt, bool(headers)) not in (("plain", False), ("simple", True)):
-        return False
+        return None
     columns = len(rows[0])
     if any(len(row) != columns for row in rows) or (headers and len(headers) != columns) or not columns:
-        return False
+        return None
     for cell in headers:
         if not isinstance(cell, str) or not cell.isascii() or not cell.isprintable():
-            return False
-    for row in rows:
-        for cell in row:
-            if type(cell) is int and disable_numparse:  # printed as text, like str(cell)
-                continue
-            if not isinstance(cell, str) or not cell.isascii() or not cell.isprintable():
-                return False
-    if disable_numparse:
-        return True
-    # tabulate aligns a column as numbers when every cell of it parses as one
-    return all(any(c.strip() and not _is_number(c) for c in column) for column in zip(*rows))
+            return None
+    right = []
+    for column in zip(*rows):
+        ints = [type(c) is int for c in column]
+        if not all(i or (isinstance(c, str) and c.isascii() and c.isprintable()) for c, i in zip(column, ints)):
+            return None
+        if disable_numparse:  # all text, integers printed as str() gives them
+            right.append(False)
+        elif all(ints):  # tabulate's int column: right-aligned, headers too
+            right.append(True)
+        elif any(not i and c.strip() and not _is_number(c) for c, i in zip(column, ints)):
+            right.append(False)  # a text column: integers in it printed as text
+        else:
+            return None  # numbers written as text, floats: tabulate's own formatting
+    return right
 
 
 def _is_number(text: str) -> bool:
