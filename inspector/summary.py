@@ -168,5 +168,39 @@ def summarize(checkpoint: Checkpoint, plan: str, *, flags_line: str | None = Non
     """Aggregate a placed checkpoint; `source` is the checkpoint before placement, whose totals are the file's;
     `typed` are the Inspection fields beyond the aggregates (runtime, quant, memory, budget, train …)."""
     totals = (len(source.tensors), source.params, source.nbytes) if source is not None else None
-    return Inspection(checkpoint, plan, by_role(checkpoint.tensors), by_device(checkpoint.tensors),
-                      flags_line=flags_line, notes=notes, file_totals=totals, **typed)
+    roles, devices = _by_role_and_device(checkpoint.tensors)
+    return Inspection(checkpoint, plan, roles, devices, flags_line=flags_line, notes=notes, file_totals=totals,
+                      **typed)
+
+
+def _by_role_and_device(tensors: Iterable[TensorInfo]) -> tuple[tuple[Group, ...], tuple[Group, ...]]:
+    """`by_role` and `by_device` from one pass over the tensors: sums per (device, role), then merged."""
+    cells: dict[tuple[str, str], list[Any]] = {}
+    for t in tensors:
+        key = (t.device or NOT_LOADED, t.role)
+        sums = cells.get(key)
+        if sums is None:
+            sums = cells[key] = [0, 0, 0, {}, None]
+        sums[0] += 1
+        sums[1] += t.params
+        nbytes = t.nbytes
+        sums[2] += nbytes
+        dtypes = sums[3]
+        dtypes[t.dtype] = dtypes.get(t.dtype, 0) + nbytes
+    roles: dict[str, list[Any]] = {}
+    devices: dict[str, list[Any]] = {}
+    for (device, role), sums in cells.items():
+        _merge(roles.setdefault(role, [0, 0, 0, {}, None]), sums)
+        into = devices.setdefault(device, [0, 0, 0, {}, {}])
+        _merge(into, sums)
+        into[4][role] = sums
+    return (tuple(_group(r, roles[r]) for r in sorted(roles, key=ROLES.index)),
+            tuple(_group(d, devices[d]) for d in sorted(devices, key=device_sort_key)))
+
+
+def _merge(total: list[Any], sums: list[Any]) -> None:
+    total[0] += sums[0]
+    total[1] += sums[1]
+    total[2] += sums[2]
+    for dtype, nbytes in sums[3].items():
+        total[3][dtype] = total[3].get(dtype, 0) + nbytes
