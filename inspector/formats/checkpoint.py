@@ -45,11 +45,13 @@ def _parse_all(files: Iterable[ByteSource], parse: Any) -> list[Any]:
 def _gguf_checkpoint(resolved: ResolvedSource, roles: Roles | None) -> Checkpoint:
     headers: list[GgufHeader] = _parse_all(resolved.files, parse_gguf)
     warnings = _check_split(headers)
-    found = (roles or _no_roles)([t.name for h in headers for t in h.tensors])
-    tensors = tuple(
-        tensor_info(t.name, t.ne, t.gtype.name, t.nbytes, t.offset, i, _product(t.ne), *next_role)
-        for (i, t), next_role in zip(((i, t) for i, h in enumerate(headers) for t in h.tensors), found)
-    )
+    found = iter((roles or _no_roles)([t.name for h in headers for t in h.tensors]))
+    records = []
+    for i, h in enumerate(headers):
+        for name, ne, gtype, nbytes, offset in h.tensors:
+            role, layer, expert = next(found)
+            records.append(tensor_info(name, ne, gtype.name, nbytes, offset, i, _product(ne), role, layer, expert))
+    tensors = tuple(records)
     _check_unique_names(resolved.description, tensors)
     files = tuple(FileInfo(h.source, h.file_size, h.data_offset, h.expected_size) for h in headers)
     metadata = {k: v for k, v in headers[0].metadata.items() if k not in SPLIT_KEYS}

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import FormatError, shown
 from ..sources.base import ByteSource
@@ -74,7 +74,6 @@ _SCALARS: dict[int, tuple[str, str, int]] = {
     12: ("f64", "d", 8),
 }
 _STRING, _ARRAY = 8, 9
-_new = object.__new__
 
 
 @dataclass(frozen=True)
@@ -87,8 +86,9 @@ class LazyArray:
     nbytes: int
 
 
-@dataclass(frozen=True)
-class GgufTensor:
+class GgufTensor(NamedTuple):
+    """One tensor info, sized and placed (a named tuple: a 100k-tensor header builds 100k of them)."""
+
     name: str
     ne: tuple[int, ...]
     gtype: GgmlType
@@ -357,9 +357,7 @@ def _place_tensors(
         if rel < end:
             raise FormatError(source, f"tensor {name!r} at data offset {rel} overlaps {previous!r} (ends at {end})")
         end, previous = rel + nbytes, name
-        tensor = _new(GgufTensor)  # GgufTensor(...) without the frozen dataclass's per-field __setattr__
-        tensor.__dict__.update(name=name, ne=ne, gtype=gtype, nbytes=nbytes, offset=data_offset + rel)
-        tensors.append(tensor)
+        tensors.append(GgufTensor(name, ne, gtype, nbytes, data_offset + rel))
     return tuple(tensors)
 
 
