@@ -210,8 +210,8 @@ def _group_int(m: re.Match[str], group: str) -> int | None:
 class _Template:
     """What every name of one digit-free template gets: the role, and which of the name's digit runs are the
     layer and expert indices. `exact` is False when every name of the template must be matched on its own (a
-    group is not a whole digit run); `guard`, when set, matches the (suffix-stripped) names for which a
-    digit-sensitive rule before the winner could decide instead: those are matched on their own."""
+    group is not a whole digit run); `guard`, when set, matches (at least) the names for which a digit-sensitive
+    rule before the winner could decide instead: those are matched on their own."""
 
     role: str
     layer_run: int | None
@@ -244,7 +244,7 @@ class _Classifier:
             learned = self._templates[template] = self._learn(name)
         if not learned.exact:
             return self._match(name)
-        if learned.guard is not None and learned.guard.fullmatch(self.rules.strip.sub("", name, count=1)):
+        if learned.guard is not None and learned.guard.fullmatch(name):
             return self._match(name)
         runs = parts[1::2]
         layer = int(runs[learned.layer_run]) if learned.layer_run is not None else None
@@ -288,13 +288,17 @@ class _Classifier:
         return _Template(self.rules.rules[index].role, runs["layer"], runs["expert"], exact, guard)
 
     def _guard(self, indices: tuple[int, ...]) -> re.Pattern[str] | None:
-        """One regex matching what any of these rules matches (cached per set of rules; groups made plain)."""
+        """One regex matching every whole name whose stem one of these rules matches (cached per set of rules;
+        groups made plain). It takes the name, suffix and all: `(?:rules)(?:suffixes)?` matches a name whenever
+        a rule matches its stem (and maybe a few more, which are then matched exactly), without stripping the
+        suffix of every name first."""
         if not indices:
             return None
         if indices not in self._guards:
             parts = [_NAMED_GROUP.sub("(?:", self.rules.rules[i].pattern.pattern) for i in indices]
+            suffixes = _NAMED_GROUP.sub("(?:", self.rules.strip.pattern).removesuffix("$")
             try:
-                self._guards[indices] = re.compile("|".join(f"(?:{p})" for p in parts))
+                self._guards[indices] = re.compile("(?:" + "|".join(f"(?:{p})" for p in parts) + f")(?:{suffixes})?")
             except re.error:  # a rule refers to its own groups, or sets flags: no combined guard, match each name
                 self._guards[indices] = _ALWAYS
         return self._guards[indices]

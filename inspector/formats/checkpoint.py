@@ -48,11 +48,15 @@ def _gguf_checkpoint(resolved: ResolvedSource, roles: Roles | None) -> Checkpoin
     found = iter((roles or _no_roles)([t.name for h in headers for t in h.tensors]))
     records = []
     for i, h in enumerate(headers):
-        for name, ne, gtype, nbytes, offset in h.tensors:
-            role, layer, expert = next(found)
-            records.append(tensor_info(name, ne, gtype.name, nbytes, offset, i, _product(ne), role, layer, expert))
+        # zip asks h.tensors first: at a file's end it stops without taking the next file's first role
+        for (name, ne, gtype, nbytes, offset), (role, layer, expert) in zip(h.tensors, found):
+            params = 1
+            for d in ne:
+                params *= d
+            records.append(tensor_info(name, ne, gtype.name, nbytes, offset, i, params, role, layer, expert))
     tensors = tuple(records)
-    _check_unique_names(resolved.description, tensors)
+    if len(headers) > 1:  # parse_gguf already refused a name twice in one file
+        _check_unique_names(resolved.description, tensors)
     files = tuple(FileInfo(h.source, h.file_size, h.data_offset, h.expected_size) for h in headers)
     metadata = {k: v for k, v in headers[0].metadata.items() if k not in SPLIT_KEYS}
     architecture = metadata.get("general.architecture")
