@@ -22,7 +22,7 @@ from .model import ROLES, Checkpoint, TensorInfo
 RULE_KEYS = {"id", "role", "match", "note"}
 TOP_KEYS = {"version", "strip_suffixes", "macros", "rules"}
 _MACRO = re.compile(r"\{(\w+)\}")
-_DIGITS = re.compile(r"(\d+)")  # split() keeps the digit runs: text, digits, text, …
+_DIGITS = re.compile(r"\d+")
 _DIGIT_SENSITIVE = re.compile(r"(?<!\\)\d|\\d(?![+*])|\{\d")
 MAX_UNMATCHED_NAMED = 3
 _NAMED_GROUP = re.compile(r"\(\?P<\w+>")
@@ -208,47 +208,55 @@ def _group_int(m: re.Match[str], group: str) -> int | None:
 
 @dataclass(frozen=True)
 class _Template:
-    """What every name of one digit-free template gets: the role, and which of the name's digit runs are the
-    layer and expert indices. `exact` is False when every name of the template must be matched on its own (a
-    group is not a whole digit run); `guard`, when set, matches (at least) the names for which a digit-sensitive
-    rule before the winner could decide instead: those are matched on their own."""
+    """What every name of one layout (its characters, digits aside) gets: the role, and where in the name the
+    layer and expert indices are. `exact` is False when every name of the layout must be matched on its own (the
+    winning rule is digit-sensitive, or a group is not a whole digit run); `guard`, when set, matches (at least)
+    the names for which a digit-sensitive rule before the winner could decide instead: those are matched on
+    their own."""
 
     role: str
-    layer_run: int | None
-    expert_run: int | None
+    layer_span: tuple[int, int] | None
+    expert_span: tuple[int, int] | None
     exact: bool
     guard: re.Pattern[str] | None = None
 
 
-class _Classifier:
-    """Classifies names with one regex split per name.
+# Every ASCII digit -> "#": names with equal keys differ only in the values of digits at the same places.
+_DIGIT_KEY = bytes.maketrans(b"0123456789", b"##########")
 
-    Names of one template differ only in their digit runs, so a rule without digit-sensitive syntax matches all of
-    them or none, and its `layer` / `expert` groups are the same digit runs in each: the first name of a template
-    is matched against the rules (first match wins) and teaches which role and which runs; the others reuse it.
-    Templates where a digit-sensitive rule comes before (or is) the winner are matched name by name, which keeps
-    "first matching rule wins" exact.
+
+class _Classifier:
+    """Classifies names by their layout: one C-level translation and one dict lookup per name.
+
+    Names of one layout differ only in their digits, so a rule without digit-sensitive syntax matches all of them
+    or none, and its `layer` / `expert` groups are the same digit runs in each: the first name of a layout is
+    matched against the rules (first match wins) and teaches the role and where the indices are; the others reuse
+    it. A digit-sensitive rule before the winner is checked on each name (one guard regex); where the winner itself
+    is digit-sensitive, names are matched one by one. Either way "first matching rule wins" stays exact.
     """
 
     def __init__(self, rules: RoleRules) -> None:
         self.rules = rules
-        self._templates: dict[str, _Template] = {}
+        self._templates: dict[bytes, _Template] = {}
         self._sensitive = [i for i, r in enumerate(rules.rules) if r.digit_sensitive]
         self._guards: dict[tuple[int, ...], re.Pattern[str]] = {}
+        # a suffix rule that looks at digits can cut names of one layout differently: match each name then
+        self._strip_sensitive = bool(_DIGIT_SENSITIVE.search(rules.strip.pattern))
 
     def classify(self, name: str) -> tuple[str, int | None, int | None]:
-        parts = _DIGITS.split(name)  # text, digits, text, digits, …, text
-        template = "#".join(parts[0::2])
-        learned = self._templates.get(template)
+        # UTF-8 bytes (lone surrogates kept): equal keys mean equal characters at equal places, digits aside
+        key = name.encode("utf-8", "surrogatepass").translate(_DIGIT_KEY)
+        learned = self._templates.get(key)
         if learned is None:
-            learned = self._templates[template] = self._learn(name)
+            learned = self._templates[key] = self._learn(name)
         if not learned.exact:
             return self._match(name)
         if learned.guard is not None and learned.guard.fullmatch(name):
             return self._match(name)
-        runs = parts[1::2]
-        layer = int(runs[learned.layer_run]) if learned.layer_run is not None else None
-        expert = int(runs[learned.expert_run]) if learned.expert_run is not None else None
+        span = learned.layer_span
+        layer = int(name[span[0]:span[1]]) if span is not None else None
+        span = learned.expert_span
+        expert = int(name[span[0]:span[1]]) if span is not None else None
         return learned.role, layer, expert
 
     def _match(self, name: str) -> tuple[str, int | None, int | None]:
@@ -265,27 +273,26 @@ class _Classifier:
         stem = self.rules.strip.sub("", name, count=1)
         index = self._first_match(stem, range(len(self.rules.rules)))
         end = len(self.rules.rules) if index is None else index
-        # Rules without digit-sensitive syntax match every name of the template or none, so only the
+        # Rules without digit-sensitive syntax match every name of the layout or none, so only the
         # digit-sensitive ones before the winner (all of them when none won) can give another name another rule.
         guard = self._guard(tuple(i for i in self._sensitive if i < end))
-        exact = True
-        if index is not None and index in self._sensitive:  # the winner itself may not match the other names
-            exact = False
+        # the winner itself may not match the other names when it is digit-sensitive
+        exact = not self._strip_sensitive and (index is None or index not in self._sensitive)
         if index is None:
             return _Template("other", None, None, exact, guard)
         m = self.rules.rules[index].pattern.fullmatch(stem)
         assert m is not None
-        spans = [r.span() for r in _DIGITS.finditer(stem)]
-        runs = {}
+        runs = [r.span() for r in _DIGITS.finditer(stem)]
+        spans: dict[str, tuple[int, int] | None] = {}
         for group in ("layer", "expert"):
             if m.groupdict().get(group) is None:
-                runs[group] = None
-            elif m.span(group) in spans:
-                runs[group] = spans.index(m.span(group))
-            else:  # the group is not one whole digit run: match every name of this template
+                spans[group] = None
+            elif m.span(group) in runs:
+                spans[group] = m.span(group)
+            else:  # the group is not one whole digit run: match every name of this layout
                 exact = False
-                runs[group] = None
-        return _Template(self.rules.rules[index].role, runs["layer"], runs["expert"], exact, guard)
+                spans[group] = None
+        return _Template(self.rules.rules[index].role, spans["layer"], spans["expert"], exact, guard)
 
     def _guard(self, indices: tuple[int, ...]) -> re.Pattern[str] | None:
         """One regex matching every whole name whose stem one of these rules matches (cached per set of rules;
