@@ -45,17 +45,18 @@ class TensorInfo:
     def with_(self, **changes: Any) -> "TensorInfo":
         """A copy with some fields changed. Placement copies every tensor (100k in the largest files): filling the
         copy's __dict__ directly costs a tenth of `dataclasses.replace`."""
-        if not changes.keys() <= _TENSOR_FIELDS:
+        fields = self.__dict__.copy()
+        fields.update(changes)
+        if len(fields) != len(_TENSOR_FIELDS):  # a name that is not a field was added
             unknown = changes.keys() - _TENSOR_FIELDS
             raise TypeError(f"TensorInfo has no field(s) {', '.join(sorted(unknown))}")
         copy = _new(TensorInfo)
-        fields = copy.__dict__
-        fields.update(self.__dict__)
-        fields.update(changes)
+        _set(copy, "__dict__", fields)
         return copy
 
 
 _new = object.__new__
+_set = object.__setattr__
 _TENSOR_FIELDS = frozenset(TensorInfo.__dataclass_fields__)
 
 
@@ -65,8 +66,9 @@ def tensor_info(name: str, shape: tuple[int, ...], dtype: str, nbytes: int, offs
     """`TensorInfo(...)` at less than half the cost (a frozen dataclass's __init__ sets each field through
     object.__setattr__): header readers build one per tensor, 100k of them in the largest files."""
     t = _new(TensorInfo)
-    t.__dict__.update(name=name, shape=shape, dtype=dtype, nbytes=nbytes, offset=offset, file_index=file_index,
-                      params=params, role=role, layer=layer, expert=expert, device=device)
+    _set(t, "__dict__", {"name": name, "shape": shape, "dtype": dtype, "nbytes": nbytes, "offset": offset,
+                         "file_index": file_index, "params": params, "role": role, "layer": layer,
+                         "expert": expert, "device": device})
     return t
 
 

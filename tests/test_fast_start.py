@@ -62,14 +62,17 @@ def test_text_tables_are_tabulates() -> None:
 
     from inspector.report.grid import _alignment, table
 
-    words = ["", "a", "Q4_K", "72.3%", "170.00 MiB", "1", "12", "3.5", " pad ", "x y", "nan", "-", "…", "é", "1e5", "0x1f", "True", 0, 72, -3, 1.5, None, True]
+    words = ["", "a", "Q4_K", "72.3%", "170.00 MiB", "1", "12", "3.5", " pad ", "x y", "nan", "-", "…", "é", "1e5",
+             "0x1f", "True", 0, 72, -3, 1.5, None, True]
+    texts = [w for w in words[1:] if isinstance(w, str)]
     rng = random.Random(16)
     taken = 0
     for _ in range(3000):
         columns = rng.randint(1, 5)
         rows = [[rng.choice(words) for _ in range(columns)] for _ in range(rng.randint(0, 4))]
         fmt = rng.choice(["plain", "simple", "github"])
-        headers = [rng.choice([w for w in words[1:] if isinstance(w, str)]) for _ in range(columns)] if fmt != "plain" and rng.random() < 0.7 else []
+        with_headers = fmt != "plain" and rng.random() < 0.7
+        headers = [rng.choice(texts) for _ in range(columns)] if with_headers else []
         numparse_off = rng.random() < 0.5
         expected = tabulate(rows, headers=headers, tablefmt=fmt, disable_numparse=numparse_off)
         assert table(rows, headers, fmt, numparse_off) == expected, (rows, headers, fmt, numparse_off)

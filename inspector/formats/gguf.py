@@ -74,6 +74,7 @@ _SCALARS: dict[int, tuple[str, str, int]] = {
     12: ("f64", "d", 8),
 }
 _STRING, _ARRAY = 8, 9
+_tuple_new = tuple.__new__
 
 
 @dataclass(frozen=True)
@@ -329,18 +330,19 @@ def _read_tensor_info(cur: HeaderCursor) -> tuple[str, tuple[int, ...], int, int
 def _place_tensors(
     source: str, infos: list[tuple[str, tuple[int, ...], int, int]], data_offset: int, alignment: int
 ) -> tuple[GgufTensor, ...]:
-    """Size every tensor and check offsets: aligned, increasing in info order, not overlapping, names unique."""
+    """Size every tensor and check offsets: aligned, increasing in info order, not overlapping, names unique.
+    Errors are raised in info order: the first bad tensor is the one named."""
+    names = [info[0] for info in infos]
+    duplicate = _first_duplicate(names) if len(set(names)) != len(names) else len(infos)
     tensors: list[GgufTensor] = []
-    seen: set[str] = set()
+    append = tensors.append
     end = 0
     previous = ""
     # type id -> (type, block size, row bytes per block, row metadata bytes); None: tensor_nbytes sizes it
     types: dict[int, tuple[GgmlType, int, int, int] | None] = {}
     gtypes: dict[int, GgmlType] = {}
-    for name, ne, type_id, rel in infos:
-        if name in seen:
-            raise FormatError(source, f"duplicate tensor name {name!r}")
-        seen.add(name)
+    for i in range(duplicate):
+        name, ne, type_id, rel = infos[i]
         if type_id not in gtypes:
             gtype = gtypes[type_id] = require_type(type_id, source=source, tensor=name)
             plain = not (gtype.origin == "ik_llama" and gtype.name == "I2_S")  # tensor_nbytes' one special case
@@ -357,8 +359,20 @@ def _place_tensors(
         if rel < end:
             raise FormatError(source, f"tensor {name!r} at data offset {rel} overlaps {previous!r} (ends at {end})")
         end, previous = rel + nbytes, name
-        tensors.append(GgufTensor(name, ne, gtype, nbytes, data_offset + rel))
+        # GgufTensor(...) without its Python-level __new__
+        append(_tuple_new(GgufTensor, (name, ne, gtype, nbytes, data_offset + rel)))
+    if duplicate < len(infos):
+        raise FormatError(source, f"duplicate tensor name {names[duplicate]!r}")
     return tuple(tensors)
+
+
+def _first_duplicate(names: list[str]) -> int:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            return i
+        seen.add(name)
+    return len(names)
 
 
 def _pad(n: int, alignment: int) -> int:
