@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 # Role names are part of the command-line contract (DESIGN.md).
 ROLES = (
@@ -58,6 +58,20 @@ class TensorInfo:
 _new = object.__new__
 _set = object.__setattr__
 _TENSOR_FIELDS = frozenset(TensorInfo.__dataclass_fields__)
+
+
+def with_devices(tensors: Iterable[TensorInfo], devices: Iterable[str | None]) -> tuple[TensorInfo, ...]:
+    """Copies of `tensors`, each with its device from `devices`: what a placement does to every tensor, at half the
+    cost of `t.with_(device=d)` one by one (no method call, no keyword check per tensor)."""
+    placed = []
+    append = placed.append
+    for t, device in zip(tensors, devices):
+        fields = t.__dict__.copy()
+        fields["device"] = device
+        copy = _new(TensorInfo)
+        _set(copy, "__dict__", fields)
+        append(copy)
+    return tuple(placed)
 
 
 def tensor_info(name: str, shape: tuple[int, ...], dtype: str, nbytes: int, offset: int, file_index: int,
