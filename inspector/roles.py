@@ -27,6 +27,7 @@ _DIGIT_SENSITIVE = re.compile(r"(?<!\\)\d|\\d(?![+*])|\{\d")
 MAX_UNMATCHED_NAMED = 3
 _NAMED_GROUP = re.compile(r"\(\?P<\w+>")
 _ALWAYS = re.compile(r"(?s:.*)")
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
 
 
 @dataclass(frozen=True)
@@ -302,10 +303,13 @@ class _Classifier:
         if not indices:
             return None
         if indices not in self._guards:
-            parts = [_NAMED_GROUP.sub("(?:", self.rules.rules[i].pattern.pattern) for i in indices]
-            suffixes = _NAMED_GROUP.sub("(?:", self.rules.strip.pattern).removesuffix("$")
+            sources = [self.rules.rules[i].pattern.pattern for i in indices] + [self.rules.strip.pattern]
+            parts = [_NAMED_GROUP.sub("(?:", p) for p in sources]
             try:
-                self._guards[indices] = re.compile("(?:" + "|".join(f"(?:{p})" for p in parts) + f")(?:{suffixes})?")
+                if any(_BACKREFERENCE.search(p) for p in sources):  # group numbers change once combined
+                    raise re.error("backreference")
+                alternatives = "|".join(f"(?:{p})" for p in parts[:-1])
+                self._guards[indices] = re.compile(f"(?:{alternatives})(?:{parts[-1].removesuffix('$')})?")
             except re.error:  # a rule refers to its own groups, or sets flags: no combined guard, match each name
                 self._guards[indices] = _ALWAYS
         return self._guards[indices]

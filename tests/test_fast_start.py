@@ -117,3 +117,19 @@ def test_plain_inspect_of_a_gguf_loads_no_heavy_library(tmp_path) -> None:
     assert _heavy_modules_loaded("inspect", path) == []
     assert _heavy_modules_loaded("inspect", path, "--format", "json") == []
     assert _heavy_modules_loaded("inspect", path, "--by", "layer", "--experts-on", "cpu") == []
+
+
+def test_a_digit_sensitive_rule_with_a_backreference_still_decides_first() -> None:
+    """The guard joins the digit-sensitive rules into one regex; a rule with a backreference cannot be joined (its
+    group numbers would change), so names of that layout are matched one by one: still first match wins."""
+    from inspector.roles import classify_names, parse_rules
+
+    rules = parse_rules(r"""
+rules:
+  - {id: other-first, role: vision, match: '(x)1y'}
+  - {id: twins, role: norm, match: 'blk\.(\d)\1\.w'}
+  - {id: ffn, role: dense_ffn, match: 'blk\.(?P<layer>\d+)\.w'}
+""", "test.yaml")
+    names = ["blk.12.w", "blk.33.w", "blk.34.w", "blk.77.w"]
+    assert classify_names(names, rules) == [("dense_ffn", 12, None), ("norm", None, None),
+                                            ("dense_ffn", 34, None), ("norm", None, None)]
