@@ -23,11 +23,13 @@ RULE_KEYS = {"id", "role", "match", "note"}
 TOP_KEYS = {"version", "strip_suffixes", "macros", "rules"}
 _MACRO = re.compile(r"\{(\w+)\}")
 _DIGITS = re.compile(r"\d+")
-_DIGIT_SENSITIVE = re.compile(r"(?<!\\)\d|\\d(?![+*])|\{\d")
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+# a literal digit (classes like [1-3] too), a \d without +/*, a counted repeat, or a backreference (which can
+# compare two digit runs)
+_DIGIT_SENSITIVE = re.compile(r"(?<!\\)\d|\\d(?![+*])|\{\d|" + _BACKREFERENCE.pattern)
 MAX_UNMATCHED_NAMED = 3
 _NAMED_GROUP = re.compile(r"\(\?P<\w+>")
 _ALWAYS = re.compile(r"(?s:.*)")
-_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
 
 
 @dataclass(frozen=True)
@@ -40,7 +42,8 @@ class Rule:
     @property
     def digit_sensitive(self) -> bool:
         """Whether two names differing only in their digits can match differently (a literal digit, a `\\d`
-        without `+`/`*`, a counted repeat): such rules defeat the per-template cache and are re-checked."""
+        without `+`/`*`, a counted repeat, a backreference): such rules defeat the per-layout cache and are
+        re-checked."""
         return bool(_DIGIT_SENSITIVE.search(self.pattern.pattern))
 
 

@@ -133,3 +133,10 @@ rules:
     names = ["blk.12.w", "blk.33.w", "blk.34.w", "blk.77.w"]
     assert classify_names(names, rules) == [("dense_ffn", 12, None), ("norm", None, None),
                                             ("dense_ffn", 34, None), ("norm", None, None)]
+    # a backreference compares digit values: `blk.3.3` and `blk.3.4` share a layout but not a rule
+    rules = parse_rules(r"""
+rules:
+  - {id: same, role: norm, match: 'blk\.(\d+)\.\1'}
+  - {id: any, role: dense_ffn, match: 'blk\.(?P<layer>\d+)\.\d+'}
+""", "test.yaml")
+    assert classify_names(["blk.3.4", "blk.3.3"], rules) == [("dense_ffn", 3, None), ("norm", None, None)]
