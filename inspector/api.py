@@ -6,26 +6,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import CheckFailed, UsageError
-from .planner import FitReport, FitResult, best_quant
-from .planner import fit as fit_plan
-from .planner.advice import fit_advice, inspect_advice, over_lines
 from .formats import read_checkpoint
-from .memory.train import TrainOptions, train_memory
 from .model import Checkpoint
-from .placement import ValidationResult, detect_placement_kind, read_placement, require_placement
-from .placement.findings import PlacedPlan
-from .quant import COMMON_FTYPES, Prediction, QuantOptions, predict, resolve_ftype
-from .convert import to_gguf_view
-from .quant.ftypes import guess_file_type, most_common_type
-from .quant.recipe import apply_recipe
+from .options import QuantOptions
 from .requests import FitRequest, InspectRequest, placement_file_runtime
-from .roles import RoleRules, assign_roles, load_rules
+from .roles import RoleRules, classify_names, load_rules, unmatched_warning
 from .runtimes import get_runtime
 from .sources import HubListing, HubOptions, RepoView, ResolvedSource, open_repo
 from .summary import Inspection, QuantInfo, by_device, summarize
 
+# Imported inside the functions that need them, so that a plain `inspect` loads neither the planner, nor the
+# placement-file readers (yaml), nor the converter (gguf, numpy): docs/performance.md, "Local".
 if TYPE_CHECKING:
     from .activity import ActivityOptions
+    from .memory.train import TrainOptions
+    from .placement import ValidationResult
+    from .placement.findings import PlacedPlan
+    from .planner import FitReport, FitResult
+    from .quant import Prediction
 
 
 def resolve(source: str | RepoView, *, quant: str | None = None,
@@ -50,13 +48,12 @@ def _load(source: str | RepoView, quant: str | None, rules: RoleRules | str | No
     SOURCE is opened once (`open_repo`), unless it is already a `RepoView`; `model` picks one of its `quants()`."""
     repo = source if isinstance(source, RepoView) else open_repo(source, hub)
     resolved = repo.select(quant, model=model)
-    checkpoint = read_checkpoint(resolved)
-    if resolved.notes:
-        checkpoint = checkpoint.with_(warnings=checkpoint.warnings + resolved.notes)
-    if resolved.fetch_stats is not None:
-        checkpoint = checkpoint.with_(fetch=resolved.fetch_stats())
     role_rules = rules if isinstance(rules, RoleRules) else load_rules(rules)
-    return assign_roles(checkpoint, role_rules), resolved.quant_selected
+    # Roles are given as each tensor record is built: no second copy of every tensor (docs/performance.md)
+    checkpoint = read_checkpoint(resolved, lambda names: classify_names(names, role_rules))
+    warnings = checkpoint.warnings + resolved.notes + unmatched_warning(checkpoint.tensors)
+    fetch = resolved.fetch_stats() if resolved.fetch_stats is not None else checkpoint.fetch
+    return checkpoint.with_(warnings=warnings, fetch=fetch), resolved.quant_selected
 
 
 def is_selection(checkpoint: Checkpoint, options: QuantOptions, *, named: bool) -> bool:
@@ -67,6 +64,9 @@ def is_selection(checkpoint: Checkpoint, options: QuantOptions, *, named: bool) 
     type is the quant's own (a Q3_K_S file guesses as Q3_K_M; a BF16 file is never "the F16 quant", whatever its
     name). Any llama-quantize override asks for a prediction whatever the files are.
     """
+    from .quant import resolve_ftype
+    from .quant.ftypes import guess_file_type, most_common_type
+
     if checkpoint.format != "gguf" or options != QuantOptions(options.ftype, rules=options.rules,
                                                                allow_requantize=options.allow_requantize):
         return False
@@ -80,6 +80,9 @@ def is_selection(checkpoint: Checkpoint, options: QuantOptions, *, named: bool) 
 
 def predict_quant(checkpoint: Checkpoint, options: QuantOptions) -> Prediction:
     """What llama-quantize would write; safetensors go through the converter's GGUF view first."""
+    from .convert import to_gguf_view
+    from .quant import predict
+
     if checkpoint.format == "safetensors":
         view = to_gguf_view(checkpoint)
         return predict(view.checkpoint, options, header_estimate=view.header_estimate)
@@ -105,6 +108,9 @@ def _apply_quant(checkpoint: Checkpoint, request: InspectRequest, selected: bool
         prediction = predict_quant(checkpoint, options)
         return prediction.checkpoint, quant_info(prediction), tuple(prediction.notes)
     if request.recipe:
+        from .convert import to_gguf_view
+        from .quant.recipe import apply_recipe
+
         view = to_gguf_view(checkpoint).checkpoint if checkpoint.format == "safetensors" else checkpoint
         return apply_recipe(view, request.recipe), None, ()
     return checkpoint, None, ()
@@ -121,7 +127,11 @@ def run_inspect(request: InspectRequest, activity: ActivityOptions | None = None
     else:
         checkpoint, selected = _load(request.source, request.quant.ftype if request.quant else None, hub=request.hub)
     checkpoint, quant, quant_notes = _apply_quant(checkpoint, request, selected)
-    train = train_memory(checkpoint, request.train) if request.train is not None else None
+    train = None
+    if request.train is not None:
+        from .memory.train import train_memory
+
+        train = train_memory(checkpoint, request.train)
     placement = runtime.place(checkpoint, options)
     memory = budget = None
     advice: tuple[str, ...] = ()
@@ -129,6 +139,8 @@ def run_inspect(request: InspectRequest, activity: ActivityOptions | None = None
         memory = runtime.memory(placement, options)
         budget = memory.check(request.budgets) if request.budgets else None
         if budget is not None and not budget.fits:
+            from .planner.advice import inspect_advice
+
             advice = inspect_advice(runtime_name, checkpoint, placement, options, request.budgets, budget)
     notes = placement.notes + quant_notes + (memory.notes if memory is not None else ())
     recipe_lines = len(request.recipe) if request.recipe else None
@@ -193,15 +205,18 @@ class QuantRow:
     notes: tuple[str, ...] = ()  # what llama-quantize would warn about (imatrix needed, requantizing …)
 
 
-def quant_list(request: InspectRequest, ftypes: tuple[str, ...] = COMMON_FTYPES, *,
+def quant_list(request: InspectRequest, ftypes: tuple[str, ...] | None = None, *,
                activity: ActivityOptions | None = None) -> tuple[Checkpoint, list[QuantRow]]:
-    """Every common file type predicted from the most precise tensors, placed as the request's runtime would."""
+    """Every file type of `ftypes` (default: the common ones) predicted from the most precise tensors, placed as the
+    request's runtime would."""
     if activity is not None:
         raise UsageError("--activity, --bandwidth and --rules-of-thumb go with one plan, not --quant-list",
                          hint="drop them, or use --quant NAME")
     if request.memory_asked or request.train is not None or request.quant is not None:
         raise UsageError("--quant-list shows file sizes and weights per device; --ctx, --budget, --train and "
                          "--quant go with one quant", hint="drop them, or use --quant NAME")
+    if ftypes is None:
+        from .quant import COMMON_FTYPES as ftypes
     base = request.quant_overrides or QuantOptions("COPY")
     runtime = get_runtime(replace(request, quant_overrides=None).check())
     options = runtime.options(request.runtime_values())
@@ -239,6 +254,8 @@ def quant_list_notes(rows: list[QuantRow]) -> tuple[str, ...]:
 
 
 def _placement_reader(path: str) -> Any:
+    from .placement import detect_placement_kind
+
     runtime = get_runtime(placement_file_runtime(detect_placement_kind(path)).name)
     return runtime.read_placement_file
 
@@ -246,11 +263,15 @@ def _placement_reader(path: str) -> Any:
 def validate_placement(path: str | Path, checkpoint: Checkpoint, *, gpus: int | None = None) -> ValidationResult:
     """Every finding of a placement file (KTransformers rules or a plan file) against a checkpoint, and its
     placement when it can be made; the file's runtime reads it."""
+    from .placement import read_placement
+
     return read_placement(path, checkpoint, _placement_reader(str(path)), gpus=gpus)
 
 
 def place_from_file(checkpoint: Checkpoint, path: str | Path, *, gpus: int | None = None) -> PlacedPlan:
     """The checkpoint as a placement file places it (errors stop it; warnings and infos travel along)."""
+    from .placement import require_placement
+
     return require_placement(validate_placement(path, checkpoint, gpus=gpus), path)
 
 
@@ -270,6 +291,9 @@ def run_fit(request: FitRequest, activity: ActivityOptions | None = None, rank: 
     the highest decode-speed bound, which needs `activity` with bandwidths). With `activity`, every plan carries its
     per-token activity and bound (`FitResult.activity`).
     """
+    from .planner import FitReport, best_quant
+    from .planner import fit as fit_plan
+
     if rank not in ("size", "speed"):
         raise UsageError(f"--rank {rank!r}: use size or speed")
     if rank == "speed" and not (activity and activity.bandwidths):
@@ -341,6 +365,8 @@ def check_budget(result: Inspection) -> None:
     """Raise CheckFailed (exit 3) when the inspection's plan is over a budget."""
     verdict = result.budget
     if verdict is not None and not verdict.fits:
+        from .planner.advice import over_lines
+
         over = ", ".join(f"{d.device} by {d.over_by:,} bytes" for d in verdict.devices if not d.fits)
         raise CheckFailed(f"does not fit: {over}", hint="; ".join(result.advice[len(over_lines(verdict)):]) or None)
 
@@ -353,6 +379,8 @@ def check_findings(result: ValidationResult, placement_file: str) -> None:
 
 def check_fit(report: FitReport) -> None:
     """Raise CheckFailed (exit 3) when no plan fits the budgets."""
+    from .planner.advice import fit_advice
+
     if report.result is None or not report.result.fits:
         result = report.result
         advice = fit_advice(result.verdict if result else None, result.runtime if result else None)

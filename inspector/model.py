@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 # Role names are part of the command-line contract (DESIGN.md).
 ROLES = (
@@ -43,15 +43,47 @@ class TensorInfo:
     device: str | None = None
 
     def with_(self, **changes: Any) -> "TensorInfo":
-        """A copy with some fields changed. Placement and roles copy every tensor (46k for DeepSeek-V3's HF
-        shards): filling the copy's __dict__ directly costs a tenth of `dataclasses.replace`."""
-        unknown = changes.keys() - self.__dict__.keys()
-        if unknown:
+        """A copy with some fields changed. Placement copies every tensor (100k in the largest files): filling the
+        copy's __dict__ directly costs a tenth of `dataclasses.replace`."""
+        fields = self.__dict__.copy()
+        fields.update(changes)
+        if len(fields) != len(_TENSOR_FIELDS):  # a name that is not a field was added
+            unknown = changes.keys() - _TENSOR_FIELDS
             raise TypeError(f"TensorInfo has no field(s) {', '.join(sorted(unknown))}")
-        copy = object.__new__(TensorInfo)
-        copy.__dict__.update(self.__dict__)
-        copy.__dict__.update(changes)
+        copy = _new(TensorInfo)
+        _set(copy, "__dict__", fields)
         return copy
+
+
+_new = object.__new__
+_set = object.__setattr__
+_TENSOR_FIELDS = frozenset(TensorInfo.__dataclass_fields__)
+
+
+def with_devices(tensors: Iterable[TensorInfo], devices: Iterable[str | None]) -> tuple[TensorInfo, ...]:
+    """Copies of `tensors`, each with its device from `devices`: what a placement does to every tensor, at half the
+    cost of `t.with_(device=d)` one by one (no method call, no keyword check per tensor)."""
+    placed = []
+    append = placed.append
+    for t, device in zip(tensors, devices):
+        fields = t.__dict__.copy()
+        fields["device"] = device
+        copy = _new(TensorInfo)
+        _set(copy, "__dict__", fields)
+        append(copy)
+    return tuple(placed)
+
+
+def tensor_info(name: str, shape: tuple[int, ...], dtype: str, nbytes: int, offset: int, file_index: int,
+                params: int, role: str = "other", layer: int | None = None, expert: int | None = None,
+                device: str | None = None) -> TensorInfo:
+    """`TensorInfo(...)` at less than half the cost (a frozen dataclass's __init__ sets each field through
+    object.__setattr__): header readers build one per tensor, 100k of them in the largest files."""
+    t = _new(TensorInfo)
+    _set(t, "__dict__", {"name": name, "shape": shape, "dtype": dtype, "nbytes": nbytes, "offset": offset,
+                         "file_index": file_index, "params": params, "role": role, "layer": layer,
+                         "expert": expert, "device": device})
+    return t
 
 
 @dataclass(frozen=True)

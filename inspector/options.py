@@ -44,3 +44,22 @@ class OptionSpec:
         """The spelling used in messages: the first `--long` flag, else the first flag."""
         spellings = self.flags + self.native
         return next((f for f in spellings if f.startswith("--")), spellings[0])
+
+
+@dataclass(frozen=True)
+class QuantOptions:
+    """What to emulate: `llama-quantize [options] INPUT FTYPE` (inspector/quant; kept here, in a module without
+    imports, because every command line builds one)."""
+
+    ftype: str  # a llama-quantize name or alias (Q4_K_M, Q4_K, IQ4_XS, COPY …)
+    rules: str = "current"  # a rule set name or alias (rulesets.py): 2026-10 = current, 2026-07, 2025-08 = legacy
+    tensor_types: tuple[tuple[str, str], ...] = ()  # --tensor-type / --tensor-type-file (regex, type), CLI order
+    output_tensor_type: str | None = None
+    token_embedding_type: str | None = None
+    pure: bool = False
+    imatrix: bool = False  # pretend --imatrix FILE was given
+    allow_requantize: bool = True
+    leave_output_tensor: bool = False  # --leave-output-tensor: output.weight keeps its input type
+    keep_split: bool = False  # --keep-split: one output file per input split
+    prune_layers: tuple[int, ...] = ()  # --prune-layers: blocks removed, the rest renumbered
+    override_kv: tuple[tuple[str, Any], ...] = ()  # --override-kv KEY=TYPE:VALUE, parsed (layout.parse_override_kv)

@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from .errors import UsageError
 from .model import Checkpoint
-from .quant import QuantOptions
+from .options import QuantOptions
 from .runtimes import get_spec, runtime_specs
 from .runtimes.base import RuntimeSpec
 
@@ -180,11 +180,15 @@ def quant_request(values: Mapping[str, Any]) -> tuple[QuantOptions, bool, tuple[
     Raises:
         UsageError: bad `regex=type` lines.
     """
+    v = {k: values.get(k) for k in QUANT_KEYS}
+    if not any(v[k] for k in QUANT_KEYS if k not in ("quant_rules", "allow_requantize")):
+        # no quant option at all (most commands): no quant module to load (docs/performance.md, "Local")
+        allow = True if v["allow_requantize"] is None else v["allow_requantize"]
+        return QuantOptions("COPY", rules=v["quant_rules"] or "current", allow_requantize=allow), False, None
     from .quant import parse_tensor_type, parse_tensor_type_file
     from .quant.layout import parse_override_kv, parse_prune_layers
     from .quant.recipe import parse_recipe, parse_recipe_items
 
-    v = {k: values.get(k) for k in QUANT_KEYS}
     if v["quant"] is None and (v["tensor_type"] or v["tensor_type_file"]):
         recipe = parse_recipe_items(tuple(v["tensor_type"] or ()))
         if v["tensor_type_file"]:

@@ -5,13 +5,15 @@ costs one regex scan per distinct tensor kind, not per tensor.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 from .datafiles import read_packaged, read_user_file
 from .errors import RulesError
@@ -21,8 +23,13 @@ RULE_KEYS = {"id", "role", "match", "note"}
 TOP_KEYS = {"version", "strip_suffixes", "macros", "rules"}
 _MACRO = re.compile(r"\{(\w+)\}")
 _DIGITS = re.compile(r"\d+")
-_DIGIT_SENSITIVE = re.compile(r"(?<!\\)\d|\\d(?![+*])|\{\d")
+_BACKREFERENCE = re.compile(r"\\[1-9]|\(\?P=")
+# a literal digit (classes like [1-3] too), a \d without +/*, a counted repeat, or a backreference (which can
+# compare two digit runs)
+_DIGIT_SENSITIVE = re.compile(r"(?<!\\)\d|\\d(?![+*])|\{\d|" + _BACKREFERENCE.pattern)
 MAX_UNMATCHED_NAMED = 3
+_NAMED_GROUP = re.compile(r"\(\?P<\w+>")
+_ALWAYS = re.compile(r"(?s:.*)")
 
 
 @dataclass(frozen=True)
@@ -35,7 +42,8 @@ class Rule:
     @property
     def digit_sensitive(self) -> bool:
         """Whether two names differing only in their digits can match differently (a literal digit, a `\\d`
-        without `+`/`*`, a counted repeat): such rules defeat the per-template cache and are re-checked."""
+        without `+`/`*`, a counted repeat, a backreference): such rules defeat the per-layout cache and are
+        re-checked."""
         return bool(_DIGIT_SENSITIVE.search(self.pattern.pattern))
 
 
@@ -62,6 +70,8 @@ def _line_of(node: yaml.Node) -> int:
 
 
 def _node_dict(node: yaml.Node, path: str, what: str) -> dict[str, yaml.Node]:
+    import yaml
+
     if not isinstance(node, yaml.MappingNode):
         raise RulesError(f"{path}:{_line_of(node)}: {what} must be a mapping")
     return {k.value: v for k, v in node.value}
@@ -80,6 +90,8 @@ def parse_rules(text: str, path: str) -> RoleRules:
     Raises:
         RulesError: YAML errors, unknown keys or roles, bad regexes, duplicate ids or patterns (file:line).
     """
+    import yaml  # users' rules files only: the packaged rules are read from their compiled form
+
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as e:
@@ -111,6 +123,8 @@ def _read_macros(node: yaml.Node | None, path: str) -> dict[str, str]:
 
 
 def _read_strip(node: yaml.Node | None, path: str) -> re.Pattern[str]:
+    import yaml
+
     if node is None:
         return re.compile(r"(?!)")
     if not isinstance(node, yaml.SequenceNode):
@@ -129,6 +143,8 @@ def _expand(regex: str, macros: dict[str, str], path: str, line: int) -> str:
 
 
 def _read_rule(node: yaml.Node, path: str, macros: dict[str, str]) -> Rule:
+    import yaml
+
     line = _line_of(node)
     fields = _node_dict(node, path, "a rule")
     unknown = set(fields) - RULE_KEYS
@@ -165,9 +181,28 @@ def load_rules(path: str | Path | None = None) -> RoleRules:
     return parse_rules(read_user_file(path, "rules file"), str(path))
 
 
+PACKAGED = "roles.yaml"
+COMPILED = "roles.json"  # PACKAGED with its macros expanded: `python tools/compile_rules.py` writes it
+
+
 @lru_cache(maxsize=1)
 def _packaged_rules() -> RoleRules:
-    return parse_rules(read_packaged("roles.yaml"), "rules/roles.yaml")
+    """The packaged rules from their compiled form: reading the YAML costs ~30 ms (PyYAML's import and its pure-Python
+    composer) on every start; tests/test_fast_start.py checks that the compiled form is the YAML's."""
+    return rules_from_json(read_packaged(COMPILED))
+
+
+def rules_to_json(rules: RoleRules) -> str:
+    """A validated rule set as JSON: the suffix regex and each rule's id, role, expanded regex and YAML line."""
+    rows = ",\n  ".join(json.dumps([r.id, r.role, r.pattern.pattern, r.line]) for r in rules.rules)
+    return (f'{{"path": {json.dumps(rules.path)},\n "strip_suffixes": {json.dumps(rules.strip.pattern)},\n'
+            f' "rules": [\n  {rows}\n ]}}\n')
+
+
+def rules_from_json(text: str) -> RoleRules:
+    doc = json.loads(text)
+    return RoleRules(doc["path"], re.compile(doc["strip_suffixes"]),
+                     tuple(Rule(id_, role, re.compile(regex), line) for id_, role, regex, line in doc["rules"]))
 
 
 def _group_int(m: re.Match[str], group: str) -> int | None:
@@ -177,42 +212,55 @@ def _group_int(m: re.Match[str], group: str) -> int | None:
 
 @dataclass(frozen=True)
 class _Template:
-    """What every name of one digit-free template gets: the role, and which of the name's digit runs are the
-    layer and expert indices. `exact` is False when a name of the template must be matched on its own (a
-    digit-sensitive rule could decide differently, or a group is not a whole digit run)."""
+    """What every name of one layout (its characters, digits aside) gets: the role, and where in the name the
+    layer and expert indices are. `exact` is False when every name of the layout must be matched on its own (the
+    winning rule is digit-sensitive, or a group is not a whole digit run); `guard`, when set, matches (at least)
+    the names for which a digit-sensitive rule before the winner could decide instead: those are matched on
+    their own."""
 
     role: str
-    layer_run: int | None
-    expert_run: int | None
+    layer_span: tuple[int, int] | None
+    expert_span: tuple[int, int] | None
     exact: bool
+    guard: re.Pattern[str] | None = None
+
+
+# Every ASCII digit -> "#": names with equal keys differ only in the values of digits at the same places.
+_DIGIT_KEY = bytes.maketrans(b"0123456789", b"##########")
 
 
 class _Classifier:
-    """Classifies names with one regex split per name.
+    """Classifies names by their layout: one C-level translation and one dict lookup per name.
 
-    Names of one template differ only in their digit runs, so a rule without digit-sensitive syntax matches all of
-    them or none, and its `layer` / `expert` groups are the same digit runs in each: the first name of a template
-    is matched against the rules (first match wins) and teaches which role and which runs; the others reuse it.
-    Templates where a digit-sensitive rule comes before (or is) the winner are matched name by name, which keeps
-    "first matching rule wins" exact.
+    Names of one layout differ only in their digits, so a rule without digit-sensitive syntax matches all of them
+    or none, and its `layer` / `expert` groups are the same digit runs in each: the first name of a layout is
+    matched against the rules (first match wins) and teaches the role and where the indices are; the others reuse
+    it. A digit-sensitive rule before the winner is checked on each name (one guard regex); where the winner itself
+    is digit-sensitive, names are matched one by one. Either way "first matching rule wins" stays exact.
     """
 
     def __init__(self, rules: RoleRules) -> None:
         self.rules = rules
-        self._templates: dict[str, _Template] = {}
+        self._templates: dict[bytes, _Template] = {}
         self._sensitive = [i for i, r in enumerate(rules.rules) if r.digit_sensitive]
+        self._guards: dict[tuple[int, ...], re.Pattern[str]] = {}
+        # a suffix rule that looks at digits can cut names of one layout differently: match each name then
+        self._strip_sensitive = bool(_DIGIT_SENSITIVE.search(rules.strip.pattern))
 
     def classify(self, name: str) -> tuple[str, int | None, int | None]:
-        parts = _DIGITS.split(name)  # text, digits, text, digits, …, text
-        template = "#".join(parts[0::2])
-        learned = self._templates.get(template)
+        # UTF-8 bytes (lone surrogates kept): equal keys mean equal characters at equal places, digits aside
+        key = name.encode("utf-8", "surrogatepass").translate(_DIGIT_KEY)
+        learned = self._templates.get(key)
         if learned is None:
-            learned = self._templates[template] = self._learn(name)
+            learned = self._templates[key] = self._learn(name)
         if not learned.exact:
             return self._match(name)
-        runs = parts[1::2]
-        layer = int(runs[learned.layer_run]) if learned.layer_run is not None else None
-        expert = int(runs[learned.expert_run]) if learned.expert_run is not None else None
+        if learned.guard is not None and learned.guard.fullmatch(name):
+            return self._match(name)
+        span = learned.layer_span
+        layer = int(name[span[0]:span[1]]) if span is not None else None
+        span = learned.expert_span
+        expert = int(name[span[0]:span[1]]) if span is not None else None
         return learned.role, layer, expert
 
     def _match(self, name: str) -> tuple[str, int | None, int | None]:
@@ -228,23 +276,46 @@ class _Classifier:
     def _learn(self, name: str) -> _Template:
         stem = self.rules.strip.sub("", name, count=1)
         index = self._first_match(stem, range(len(self.rules.rules)))
-        end = len(self.rules.rules) if index is None else index + 1
-        exact = not any(i < end for i in self._sensitive)
+        end = len(self.rules.rules) if index is None else index
+        # Rules without digit-sensitive syntax match every name of the layout or none, so only the
+        # digit-sensitive ones before the winner (all of them when none won) can give another name another rule.
+        guard = self._guard(tuple(i for i in self._sensitive if i < end))
+        # the winner itself may not match the other names when it is digit-sensitive
+        exact = not self._strip_sensitive and (index is None or index not in self._sensitive)
         if index is None:
-            return _Template("other", None, None, exact)
+            return _Template("other", None, None, exact, guard)
         m = self.rules.rules[index].pattern.fullmatch(stem)
         assert m is not None
-        spans = [r.span() for r in _DIGITS.finditer(stem)]
-        runs = {}
+        runs = [r.span() for r in _DIGITS.finditer(stem)]
+        spans: dict[str, tuple[int, int] | None] = {}
         for group in ("layer", "expert"):
             if m.groupdict().get(group) is None:
-                runs[group] = None
-            elif m.span(group) in spans:
-                runs[group] = spans.index(m.span(group))
-            else:  # the group is not one whole digit run: match every name of this template
+                spans[group] = None
+            elif m.span(group) in runs:
+                spans[group] = m.span(group)
+            else:  # the group is not one whole digit run: match every name of this layout
                 exact = False
-                runs[group] = None
-        return _Template(self.rules.rules[index].role, runs["layer"], runs["expert"], exact)
+                spans[group] = None
+        return _Template(self.rules.rules[index].role, spans["layer"], spans["expert"], exact, guard)
+
+    def _guard(self, indices: tuple[int, ...]) -> re.Pattern[str] | None:
+        """One regex matching every whole name whose stem one of these rules matches (cached per set of rules;
+        groups made plain). It takes the name, suffix and all: `(?:rules)(?:suffixes)?` matches a name whenever
+        a rule matches its stem (and maybe a few more, which are then matched exactly), without stripping the
+        suffix of every name first."""
+        if not indices:
+            return None
+        if indices not in self._guards:
+            sources = [self.rules.rules[i].pattern.pattern for i in indices] + [self.rules.strip.pattern]
+            parts = [_NAMED_GROUP.sub("(?:", p) for p in sources]
+            try:
+                if any(_BACKREFERENCE.search(p) for p in sources):  # group numbers change once combined
+                    raise re.error("backreference")
+                alternatives = "|".join(f"(?:{p})" for p in parts[:-1])
+                self._guards[indices] = re.compile(f"(?:{alternatives})(?:{parts[-1].removesuffix('$')})?")
+            except re.error:  # a rule refers to its own groups, or sets flags: no combined guard, match each name
+                self._guards[indices] = _ALWAYS
+        return self._guards[indices]
 
     def _first_match(self, stem: str, indices: Iterable[int]) -> int | None:
         return next((i for i in indices if self.rules.rules[i].pattern.fullmatch(stem)), None)

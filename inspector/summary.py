@@ -98,25 +98,40 @@ class Inspection:
 
 def group(tensors: Iterable[TensorInfo], key: Callable[[TensorInfo], str], order: Callable[[str], object] = str,
           with_roles: bool = False) -> tuple[Group, ...]:
-    """Sum tensors by `key`, sorted by `order`."""
-    buckets: dict[str, list[TensorInfo]] = {}
+    """Sum tensors by `key`, sorted by `order`: one pass over the tensors (100k-tensor files, docs/performance.md)."""
+    # key -> [tensors, params, bytes, {dtype: bytes}, {role: [tensors, params, bytes, {dtype: bytes}]}]
+    buckets: dict[str, list[Any]] = {}
     for t in tensors:
-        buckets.setdefault(key(t), []).append(t)
-    return tuple(_totals(k, buckets[k], with_roles) for k in sorted(buckets, key=order))
+        k = key(t)
+        sums = buckets.get(k)
+        if sums is None:
+            sums = buckets[k] = [0, 0, 0, {}, {}]
+        _add(sums, t)
+        if with_roles:
+            role = sums[4].get(t.role)
+            if role is None:
+                role = sums[4][t.role] = [0, 0, 0, {}, None]
+            _add(role, t)
+    return tuple(_group(k, buckets[k]) for k in sorted(buckets, key=order))
 
 
-def _totals(key: str, tensors: list[TensorInfo], with_roles: bool) -> Group:
-    dtypes: dict[str, int] = {}
-    for t in tensors:
-        dtypes[t.dtype] = dtypes.get(t.dtype, 0) + t.nbytes
-    roles = by_role(tensors) if with_roles else ()
+def _add(sums: list[Any], t: TensorInfo) -> None:
+    sums[0] += 1
+    sums[1] += t.params
+    sums[2] += t.nbytes
+    dtypes = sums[3]
+    dtypes[t.dtype] = dtypes.get(t.dtype, 0) + t.nbytes
+
+
+def _group(key: str, sums: list[Any]) -> Group:
+    roles = sums[4]
     return Group(
         key=key,
-        tensors=len(tensors),
-        params=sum(t.params for t in tensors),
-        bytes=sum(t.nbytes for t in tensors),
-        dtypes=tuple(sorted(dtypes.items(), key=lambda kv: (-kv[1], kv[0]))),
-        roles=roles,
+        tensors=sums[0],
+        params=sums[1],
+        bytes=sums[2],
+        dtypes=tuple(sorted(sums[3].items(), key=lambda kv: (-kv[1], kv[0]))),
+        roles=tuple(_group(r, roles[r]) for r in sorted(roles, key=ROLES.index)) if roles else (),
     )
 
 
@@ -153,5 +168,39 @@ def summarize(checkpoint: Checkpoint, plan: str, *, flags_line: str | None = Non
     """Aggregate a placed checkpoint; `source` is the checkpoint before placement, whose totals are the file's;
     `typed` are the Inspection fields beyond the aggregates (runtime, quant, memory, budget, train …)."""
     totals = (len(source.tensors), source.params, source.nbytes) if source is not None else None
-    return Inspection(checkpoint, plan, by_role(checkpoint.tensors), by_device(checkpoint.tensors),
-                      flags_line=flags_line, notes=notes, file_totals=totals, **typed)
+    roles, devices = _by_role_and_device(checkpoint.tensors)
+    return Inspection(checkpoint, plan, roles, devices, flags_line=flags_line, notes=notes, file_totals=totals,
+                      **typed)
+
+
+def _by_role_and_device(tensors: Iterable[TensorInfo]) -> tuple[tuple[Group, ...], tuple[Group, ...]]:
+    """`by_role` and `by_device` from one pass over the tensors: sums per (device, role), then merged."""
+    cells: dict[tuple[str, str], list[Any]] = {}
+    for t in tensors:
+        key = (t.device or NOT_LOADED, t.role)
+        sums = cells.get(key)
+        if sums is None:
+            sums = cells[key] = [0, 0, 0, {}, None]
+        sums[0] += 1
+        sums[1] += t.params
+        nbytes = t.nbytes
+        sums[2] += nbytes
+        dtypes = sums[3]
+        dtypes[t.dtype] = dtypes.get(t.dtype, 0) + nbytes
+    roles: dict[str, list[Any]] = {}
+    devices: dict[str, list[Any]] = {}
+    for (device, role), sums in cells.items():
+        _merge(roles.setdefault(role, [0, 0, 0, {}, None]), sums)
+        into = devices.setdefault(device, [0, 0, 0, {}, {}])
+        _merge(into, sums)
+        into[4][role] = sums
+    return (tuple(_group(r, roles[r]) for r in sorted(roles, key=ROLES.index)),
+            tuple(_group(d, devices[d]) for d in sorted(devices, key=device_sort_key)))
+
+
+def _merge(total: list[Any], sums: list[Any]) -> None:
+    total[0] += sums[0]
+    total[1] += sums[1]
+    total[2] += sums[2]
+    for dtype, nbytes in sums[3].items():
+        total[3][dtype] = total[3].get(dtype, 0) + nbytes

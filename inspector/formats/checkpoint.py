@@ -1,10 +1,10 @@
 """Assembling a Checkpoint from the headers of a resolved source: split sets, index sets, truncation warnings."""
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 from ..errors import FormatError, shown
-from ..model import Checkpoint, FileInfo, TensorInfo
+from ..model import Checkpoint, FileInfo, TensorInfo, tensor_info
 from ..sources.base import ByteSource, ResolvedSource
 from .gguf import GgufHeader, parse_gguf
 from .packed import logical_params
@@ -14,11 +14,20 @@ SPLIT_KEYS = ("split.no", "split.count", "split.tensors.count")
 MAX_FILES_NAMED = 3  # beyond this many short files, one summary warning replaces per-file ones
 
 
-def read_checkpoint(resolved: ResolvedSource) -> Checkpoint:
-    """Parse every file's header and combine them into one Checkpoint (roles not assigned yet)."""
+# (role, layer, expert) of each tensor name, all names at once: roles.classify_names, handed down by the caller
+Roles = Callable[[list[str]], list[tuple[str, int | None, int | None]]]
+
+
+def read_checkpoint(resolved: ResolvedSource, roles: Roles | None = None) -> Checkpoint:
+    """Parse every file's header and combine them into one Checkpoint; with `roles`, each tensor gets its role,
+    layer and expert as it is built (one record per tensor, not a copy per step), else they are not assigned."""
     if resolved.format == "gguf":
-        return _gguf_checkpoint(resolved)
-    return _safetensors_checkpoint(resolved)
+        return _gguf_checkpoint(resolved, roles)
+    return _safetensors_checkpoint(resolved, roles)
+
+
+def _no_roles(names: list[str]) -> list[tuple[str, int | None, int | None]]:
+    return [("other", None, None)] * len(names)
 
 
 def _parse_all(files: Iterable[ByteSource], parse: Any) -> list[Any]:
@@ -33,15 +42,21 @@ def _parse_all(files: Iterable[ByteSource], parse: Any) -> list[Any]:
     return headers
 
 
-def _gguf_checkpoint(resolved: ResolvedSource) -> Checkpoint:
+def _gguf_checkpoint(resolved: ResolvedSource, roles: Roles | None) -> Checkpoint:
     headers: list[GgufHeader] = _parse_all(resolved.files, parse_gguf)
     warnings = _check_split(headers)
-    tensors = tuple(
-        TensorInfo(t.name, t.ne, t.gtype.name, t.nbytes, t.offset, i, _product(t.ne))
-        for i, h in enumerate(headers)
-        for t in h.tensors
-    )
-    _check_unique_names(resolved.description, tensors)
+    found = iter((roles or _no_roles)([t.name for h in headers for t in h.tensors]))
+    records = []
+    for i, h in enumerate(headers):
+        # zip asks h.tensors first: at a file's end it stops without taking the next file's first role
+        for (name, ne, gtype, nbytes, offset), (role, layer, expert) in zip(h.tensors, found):
+            params = 1
+            for d in ne:
+                params *= d
+            records.append(tensor_info(name, ne, gtype.name, nbytes, offset, i, params, role, layer, expert))
+    tensors = tuple(records)
+    if len(headers) > 1:  # parse_gguf already refused a name twice in one file
+        _check_unique_names(resolved.description, tensors)
     files = tuple(FileInfo(h.source, h.file_size, h.data_offset, h.expected_size) for h in headers)
     metadata = {k: v for k, v in headers[0].metadata.items() if k not in SPLIT_KEYS}
     architecture = metadata.get("general.architecture")
@@ -100,12 +115,12 @@ def _check_split(headers: list[GgufHeader]) -> list[str]:
     return []
 
 
-def _safetensors_checkpoint(resolved: ResolvedSource) -> Checkpoint:
+def _safetensors_checkpoint(resolved: ResolvedSource, roles: Roles | None) -> Checkpoint:
     headers: list[SafetensorsHeader] = _parse_all(resolved.files, parse_safetensors)
+    found = (roles or _no_roles)([t.name for h in headers for t in h.tensors])
     tensors = tuple(
-        TensorInfo(t.name, t.shape, t.dtype, t.nbytes, t.offset, i, t.elements)
-        for i, h in enumerate(headers)
-        for t in h.tensors
+        tensor_info(t.name, t.shape, t.dtype, t.nbytes, t.offset, i, t.elements, *next_role)
+        for (i, t), next_role in zip(((i, t) for i, h in enumerate(headers) for t in h.tensors), found)
     )
     _check_unique_names(resolved.description, tensors)
     warnings = _index_warnings(resolved.index, headers, tensors) if resolved.index else []

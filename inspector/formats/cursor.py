@@ -13,6 +13,7 @@ from ..sources.base import ByteSource
 
 FIRST_CHUNK = 64 << 10  # most GGUF headers without a tokenizer fit; hf_hub reads 100 kB for safetensors
 MAX_CHUNK = 8 << 20
+_LENGTH = {"<": struct.Struct("<Q"), ">": struct.Struct(">Q")}
 
 
 class HeaderCursor:
@@ -108,14 +109,32 @@ class HeaderCursor:
 
         Tokenizer arrays hold up to ~262k strings; this walk is the whole cost of a large-vocabulary header.
         """
-        fmt = self.endian + "Q"
-        unpack_from = struct.unpack_from
-        for _ in range(count):
-            if self._pos + 8 > len(self._buf):
-                self._fill(8, what)
-            (n,) = unpack_from(fmt, self._buf, self._pos)
+        length = _LENGTH[self.endian].unpack_from
+        while count:
+            # The strings wholly inside the buffer, in a loop of locals only; the one that crosses its end is
+            # filled (and checked) below, then the loop goes on over the new buffer.
+            buf, pos = self._buf, self._pos
+            size = len(buf)
+            end = size - 8
+            done = count
+            for i in range(count):
+                if pos > end:
+                    done = i
+                    break
+                (n,) = length(buf, pos)
+                after = pos + 8 + n
+                if n > max_len or after > size:
+                    done = i
+                    break
+                pos = after
+            self._pos = pos
+            count -= done
+            if not count:
+                return
+            self._fill(8, what)
+            (n,) = length(self._buf, self._pos)
             if n > max_len:
                 raise self.fail(f"{what}: string of {n:,} bytes exceeds the {max_len:,}-byte cap")
-            if self._pos + 8 + n > len(self._buf):
-                self._fill(8 + n, what)
+            self._fill(8 + n, what)
             self._pos += 8 + n
+            count -= 1

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..errors import FormatError, shown
 from ..sources.base import ByteSource
@@ -74,6 +74,7 @@ _SCALARS: dict[int, tuple[str, str, int]] = {
     12: ("f64", "d", 8),
 }
 _STRING, _ARRAY = 8, 9
+_tuple_new = tuple.__new__
 
 
 @dataclass(frozen=True)
@@ -86,8 +87,9 @@ class LazyArray:
     nbytes: int
 
 
-@dataclass(frozen=True)
-class GgufTensor:
+class GgufTensor(NamedTuple):
+    """One tensor info, sized and placed (a named tuple: a 100k-tensor header builds 100k of them)."""
+
     name: str
     ne: tuple[int, ...]
     gtype: GgmlType
@@ -132,7 +134,7 @@ def parse_gguf(source: ByteSource, *, load_arrays: bool = False) -> GgufHeader:
     if magic == POWERINFER_MAGIC:
         metadata[MAGIC_KEY] = POWERINFER_MAGIC.decode("ascii")
     alignment = _alignment(cur, metadata)
-    infos = [_read_tensor_info(cur) for _ in range(n_tensors)]
+    infos = _read_tensor_infos(cur, n_tensors)
     header_end = cur.offset
     data_offset = _pad(header_end, alignment)
     tensors = _place_tensors(source.name, infos, data_offset, alignment)
@@ -251,6 +253,60 @@ def _alignment(cur: HeaderCursor, metadata: dict[str, Any]) -> int:
     return value
 
 
+# One tensor info is at most 8 + name + 4 + 8 * MAX_DIMS + 12 bytes.
+_INFO_OVERHEAD = 8 + 4 + 8 * MAX_DIMS + 12
+_SHAPES = {e: tuple(struct.Struct(f"{e}{n}Q") for n in range(MAX_DIMS + 1)) for e in "<>"}
+_LENGTH = {e: struct.Struct(f"{e}Q") for e in "<>"}
+_COUNT = {e: struct.Struct(f"{e}I") for e in "<>"}
+_TYPE_OFFSET = {e: struct.Struct(f"{e}IQ") for e in "<>"}
+
+
+def _read_tensor_infos(cur: HeaderCursor, count: int) -> list[tuple[str, tuple[int, ...], int, int]]:
+    """Every tensor info. A 100k-tensor header spends most of its parse here: records wholly in the buffer are
+    read by this loop; any other (at the buffer's end, or one the loop would have to reject) goes through
+    `_read_tensor_info`, which reads more or raises the precise error."""
+    infos: list[tuple[str, tuple[int, ...], int, int]] = []
+    append = infos.append
+    length, n_dims, type_offset = (_LENGTH[cur.endian].unpack_from, _COUNT[cur.endian].unpack_from,
+                                   _TYPE_OFFSET[cur.endian].unpack_from)
+    shapes = [shape.unpack_from for shape in _SHAPES[cur.endian]]
+    while len(infos) < count:
+        buf, pos = cur._buf, cur._pos
+        end = len(buf) - _INFO_OVERHEAD
+        for _ in range(count - len(infos)):
+            if pos + 8 > end:
+                break
+            (n,) = length(buf, pos)
+            if n > MAX_TENSOR_NAME_LEN or pos + n > end:
+                break
+            start = pos + 8
+            pos = start + n
+            (dims,) = n_dims(buf, pos)
+            if dims > MAX_DIMS:
+                pos = start - 8
+                break
+            ne = shapes[dims](buf, pos + 4)
+            elements = 1
+            for d in ne:
+                elements *= d
+            if elements > MAX_ELEMENTS or (dims and max(ne) > INT64_MAX):
+                pos = start - 8
+                break
+            pos += 4 + 8 * dims
+            type_id, rel = type_offset(buf, pos)
+            try:
+                name = buf[start : start + n].decode("utf-8")
+            except UnicodeDecodeError:
+                pos = start - 8
+                break
+            pos += 12
+            append((name, ne, type_id, rel))
+        cur._pos = pos
+        if len(infos) < count:
+            append(_read_tensor_info(cur))
+    return infos
+
+
 def _read_tensor_info(cur: HeaderCursor) -> tuple[str, tuple[int, ...], int, int]:
     name = _read_string(cur, MAX_TENSOR_NAME_LEN, "tensor name")
     n_dims = cur.u32(f"dimension count of {name!r}")
@@ -274,24 +330,49 @@ def _read_tensor_info(cur: HeaderCursor) -> tuple[str, tuple[int, ...], int, int
 def _place_tensors(
     source: str, infos: list[tuple[str, tuple[int, ...], int, int]], data_offset: int, alignment: int
 ) -> tuple[GgufTensor, ...]:
-    """Size every tensor and check offsets: aligned, increasing in info order, not overlapping, names unique."""
+    """Size every tensor and check offsets: aligned, increasing in info order, not overlapping, names unique.
+    Errors are raised in info order: the first bad tensor is the one named."""
+    names = [info[0] for info in infos]
+    duplicate = _first_duplicate(names) if len(set(names)) != len(names) else len(infos)
     tensors: list[GgufTensor] = []
-    seen: set[str] = set()
+    append = tensors.append
     end = 0
     previous = ""
-    for name, ne, type_id, rel in infos:
-        if name in seen:
-            raise FormatError(source, f"duplicate tensor name {name!r}")
-        seen.add(name)
-        gtype = require_type(type_id, source=source, tensor=name)
-        nbytes = tensor_nbytes(gtype, ne, source=source, tensor=name)
+    # type id -> (type, block size, row bytes per block, row metadata bytes); None: tensor_nbytes sizes it
+    types: dict[int, tuple[GgmlType, int, int, int] | None] = {}
+    gtypes: dict[int, GgmlType] = {}
+    for i in range(duplicate):
+        name, ne, type_id, rel = infos[i]
+        if type_id not in gtypes:
+            gtype = gtypes[type_id] = require_type(type_id, source=source, tensor=name)
+            plain = not (gtype.origin == "ik_llama" and gtype.name == "I2_S")  # tensor_nbytes' one special case
+            types[type_id] = (gtype, gtype.block_size, gtype.type_size, gtype.row_meta_size) if plain else None
+        sizes = types[type_id]
+        if sizes is not None and len(ne) == 2 and not ne[0] % sizes[1]:  # matrices: tensor_nbytes inlined
+            gtype = sizes[0]
+            nbytes = (sizes[3] + ne[0] // sizes[1] * sizes[2]) * ne[1]
+        else:
+            gtype = gtypes[type_id]
+            nbytes = tensor_nbytes(gtype, ne, source=source, tensor=name)
         if rel % alignment:
             raise FormatError(source, f"tensor {name!r} offset {rel} is not a multiple of the alignment {alignment}")
         if rel < end:
             raise FormatError(source, f"tensor {name!r} at data offset {rel} overlaps {previous!r} (ends at {end})")
         end, previous = rel + nbytes, name
-        tensors.append(GgufTensor(name, ne, gtype, nbytes, data_offset + rel))
+        # GgufTensor(...) without its Python-level __new__
+        append(_tuple_new(GgufTensor, (name, ne, gtype, nbytes, data_offset + rel)))
+    if duplicate < len(infos):
+        raise FormatError(source, f"duplicate tensor name {names[duplicate]!r}")
     return tuple(tensors)
+
+
+def _first_duplicate(names: list[str]) -> int:
+    seen: set[str] = set()
+    for i, name in enumerate(names):
+        if name in seen:
+            return i
+        seen.add(name)
+    return len(names)
 
 
 def _pad(n: int, alignment: int) -> int:

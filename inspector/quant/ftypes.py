@@ -14,14 +14,9 @@ from functools import lru_cache
 from types import MappingProxyType
 from typing import Mapping
 
-import gguf
-
 from ..errors import UsageError
 from ..formats.ggml_types import GgmlType, type_by_name
 from .rulesets import FAMILY_2025, FAMILY_2026, RULE_SETS, RuleSet, resolve_rules  # noqa: F401 - RULE_SETS re-exported
-
-# gguf 0.19.0's LlamaFileType stops at Q1_0 = 40; llama.h (2026-07) adds LLAMA_FTYPE_MOSTLY_Q2_0 = 41.
-_Q2_0_FTYPE = 41
 
 
 @dataclass(frozen=True)
@@ -40,55 +35,53 @@ class FtypeInfo:
         return self.default_type is not None and is_quantized_type(self.default_type)
 
 
-def _ftype_id(member: str) -> int:
-    return int(gguf.LlamaFileType[member])
-
-
 _BOTH = (FAMILY_2026, FAMILY_2025)
 _CURRENT_ONLY = (FAMILY_2026,)
 
-# (name, LlamaFileType member or id, default ggml type, aliases, rule sets). Order: the file types of llama.cpp's
-# tests/test-quant-type-selection.cpp table, then the 2026 additions, then COPY.
-_TABLE: tuple[tuple[str, str | int | None, str | None, tuple[str, ...], tuple[str, ...]], ...] = (
-    ("F32", "ALL_F32", "F32", (), _BOTH),
-    ("F16", "MOSTLY_F16", "F16", (), _BOTH),
-    ("BF16", "MOSTLY_BF16", "BF16", (), _BOTH),
-    ("Q4_0", "MOSTLY_Q4_0", "Q4_0", (), _BOTH),
-    ("Q4_1", "MOSTLY_Q4_1", "Q4_1", (), _BOTH),
-    ("Q5_0", "MOSTLY_Q5_0", "Q5_0", (), _BOTH),
-    ("Q5_1", "MOSTLY_Q5_1", "Q5_1", (), _BOTH),
-    ("Q8_0", "MOSTLY_Q8_0", "Q8_0", (), _BOTH),
-    ("Q2_K", "MOSTLY_Q2_K", "Q2_K", (), _BOTH),
-    ("Q2_K_S", "MOSTLY_Q2_K_S", "Q2_K", (), _BOTH),
-    ("Q3_K_S", "MOSTLY_Q3_K_S", "Q3_K", (), _BOTH),
-    ("Q3_K_M", "MOSTLY_Q3_K_M", "Q3_K", ("Q3_K",), _BOTH),
-    ("Q3_K_L", "MOSTLY_Q3_K_L", "Q3_K", (), _BOTH),
-    ("Q4_K_S", "MOSTLY_Q4_K_S", "Q4_K", (), _BOTH),
-    ("Q4_K_M", "MOSTLY_Q4_K_M", "Q4_K", ("Q4_K",), _BOTH),
-    ("Q5_K_S", "MOSTLY_Q5_K_S", "Q5_K", (), _BOTH),
-    ("Q5_K_M", "MOSTLY_Q5_K_M", "Q5_K", ("Q5_K",), _BOTH),
-    ("Q6_K", "MOSTLY_Q6_K", "Q6_K", (), _BOTH),
-    ("IQ1_S", "MOSTLY_IQ1_S", "IQ1_S", (), _BOTH),
-    ("IQ1_M", "MOSTLY_IQ1_M", "IQ1_M", (), _BOTH),
-    ("IQ2_XXS", "MOSTLY_IQ2_XXS", "IQ2_XXS", (), _BOTH),
-    ("IQ2_XS", "MOSTLY_IQ2_XS", "IQ2_XS", (), _BOTH),
-    ("IQ2_S", "MOSTLY_IQ2_S", "IQ2_XS", (), _BOTH),  # IQ2_S files use IQ2_XS blocks
-    ("IQ2_M", "MOSTLY_IQ2_M", "IQ2_S", (), _BOTH),  # IQ2_M files use IQ2_S blocks
-    ("IQ3_XXS", "MOSTLY_IQ3_XXS", "IQ3_XXS", (), _BOTH),
-    ("IQ3_XS", "MOSTLY_IQ3_XS", "IQ3_S", (), _BOTH),  # IQ3_XS files use IQ3_S blocks
-    ("IQ3_S", "MOSTLY_IQ3_S", "IQ3_S", (), _BOTH),
-    ("IQ3_M", "MOSTLY_IQ3_M", "IQ3_S", (), _BOTH),
-    ("IQ4_NL", "MOSTLY_IQ4_NL", "IQ4_NL", (), _BOTH),
-    ("IQ4_XS", "MOSTLY_IQ4_XS", "IQ4_XS", (), _BOTH),
-    ("TQ1_0", "MOSTLY_TQ1_0", "TQ1_0", (), _BOTH),
-    ("TQ2_0", "MOSTLY_TQ2_0", "TQ2_0", (), _BOTH),
-    ("MXFP4_MOE", "MOSTLY_MXFP4_MOE", "MXFP4", (), _BOTH),
+# (name, llama_ftype id, default ggml type, aliases, rule sets). The ids are data, not read from gguf-py at run time
+# (importing gguf imports numpy: ~0.1 s of every run); tests/test_fast_start.py checks each equals gguf-py's
+# `LlamaFileType` member (ALL_F32, else MOSTLY_<name>), but Q2_0 = 41, which gguf 0.19.0 lacks (llama.h 2026-07).
+# Order: the file types of llama.cpp's tests/test-quant-type-selection.cpp table, then the 2026 additions, then COPY.
+_TABLE: tuple[tuple[str, int | None, str | None, tuple[str, ...], tuple[str, ...]], ...] = (
+    ("F32", 0, "F32", (), _BOTH),
+    ("F16", 1, "F16", (), _BOTH),
+    ("BF16", 32, "BF16", (), _BOTH),
+    ("Q4_0", 2, "Q4_0", (), _BOTH),
+    ("Q4_1", 3, "Q4_1", (), _BOTH),
+    ("Q5_0", 8, "Q5_0", (), _BOTH),
+    ("Q5_1", 9, "Q5_1", (), _BOTH),
+    ("Q8_0", 7, "Q8_0", (), _BOTH),
+    ("Q2_K", 10, "Q2_K", (), _BOTH),
+    ("Q2_K_S", 21, "Q2_K", (), _BOTH),
+    ("Q3_K_S", 11, "Q3_K", (), _BOTH),
+    ("Q3_K_M", 12, "Q3_K", ("Q3_K",), _BOTH),
+    ("Q3_K_L", 13, "Q3_K", (), _BOTH),
+    ("Q4_K_S", 14, "Q4_K", (), _BOTH),
+    ("Q4_K_M", 15, "Q4_K", ("Q4_K",), _BOTH),
+    ("Q5_K_S", 16, "Q5_K", (), _BOTH),
+    ("Q5_K_M", 17, "Q5_K", ("Q5_K",), _BOTH),
+    ("Q6_K", 18, "Q6_K", (), _BOTH),
+    ("IQ1_S", 24, "IQ1_S", (), _BOTH),
+    ("IQ1_M", 31, "IQ1_M", (), _BOTH),
+    ("IQ2_XXS", 19, "IQ2_XXS", (), _BOTH),
+    ("IQ2_XS", 20, "IQ2_XS", (), _BOTH),
+    ("IQ2_S", 28, "IQ2_XS", (), _BOTH),  # IQ2_S files use IQ2_XS blocks
+    ("IQ2_M", 29, "IQ2_S", (), _BOTH),  # IQ2_M files use IQ2_S blocks
+    ("IQ3_XXS", 23, "IQ3_XXS", (), _BOTH),
+    ("IQ3_XS", 22, "IQ3_S", (), _BOTH),  # IQ3_XS files use IQ3_S blocks
+    ("IQ3_S", 26, "IQ3_S", (), _BOTH),
+    ("IQ3_M", 27, "IQ3_S", (), _BOTH),
+    ("IQ4_NL", 25, "IQ4_NL", (), _BOTH),
+    ("IQ4_XS", 30, "IQ4_XS", (), _BOTH),
+    ("TQ1_0", 36, "TQ1_0", (), _BOTH),
+    ("TQ2_0", 37, "TQ2_0", (), _BOTH),
+    ("MXFP4_MOE", 38, "MXFP4", (), _BOTH),
     # 2026 additions (the 2026 family only; 2026-10 dropped NVFP4's default type). NVFP4 had a default type in
     # llama-quant.cpp 007dbbf3, but quantize.cpp's
     # QUANT_OPTIONS (03161a4e) does not list it: convert_hf_to_gguf.py writes it for ModelOpt NVFP4 checkpoints.
-    ("NVFP4", "MOSTLY_NVFP4", "NVFP4", (), _CURRENT_ONLY),
-    ("Q1_0", "MOSTLY_Q1_0", "Q1_0", (), _CURRENT_ONLY),
-    ("Q2_0", _Q2_0_FTYPE, "Q2_0", (), _CURRENT_ONLY),
+    ("NVFP4", 39, "NVFP4", (), _CURRENT_ONLY),
+    ("Q1_0", 40, "Q1_0", (), _CURRENT_ONLY),
+    ("Q2_0", 41, "Q2_0", (), _CURRENT_ONLY),
     # COPY: quantize.cpp sets only_copy; every tensor keeps its type and general.file_type keeps the input's.
     ("COPY", None, None, (), _BOTH),
 )
@@ -96,8 +89,7 @@ _TABLE: tuple[tuple[str, str | int | None, str | None, tuple[str, ...], tuple[st
 
 def _build() -> dict[str, FtypeInfo]:
     table: dict[str, FtypeInfo] = {}
-    for name, member, default, aliases, rules in _TABLE:
-        ftype = member if isinstance(member, int) or member is None else _ftype_id(member)
+    for name, ftype, default, aliases, rules in _TABLE:
         table[name] = FtypeInfo(name, ftype, default, aliases, rules)
     return table
 

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 from ..errors import UsageError
 from ..formats.ggml_types import type_by_name
 from ..model import Checkpoint, FileInfo, TensorInfo
+from ..options import QuantOptions  # kept in a light module: every command builds one
 from .ftypes import FtypeInfo, ggml_type, is_quantized_type, resolve_ftype, resolve_type
 from .header import (
     ALIGNMENT,
@@ -50,24 +51,6 @@ ASSUMED_IMATRIX_KVS: Mapping[str, Any] = {
     "quantize.imatrix.chunks_count": 0,
 }
 MAX_NAMED = 3
-
-
-@dataclass(frozen=True)
-class QuantOptions:
-    """What to emulate: `llama-quantize [options] INPUT FTYPE`."""
-
-    ftype: str  # a llama-quantize name or alias (Q4_K_M, Q4_K, IQ4_XS, COPY …)
-    rules: str = "current"  # a rule set name or alias (rulesets.py): 2026-10 = current, 2026-07, 2025-08 = legacy
-    tensor_types: tuple[tuple[str, str], ...] = ()  # --tensor-type / --tensor-type-file (regex, type), CLI order
-    output_tensor_type: str | None = None
-    token_embedding_type: str | None = None
-    pure: bool = False
-    imatrix: bool = False  # pretend --imatrix FILE was given
-    allow_requantize: bool = True
-    leave_output_tensor: bool = False  # --leave-output-tensor: output.weight keeps its input type
-    keep_split: bool = False  # --keep-split: one output file per input split
-    prune_layers: tuple[int, ...] = ()  # --prune-layers: blocks removed, the rest renumbered
-    override_kv: tuple[tuple[str, Any], ...] = ()  # --override-kv KEY=TYPE:VALUE, parsed (layout.parse_override_kv)
 
 
 @dataclass(frozen=True)

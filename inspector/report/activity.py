@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tabulate import tabulate
+from .grid import table as text_table
 
 from .base import human_bytes, human_count
 
@@ -26,7 +26,7 @@ def activity_parts(report: Any, tablefmt: str) -> list[str]:
     for device, n in t.bytes_by_device().items():
         rows.append([device, "total", f"{sum(r.params for r in t.rows if r.device == device):,}", human_bytes(n),
                      human_bytes(sum(r.stored_bytes for r in t.rows if r.device == device))])
-    parts = [head + "\n" + conventions + "\n" + tabulate(
+    parts = [head + "\n" + conventions + "\n" + text_table(
         rows, headers=["device", "role", "params/token", "read/token", "stored"], tablefmt=tablefmt,
         disable_numparse=True)]
     if report.kv_read is not None:
@@ -50,7 +50,7 @@ def _bound_table(report: Any, tablefmt: str) -> str:
                                               f"{b.tokens_per_s:,.1f} tokens/s"])
     return ("decode-speed upper bound (bytes read per token / peak memory bandwidth, summed along the layer order; "
             "not a promise: compute, transfers and real bandwidth come on top)\n"
-            + tabulate(rows, headers=["cache", "device", "read/token", "bandwidth", "time"], tablefmt=tablefmt,
+            + text_table(rows, headers=["cache", "device", "read/token", "bandwidth", "time"], tablefmt=tablefmt,
                        disable_numparse=True))
 
 
@@ -65,7 +65,7 @@ def _thumb_table(report: Any, tablefmt: str) -> str:
         ratio = f"{r.ratio:.2f}x" if r.ratio is not None else "-"
         rows.append([r.name, shortcut, exact, diff, ratio, r.formula])
     return ("rules of thumb beside the exact answer (shortcut vs exact)\n"
-            + tabulate(rows, headers=["rule", "shortcut", "exact", "difference", "ratio", "formula"],
+            + text_table(rows, headers=["rule", "shortcut", "exact", "difference", "ratio", "formula"],
                        tablefmt=tablefmt, disable_numparse=True))
 
 

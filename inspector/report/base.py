@@ -5,7 +5,7 @@ import csv
 import io
 from typing import Any, Sequence
 
-from tabulate import tabulate
+from .grid import table as text_table
 
 from ..devices import device_sort_key
 from ..memory.table import MemoryTable
@@ -77,7 +77,7 @@ def memory_table(table: MemoryTable, verdict: Any, tablefmt: str) -> str:
         rows.append(cells)
     headers = ["device", *(p.header for p in table.parts), "total"]
     headers += ["budget", "left", "verdict"] if verdict else []
-    return tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
+    return text_table(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True)
 
 
 def memory_csv(table: MemoryTable, verdict: Any) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tabulate import tabulate
+from .grid import table as text_table
 
 from .activity import fit_speed_lines
 from .base import csv_text, human_bytes, memory_csv, memory_table, safe
@@ -87,7 +87,7 @@ def render_fit(report: Any, *, fmt: str = "table") -> str:
             for row, q in zip(rows, report.quants):
                 bounds = q.result.activity.bounds if q.result.activity else ()
                 row.append(f"{bounds[-1].tokens_per_s:,.1f}" if bounds else "-")
-        parts.append(tabulate(rows, headers=headers, tablefmt=tablefmt))
+        parts.append(text_table(rows, headers=headers, tablefmt=tablefmt))
     if r is None:
         parts.append("no quant fits the budgets")
         return "\n\n".join(parts) + "\n"
@@ -98,7 +98,7 @@ def render_fit(report: Any, *, fmt: str = "table") -> str:
     lines += fit_speed_lines(r)
     if report.quant:
         lines.insert(1, ["quant", report.quant])
-    parts.append(tabulate(lines, tablefmt="plain"))
+    parts.append(text_table(lines, tablefmt="plain"))
     parts.append("\n".join(f"- {safe(step)}" for step in r.steps))
     parts.append(memory_table(r.memory.table, r.verdict, tablefmt))
     return "\n\n".join(parts) + "\n"

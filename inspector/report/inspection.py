@@ -4,19 +4,20 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from tabulate import tabulate
+from .grid import table as text_table
 
 from ..model import TensorInfo
 from ..summary import Group, Inspection
 from .activity import activity_parts
 from .base import csv_text, human_bytes, human_count, memory_csv, memory_rows, memory_table, safe
-from .picture import PICTURE_FORMATS, render_picture
 
-from . import FORMATS, TEXT_FORMATS, VIEWS  # noqa: F401 - the command line's vocabulary, kept with the package
+from . import FORMATS, PICTURE_FORMATS, TEXT_FORMATS, VIEWS  # noqa: F401 - the command line's vocabulary, kept with the package
 
 
 def render(result: Inspection, *, view: str = "role", fmt: str = "table") -> str:
     if fmt in PICTURE_FORMATS:  # a picture of the bytes per device; --by does not change it
+        from .picture import render_picture  # loads the planner's result types: pictures only
+
         return render_picture(result, fmt)
     if fmt == "json":
         return json.dumps(to_json(result, view=view), indent=2) + "\n"
@@ -173,22 +174,22 @@ def _summary_lines(result: Inspection) -> list[list[str]]:
 
 def _text(result: Inspection, view: str, *, markdown: bool) -> str:
     tablefmt = "github" if markdown else "simple"
-    parts = [tabulate(_summary_lines(result), tablefmt="plain" if not markdown else "github",
+    parts = [text_table(_summary_lines(result), tablefmt="plain" if not markdown else "github",
                       headers=() if not markdown else ["field", "value"])]
     if view == "tensor":
         headers = ["tensor", "shape", "dtype", "size", "role", "layer", "device"]
-        parts.append(tabulate(_tensor_rows(result, True), headers=headers, tablefmt=tablefmt))
+        parts.append(text_table(_tensor_rows(result, True), headers=headers, tablefmt=tablefmt))
     elif view == "device":
-        parts.append(tabulate(device_rows(result.by_device, True), headers=["device", "role", "tensors", "size"],
+        parts.append(text_table(device_rows(result.by_device, True), headers=["device", "role", "tensors", "size"],
                               tablefmt=tablefmt))
         parts += _memory_tables(result, tablefmt)
         return "\n\n".join(parts) + "\n"
     else:
         headers = [view, "tensors", "params", "size", "share", "dtypes"]
         rows = _group_rows(result.groups(view), result.placed_bytes, True)
-        parts.append(tabulate(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
+        parts.append(text_table(rows, headers=headers, tablefmt=tablefmt, disable_numparse=True))
         if len({t.device for t in result.checkpoint.tensors}) > 1:
-            parts.append(tabulate(device_rows(result.by_device, True),
+            parts.append(text_table(device_rows(result.by_device, True),
                                   headers=["device", "role", "tensors", "size"], tablefmt=tablefmt))
     parts += _memory_tables(result, tablefmt)
     return "\n\n".join(parts) + "\n"
@@ -202,13 +203,13 @@ def _memory_tables(result: Inspection, tablefmt: str) -> list[str]:
         parts.append(table.title + "\n" + memory_table(table, result.budget, tablefmt))
         extra = getattr(result.memory, "extra_tables", None)  # a runtime's own tables (transformers: device map)
         for title, headers, rows in (extra() if extra else ()):
-            body = "\n".join(rows) if not headers else tabulate(rows, headers=headers, tablefmt=tablefmt,
+            body = "\n".join(rows) if not headers else text_table(rows, headers=headers, tablefmt=tablefmt,
                                                                 disable_numparse=True)  # no headers: text lines
             parts.append(title + "\n" + body)
     train = result.train
     if train is not None:
         rows = [[k, human_bytes(v)] for k, v in train.as_dict().items() if isinstance(v, int) and k != "params"]
-        parts.append("training memory (docs/memory.md)\n" + tabulate(rows, headers=["part", "size"], tablefmt=tablefmt))
+        parts.append("training memory (docs/memory.md)\n" + text_table(rows, headers=["part", "size"], tablefmt=tablefmt))
     if result.activity is not None:
         parts += activity_parts(result.activity, tablefmt)
     return parts

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from typing import Any, Sequence
 
-from tabulate import tabulate
+from .grid import table as text_table
 
 from ..devices import device_sort_key
 from ..model import Checkpoint
@@ -22,7 +22,7 @@ def render_listing(found: Any, *, fmt: str = "table") -> str:
     headers = ["model", "quant", "files", "bytes" if fmt == "csv" else "size", "note"]
     if fmt == "csv":
         return csv_text(headers, rows)
-    table = tabulate(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
+    table = text_table(rows, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
                      disable_numparse=True)
     extras = [f"not counted: {safe(e.path)} ({human_bytes(e.bytes)}, {e.kind})" for e in found.extras]
     title = f"{safe(found.description)}: {len(found.rows)} GGUF models (pick one with --quant NAME or --file PATH)"
@@ -47,7 +47,7 @@ def render_quant_list(checkpoint: Checkpoint, rows: Sequence[Any], *, fmt: str =
         return csv_text(headers, table)
     title = (f"{safe(checkpoint.source)}: predicted llama-quantize outputs (tensor bytes exact; the header column "
              "says whether the file's header size is exact or estimated)")
-    return title + "\n\n" + tabulate(table, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
+    return title + "\n\n" + text_table(table, headers=headers, tablefmt="github" if fmt == "markdown" else "simple",
                                      disable_numparse=True) + "\n"
 
 
@@ -66,6 +66,6 @@ def render_validation(result: Any, *, fmt: str = "table") -> str:
         groups = result.devices
         human = fmt != "csv"
         tablefmt = "github" if fmt == "markdown" else "simple"
-        lines += ["", tabulate(device_rows(groups, human), headers=["device", "role", "tensors", "size"],
+        lines += ["", text_table(device_rows(groups, human), headers=["device", "role", "tensors", "size"],
                                tablefmt=tablefmt)]
     return "\n".join(lines) + "\n"

@@ -2,19 +2,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
 from ...devices import normalize_device
 from ...errors import UsageError
 from ...memory.context import GgmlContext, memory_options_from
 from ...memory.plan import MemoryOptions, MemoryPlan, memory_plan
 from ...model import Checkpoint
-from ...placement.files import read_placement, require_placement
-from ...placement.findings import Finding, PlacedPlan
-from ...placement.yaml_nodes import Document
 from ..base import Placement, RuntimeBase, SearchOutcome
-from .planfile import place_plan
 from .simple import place_simple
+
+if TYPE_CHECKING:  # plan files only: their reader imports yaml (docs/performance.md, "Local")
+    from ...placement.findings import Finding, PlacedPlan
+    from ...placement.yaml_nodes import Document
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class LiteralRuntime(RuntimeBase, GgmlContext):
 
     def place(self, checkpoint: Checkpoint, options: LiteralOptions) -> Placement:
         if options.placement_file:
+            from ...placement.files import read_placement, require_placement
+
             path = options.placement_file
             placed = require_placement(read_placement(path, checkpoint, self.read_placement_file, gpus=options.gpus),
                                        path)
@@ -58,6 +60,8 @@ class LiteralRuntime(RuntimeBase, GgmlContext):
 
     def read_placement_file(self, doc: Document, checkpoint: Checkpoint, gpus: int | None
                             ) -> tuple[PlacedPlan | None, list[Finding]]:
+        from .planfile import place_plan
+
         return place_plan(doc, checkpoint, gpus=gpus)
 
     def search(self, checkpoint: Checkpoint, budgets: Mapping[str, int], options: LiteralOptions) -> SearchOutcome:

@@ -5,7 +5,7 @@ which this plan does not model (docs/placement.md).
 """
 from __future__ import annotations
 
-from ...model import Checkpoint
+from ...model import Checkpoint, with_devices
 from ...devices import normalize_device
 
 
@@ -13,7 +13,5 @@ def place_simple(checkpoint: Checkpoint, *, experts_on: str | None, default_devi
     """A copy of the checkpoint with `device` set on every tensor."""
     default = normalize_device(default_device)
     experts = normalize_device(experts_on) if experts_on else default
-    tensors = tuple(
-        t.with_(device=experts if t.role == "routed_experts" else default) for t in checkpoint.tensors
-    )
-    return checkpoint.with_(tensors=tensors)
+    devices = (experts if t.role == "routed_experts" else default for t in checkpoint.tensors)
+    return checkpoint.with_(tensors=with_devices(checkpoint.tensors, devices))
