@@ -37,6 +37,7 @@ import json
 import os
 import shutil
 import statistics
+import compileall
 import subprocess
 import sys
 import tempfile
@@ -293,6 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     plan = QUICK if args.quick else FULL
     if args.whole_process:
         plan = [c for c in plan if c.kind == "safetensors"]
+        # bytecode as `pip install` leaves it (the reference's huggingface_hub has its own): with
+        # PYTHONDONTWRITEBYTECODE=1 a checkout would otherwise compile every module at every start
+        compileall.compile_dir(str(ROOT / "inspector"), quiet=1)
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
     work = Path(tempfile.mkdtemp(prefix="ckpt-size-bench-hub-"))
     proc = None
