@@ -130,3 +130,22 @@ def test_well_formed_entries_read_as_before(tmp_path: Path, monkeypatch: pytest.
     assert f"name='w', shape=(2, 3), dtype='BF16', nbytes=12, offset={header_end}, elements=6" in result
     assert f"name='q', shape=(6,), dtype='F4', nbytes=3, offset={header_end + 12}, elements=6" in result
     assert f"name='s', shape=(), dtype='F64', nbytes=8, offset={header_end + 15}, elements=1" in result
+
+
+@pytest.mark.parametrize("name", [
+    "model.layers.0.mlp.down_proj.weight", "model.layers.0.mlp.down_proj.weight_scale_inv",
+    "model.layers.0.mlp.down_proj.weight_scale_inv\n", "model.layers.0.mlp.down_proj.weight_scale_inv\n\n",
+    "a.qzeros", "a.scales", "a.scales.x", "a_scales", "a.SCB", "a.g_idx", "a.weight.quant_state.bitsandbytes__nf4",
+    "a.weight.quant_state.", "a.weight.quant_state.x-y", "a.weight.quant_state.x\n", "a.weight.absmax",
+    "a.weight.nested_quant_map", "experts.gate_up_proj_blocks", "experts.gate_up_proj_scales", "", "\n",
+])
+def test_aux_prefilter_agrees_with_the_regex(name: str) -> None:
+    from inspector.formats.packed import AUX_TENSOR, _is_aux
+    assert _is_aux(name) == bool(AUX_TENSOR.search(name))
+
+
+def test_aux_regex_by_hand() -> None:
+    from inspector.formats.packed import AUX_TENSOR
+    matched = ["a.weight_scale_inv", "a.input_scale", "a.qzeros\n", "a.weight.quant_state.bitsandbytes__nf4", "x_scales"]
+    unmatched = ["a.weight", "a.scales.x", "a.weight.quant_state.", "a.weight.quant_state.x-y", "a.qzeros\n\n"]
+    assert [bool(AUX_TENSOR.search(n)) for n in matched + unmatched] == [True] * 5 + [False] * 5

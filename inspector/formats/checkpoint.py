@@ -117,12 +117,17 @@ def _check_split(headers: list[GgufHeader]) -> list[str]:
 
 def _safetensors_checkpoint(resolved: ResolvedSource, roles: Roles | None) -> Checkpoint:
     headers: list[SafetensorsHeader] = _parse_all(resolved.files, parse_safetensors)
-    found = (roles or _no_roles)([t.name for h in headers for t in h.tensors])
-    tensors = tuple(
-        tensor_info(t.name, t.shape, t.dtype, t.nbytes, t.offset, i, t.elements, *next_role)
-        for (i, t), next_role in zip(((i, t) for i, h in enumerate(headers) for t in h.tensors), found)
-    )
-    _check_unique_names(resolved.description, tensors)
+    names = [t.name for h in headers for t in h.tensors]
+    found = iter((roles or _no_roles)(names))
+    records = []
+    append = records.append
+    for i, h in enumerate(headers):
+        # zip asks h.tensors first: at a file's end it stops without taking the next file's first role
+        for (name, shape, dtype, nbytes, offset, elements), (role, layer, expert) in zip(h.tensors, found):
+            append(tensor_info(name, shape, dtype, nbytes, offset, i, elements, role, layer, expert))
+    tensors = tuple(records)
+    if len(set(names)) != len(names):  # parse_safetensors already refused a name twice in one file
+        _check_unique_names(resolved.description, tensors)
     warnings = _index_warnings(resolved.index, headers, tensors) if resolved.index else []
     tensors, param_warnings = logical_params(tensors, resolved.config)
     files = tuple(FileInfo(h.source, h.file_size, h.data_offset, h.expected_size) for h in headers)

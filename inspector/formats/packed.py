@@ -12,11 +12,22 @@ from typing import Any, Mapping
 from ..model import TensorInfo
 
 # Tensors that belong to a quantizer, not to the model: they take their weight's role but count no parameters.
-AUX_TENSOR = re.compile(
-    r"(\.weight_scale_inv|\.weight_scale|\.input_scale|\.qzeros|\.scales|\.g_idx|\.SCB|\.weight_format"
-    r"|\.weight\.absmax|\.weight\.quant_map|\.weight\.nested_absmax|\.weight\.nested_quant_map"
-    r"|\.weight\.quant_state\.[\w.]+|_scales)$"
+AUX_ENDINGS = (
+    ".weight_scale_inv", ".weight_scale", ".input_scale", ".qzeros", ".scales", ".g_idx", ".SCB", ".weight_format",
+    ".weight.absmax", ".weight.quant_map", ".weight.nested_absmax", ".weight.nested_quant_map", "_scales",
 )
+AUX_STATE = ".weight.quant_state."  # then a name: `.weight.quant_state.bitsandbytes__nf4`
+AUX_TENSOR = re.compile(f"({'|'.join(map(re.escape, AUX_ENDINGS))}|{re.escape(AUX_STATE)}[\\w.]+)$")
+PACKING_METHODS = ("gptq", "awq", "mxfp4", "bitsandbytes")  # the quant_method values _packing_factor knows
+
+
+def _is_aux(name: str) -> bool:
+    """AUX_TENSOR.search(name), asked only of names that can match: those ending in one of AUX_ENDINGS or holding
+    AUX_STATE, and those ending in a newline (`$` also matches before one). Most names are neither: a C-level
+    suffix test, not a regex search, for each of them."""
+    if name.endswith(AUX_ENDINGS) or AUX_STATE in name or name.endswith("\n"):
+        return AUX_TENSOR.search(name) is not None
+    return False
 
 
 def _packing_factor(name: str, dtype: str, qconfig: Mapping[str, Any]) -> int | None:
@@ -41,15 +52,17 @@ def logical_params(
     qconfig = (config or {}).get("quantization_config") or {}
     if not isinstance(qconfig, Mapping):
         return tensors, ["config.json's quantization_config is not an object; params are counted as stored elements"]
+    packs = str(qconfig.get("quant_method", "")).lower() in PACKING_METHODS  # else no tensor has a factor
     out = []
     unresolved = []
     for t in tensors:
-        if AUX_TENSOR.search(t.name):
+        name = t.name
+        if _is_aux(name):
             out.append(t.with_(params=0))
             continue
-        factor = _packing_factor(t.name, t.dtype, qconfig)
-        if factor is None and t.name.endswith((".qweight", "_blocks")):
-            unresolved.append(t.name)
+        factor = _packing_factor(name, t.dtype, qconfig) if packs else None
+        if factor is None and name.endswith((".qweight", "_blocks")):
+            unresolved.append(name)
         out.append(t.with_(params=t.params * factor) if factor else t)
     warnings = []
     if unresolved:
