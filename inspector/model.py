@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any, Iterable, Mapping
 
 # Role names are part of the command-line contract (DESIGN.md).
@@ -114,11 +115,13 @@ class Checkpoint:
     warnings: tuple[str, ...] = ()
     fetch: Mapping[str, int] | None = None  # remote sources: {"requests": n, "bytes": n} spent reading headers
 
-    @property
+    # Cached: fields are frozen and a report asks for each total several times (46k tensors each time); the value
+    # lives in the instance's __dict__, which equality, repr and `replace` (fields only) do not look at.
+    @cached_property
     def params(self) -> int:
         return sum(t.params for t in self.tensors)
 
-    @property
+    @cached_property
     def nbytes(self) -> int:
         return sum(t.nbytes for t in self.tensors)
 
