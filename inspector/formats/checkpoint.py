@@ -128,7 +128,7 @@ def _safetensors_checkpoint(resolved: ResolvedSource, roles: Roles | None) -> Ch
     tensors = tuple(records)
     if len(set(names)) != len(names):  # parse_safetensors already refused a name twice in one file
         _check_unique_names(resolved.description, tensors)
-    warnings = _index_warnings(resolved.index, headers, tensors) if resolved.index else []
+    warnings = _index_warnings(resolved.index, headers) if resolved.index else []
     tensors, param_warnings = logical_params(tensors, resolved.config)
     files = tuple(FileInfo(h.source, h.file_size, h.data_offset, h.expected_size) for h in headers)
     config = resolved.config or {}
@@ -145,18 +145,28 @@ def _safetensors_checkpoint(resolved: ResolvedSource, roles: Roles | None) -> Ch
     )
 
 
-def _index_warnings(
-    index: Mapping[str, Any], headers: list[SafetensorsHeader], tensors: tuple[TensorInfo, ...]
-) -> list[str]:
+def _index_warnings(index: Mapping[str, Any], headers: list[SafetensorsHeader]) -> list[str]:
     """Compare the index with the shards: tensors in the right files, total_size equal to the tensor bytes."""
     warnings = []
-    names = [h.source for h in headers]
-    located = {t.name: names[t.file_index] for t in tensors}
-    weight_map: Mapping[str, str] = index["weight_map"]
-    absent = [n for n, shard in weight_map.items() if n not in located or not located[n].endswith(shard)]
+    file_of: dict[str, int] = {}  # tensor name -> index of the file holding it (names are unique by now)
+    for i, h in enumerate(headers):
+        file_of.update(dict.fromkeys([t.name for t in h.tensors], i))
+    weight_map: Mapping[str, str] = index["weight_map"]  # str -> str: the sources checked it
+    in_shard: dict[tuple[int, str], bool] = {}  # (file, shard named) -> the file is that shard: 59 tests, not 46k
+    absent = []
+    for n, shard in weight_map.items():
+        i = file_of.get(n)
+        if i is None:
+            absent.append(n)
+            continue
+        found = in_shard.get((i, shard))
+        if found is None:
+            found = in_shard[(i, shard)] = headers[i].source.endswith(shard)
+        if not found:
+            absent.append(n)
     if absent:
         warnings.append(f"index lists {len(absent)} tensors not found in the shard it names, e.g. {shown(absent[0])}")
-    extra = [t.name for t in tensors if t.name not in weight_map]
+    extra = [n for n in file_of if n not in weight_map]  # file_of is in tensor order
     if extra:
         warnings.append(f"shards hold {len(extra)} tensors the index does not list, e.g. {shown(extra[0])}")
     metadata = index.get("metadata")
@@ -165,7 +175,7 @@ def _index_warnings(
         warnings.append(f"index metadata is a {type(metadata).__name__}, not an object; total_size not checked")
         metadata = None
     total = (metadata or {}).get("total_size")
-    actual = sum(t.nbytes for t in tensors)
+    actual = sum(t.nbytes for h in headers for t in h.tensors)
     if isinstance(total, int) and not isinstance(total, bool) and total != actual:
         warnings.append(f"index metadata.total_size is {total:,} bytes but the shards' tensors hold {actual:,}")
     return warnings
