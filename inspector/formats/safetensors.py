@@ -192,11 +192,14 @@ def _read_tensors(name: str, header: dict[str, Any], data_offset: int) -> tuple[
             raise FormatError(name, f"tensor {shown(key)}: data_offsets span {shown(stop - begin)} bytes but "
                                     f"{dtype} {shown(list(shape))} needs {nbytes:,}")
         end = stop
-        tensors.append(SafetensorsTensor(key, shape, dtype, nbytes, data_offset + begin, elements))
+        tensors.append(_new_tuple(SafetensorsTensor, (key, shape, dtype, nbytes, data_offset + begin, elements)))
     return tuple(tensors)
 
 
 _OFFSETS = itemgetter(3)  # (begin, end): entries in file order
+# SafetensorsTensor(...) without the Python-level __new__ that namedtuple adds (one frame less per tensor); the
+# fields are in declaration order
+_new_tuple = tuple.__new__
 
 
 def _well_formed_entry(key: str, value: Any) -> tuple[str, tuple[int, ...], str, tuple[int, int], int] | None:
