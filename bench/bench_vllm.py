@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from _common import load_average, print_table  # noqa: E402
 from bench_hub import server, start_server  # noqa: E402
 
 REPO = "bench/deepseek-v3-fp8-163"
@@ -118,16 +119,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps({"quick": args.quick, "runs": runs, "latency": args.latency, "cases": results}, indent=2))
         return 0
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     what = "DeepSeek-V3 BF16, 40 shards" if args.quick else "DeepSeek-V3 FP8, 163 shards, 91,930 tensors"
-    print(f"{what}; fake Hub latency {args.latency * 1000:.0f} ms, median of {runs} run(s), {os.cpu_count()} CPUs, "
-          f"load {load:.1f}; ratio = seconds / plain inspect's, same run")
+    title = (f"{what}; fake Hub latency {args.latency * 1000:.0f} ms, median of {runs} run(s), {os.cpu_count()} CPUs, "
+             f"load {load_average():.1f}; ratio = seconds / plain inspect's, same run")
     header = f"{'case':34} {'requests':>9} {'bytes':>12} {'seconds':>8} {'cpu s':>7} {'ratio':>6} {'cpu ratio':>9} exit"
-    print(header)
-    print("-" * len(header))
-    for name, r in results.items():
-        print(f"{name:34} {r['requests']:>9,} {r['bytes']:>12,} {r['seconds']:>8.2f} {r['cpu_seconds']:>7.2f} "
-              f"{r['ratio']:>6.2f} {r['cpu_ratio']:>9.2f} {','.join(map(str, r['exit_codes']))}")
+    print_table(title, header, [f"{name:34} {r['requests']:>9,} {r['bytes']:>12,} {r['seconds']:>8.2f} "
+                                f"{r['cpu_seconds']:>7.2f} {r['ratio']:>6.2f} {r['cpu_ratio']:>9.2f} "
+                                f"{','.join(map(str, r['exit_codes']))}" for name, r in results.items()])
     return 0
 
 

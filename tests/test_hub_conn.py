@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.generate import write_safetensors
 from inspector.formats import read_checkpoint
 from inspector.sources import hub_conn, hub_http
 from inspector.sources.hub import resolve_hub
@@ -17,10 +16,8 @@ SHARDS = 3
 
 
 @pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("conn") / "sharded"
-    write_safetensors(folder, "mixtral-8x7b", shards=SHARDS, mode="sparse")
-    return folder
+def repo(sparse_mixtral) -> Path:  # type: ignore[no-untyped-def]
+    return sparse_mixtral(SHARDS)
 
 
 @pytest.fixture

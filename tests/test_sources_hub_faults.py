@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 
-from fixtures.generate import write_safetensors
 from inspector.errors import CkptSizeError, RemoteError, SourceError
 from inspector.formats import read_checkpoint
 from inspector.sources import hub_http, open_repo, resolve_local
@@ -31,19 +30,14 @@ N_SHARDS = 12
 
 
 @pytest.fixture(scope="module")
-def st_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A sharded safetensors repo (index + config.json), sparse: real sizes (tens of GB), data regions are holes."""
-    folder = tmp_path_factory.mktemp("faults") / "sharded"
-    write_safetensors(folder, "mixtral-8x7b", shards=N_SHARDS, mode="sparse")
-    return folder
+def st_repo(sparse_mixtral) -> Path:  # type: ignore[no-untyped-def]
+    return sparse_mixtral(N_SHARDS)
 
 
 @pytest.fixture(scope="module")
-def st_repo_b(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def st_repo_b(sparse_mixtral) -> Path:  # type: ignore[no-untyped-def]
     """Another revision of the repo: the same model in 5 shards (other file names, other sizes)."""
-    folder = tmp_path_factory.mktemp("faults-b") / "sharded"
-    write_safetensors(folder, "mixtral-8x7b", shards=5, mode="sparse")
-    return folder
+    return sparse_mixtral(5)
 
 
 def write_split_gguf(folder: Path, prefix: str, count: int) -> list[Path]:
