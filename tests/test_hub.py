@@ -35,14 +35,8 @@ from inspector.sources.hub import (
     quant_label,
     resolve_hub,
 )
-from inspector.sources.hub_http import (
-    HubGatedRepo,
-    HubNetworkError,
-    HubOfflineError,
-    HubRepoNotFound,
-    HubRevisionNotFound,
-    HubUnauthorized,
-)
+from inspector.sources.hub_errors import (HubGatedRepo, HubNetworkError, HubOfflineError, HubRepoNotFound,
+                                         HubRevisionNotFound, HubUnauthorized)
 from inspector.sources.local import resolve_local
 from tests.hub_server import FakeHub, point_huggingface_hub_at
 
