@@ -110,3 +110,20 @@ def test_api_functions_accept_a_view(hub: FakeHub, repos: dict[str, Path]) -> No
     assert hub.count("tree") == 1
     resolved = api.resolve("org/quants")  # several quants, nothing selected: the listing
     assert resolved.rows and hub.count("tree") == 2  # a second SOURCE opened: listed once too
+
+
+def test_counts_include_first_blocks_on_the_wire(repos: dict[str, Path], env: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Selecting a model starts fetching its first blocks; the view's counts wait for what is on the wire (here
+    0.2 s per answer) instead of reporting before the server has counted it."""
+    from tests.test_hub import make_hub
+
+    slow = make_hub(repos, monkeypatch, latency=0.2)
+    try:
+        view = open_repo("org/quants", HubOptions())
+        view.select("Q8_0")  # resolved, never read: its first block is fetched all the same
+        stats = view.fetch_stats()
+        assert stats == {"requests": slow.count(), "bytes": slow.bytes_sent()}
+        assert slow.count("cdn") == 1  # the one first block, counted by both sides
+    finally:
+        slow.stop()

@@ -9,6 +9,7 @@ import atexit
 import queue
 import re
 import threading
+import time
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -79,6 +80,19 @@ class HubFile:
                 self._state = "ready"
             self._ready.set()
             self.client.stats.add(files=1)
+
+    @property
+    def state(self) -> str:
+        with self._lock:
+            return self._state
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Whether the first block has arrived or failed (True at once when no prefetch was queued), waiting at
+        most `timeout` seconds."""
+        with self._lock:
+            if self._state == "idle":
+                return True
+        return self._ready.wait(timeout)
 
     def _await_prefetch(self) -> None:
         with self._lock:
@@ -204,6 +218,7 @@ class Prefetcher:
     def __init__(self, files: list[HubFile], workers: int | None = None, window: int | None = None) -> None:
         workers = hub_http.WORKERS if workers is None else workers
         window = hub_http.WINDOW if window is None else window
+        self._files = files
         self._queue: queue.Queue[HubFile | None] = queue.Queue()
         self._cond = threading.Condition()
         self._reached = -1
@@ -227,6 +242,20 @@ class Prefetcher:
             if index > self._reached:
                 self._reached = index
                 self._cond.notify_all()
+
+    def settle(self, timeout: float = 60.0) -> None:
+        """Wait (at most `timeout` seconds in all) for the first blocks the workers may fetch now: those on the
+        wire, and those queued within the reader's window unless cancelled (then they never start). Files beyond
+        the window wait for the reader."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            limit = self._reached + self._window
+        for f in self._files:
+            if f.index > limit or f.first_block <= 0:
+                continue
+            while not f.wait_ready(0.05):
+                if (self._cancelled and f.state == "queued") or time.monotonic() > deadline:
+                    break
 
     def cancel(self) -> None:
         with self._cond:
