@@ -97,30 +97,12 @@ def build_repo(case: Case, work: Path) -> Path:
 
 
 def _synthetic_split(folder: Path, shards: int) -> None:
-    import gguf
-    import numpy as np
+    """`shards` files: metadata in the first, then one Q4_K [7168, 2048] tensor in each of the others."""
+    from fixtures.generate import write_split_gguf
 
-    folder.mkdir(parents=True, exist_ok=True)
-    q4k = gguf.GGMLQuantizationType.Q4_K
-    for i in range(shards):
-        w = gguf.GGUFWriter(folder / f"model-Q4_K-{i + 1:05d}-of-{shards:05d}.gguf", "llama")
-        if i:
-            del w.kv_data[0][gguf.Keys.General.ARCHITECTURE]
-        w.add_key_value("split.no", i, gguf.GGUFValueType.UINT16)
-        w.add_key_value("split.count", shards, gguf.GGUFValueType.UINT16)
-        w.add_key_value("split.tensors.count", shards - 1, gguf.GGUFValueType.INT32)
-        if i:
-            w.add_tensor_info(f"blk.{i - 1}.ffn_down.weight", (7168, 2048), np.dtype(np.float32),
-                              7168 * 2048 // 256 * 144, raw_dtype=q4k)
-        w.write_header_to_file()
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        fout = w.fout[0]
-        w.write_padding(fout, fout.tell())
-        fout.flush()
-        if i:  # the tensor's data as a hole: the file has its real size, as on the Hub
-            fout.truncate(fout.tell() + 7168 * 2048 // 256 * 144)
-        w.close()
+    q4k = 12  # GGML_TYPE_Q4_K
+    tensors = [(f"blk.{i}.ffn_down.weight", (7168, 2048), q4k) for i in range(shards - 1)]
+    write_split_gguf(folder, "model-Q4_K", tensors, shards, metadata_only_first=True)
 
 
 def header_bytes(folder: Path, kind: str) -> tuple[int, int]:

@@ -10,7 +10,6 @@ tests/test_sources_hub_faults.py, one listing per command in tests/test_sources_
 from __future__ import annotations
 
 import json
-import math
 import socket
 import struct
 import subprocess
@@ -18,10 +17,9 @@ import time
 from pathlib import Path
 
 import gguf
-import numpy as np
 import pytest
 
-from fixtures.generate import write_gguf, write_safetensors
+from fixtures.generate import write_gguf, write_safetensors, write_split_gguf
 from inspector.errors import RemoteError, SourceError, UsageError
 from inspector.formats import read_checkpoint
 from inspector.sources import hub_http
@@ -46,43 +44,6 @@ VOCAB = 40_000  # a SentencePiece-sized tokenizer: the first GGUF file's header 
 # ==================================================================================================================
 # fixture repos
 # ==================================================================================================================
-def write_gguf_split(folder: Path, prefix: str, tensors: list[tuple[str, tuple[int, ...], int]], shards: int,
-                     kvs: dict[str, tuple[gguf.GGUFValueType, object]], mode: str = "sparse") -> list[Path]:
-    """A llama.cpp-style split set: model KVs in shard 1 only, split.* KVs in every shard, tensors spread out."""
-    folder.mkdir(parents=True, exist_ok=True)
-    per = math.ceil(len(tensors) / shards)
-    paths = []
-    for i in range(shards):
-        path = folder / f"{prefix}-{i + 1:05d}-of-{shards:05d}.gguf"
-        writer = gguf.GGUFWriter(path, "llama")
-        if i > 0:
-            del writer.kv_data[0][gguf.Keys.General.ARCHITECTURE]
-        else:
-            for key, (vtype, value) in kvs.items():
-                sub = gguf.GGUFValueType.STRING if vtype == gguf.GGUFValueType.ARRAY else None
-                writer.add_key_value(key, value, vtype, sub)
-        writer.add_key_value("split.no", i, gguf.GGUFValueType.UINT16)
-        writer.add_key_value("split.count", shards, gguf.GGUFValueType.UINT16)
-        writer.add_key_value("split.tensors.count", len(tensors), gguf.GGUFValueType.INT32)
-        data = 0
-        for name, shape, qtype in tensors[i * per:(i + 1) * per]:
-            block, type_size = gguf.GGML_QUANT_SIZES[gguf.GGMLQuantizationType(qtype)]
-            nbytes = math.prod(shape) // block * type_size
-            writer.add_tensor_info(name, shape, np.dtype(np.float32), nbytes, raw_dtype=qtype)
-            data += gguf.GGUFWriter.ggml_pad(nbytes, writer.data_alignment)
-        writer.write_header_to_file()
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        fout = writer.fout[0]
-        writer.write_padding(fout, fout.tell())
-        fout.flush()
-        if mode == "sparse":
-            fout.truncate(fout.tell() + data)
-        writer.close()
-        paths.append(path)
-    return paths
-
-
 def llama_tensors(n_layers: int, qtype: int) -> list[tuple[str, tuple[int, ...], int]]:
     d, ff, vocab = 2048, 5632, 32000
     F32 = int(gguf.GGMLQuantizationType.F32)
@@ -123,7 +84,7 @@ def repos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                  "general.name": (gguf.GGUFValueType.STRING, "tiny llama"),
                  "llama.block_count": (gguf.GGUFValueType.UINT32, 4), **tokenizer_kvs()}
     model_kvs.pop("general.architecture")  # GGUFWriter writes it for shard 1
-    write_gguf_split(q / "Q4_K_M", "model-Q4_K_M", llama_tensors(4, int(gguf.GGMLQuantizationType.Q4_K)), 3,
+    write_split_gguf(q / "Q4_K_M", "model-Q4_K_M", llama_tensors(4, int(gguf.GGMLQuantizationType.Q4_K)), 3,
                      model_kvs)
     write_gguf(q / "mmproj-model-F16.gguf", "llama-3.2-3b", tensor_type="F16", mode="header", n_layers=1)
     (q / "README.md").write_text("# quants\n")
