@@ -277,32 +277,31 @@ def test_broken_answers_are_retried(env: Path, st_repo: Path, monkeypatch: pytes
 
 
 # ==================================================================================================================
-# broken answers
+# answers broken every time
 # ==================================================================================================================
-def test_bodies_always_truncated_end_in_one_line(env: Path, st_repo: Path, monkeypatch: pytest.MonkeyPatch,
-                                                 fast_retries: None) -> None:
-    hub = start(monkeypatch, {"org/st": st_repo}, truncate_first=10_000)
+def _five_tries_per_file(hub: FakeHub) -> bool:
+    per_file = Counter(r.path for r in ranged(hub))
+    return max(per_file.values()) == 5 and hub.bytes_sent("cdn") <= 5 * len(per_file) * ST_FIRST_BLOCK
+
+
+@pytest.mark.parametrize("fault, words, check", [
+    # the index, 5 times; nothing after it
+    pytest.param({"truncate_first": 10_000}, (), lambda hub: hub.count("tree") == 1 and hub.count("resolve") == 5,
+                 id="truncated-bodies"),
+    pytest.param({"bad_range_first": 10_000},
+                 ("kept sending broken answers (asked for bytes 0-", "the server sent 1-"), _five_tries_per_file,
+                 id="wrong-content-range"),
+])
+def test_answers_broken_every_time_end_in_one_line(env: Path, st_repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   fast_retries: None, fault: dict[str, Any],
+                                                   words: tuple[str, ...], check: Any) -> None:
+    hub = start(monkeypatch, {"org/st": st_repo}, **fault)
     try:
         with pytest.raises(HubNetworkError) as info:
             read_checkpoint(resolve_hub("org/st"))
         message = str(info.value)
-        assert "after 5 tries" in message and "\n" not in message
-        assert hub.count("tree") == 1 and hub.count("resolve") == 5  # the index, 5 times; nothing after it
-    finally:
-        hub.stop()
-
-
-def test_wrong_content_range_every_time_ends_in_one_line(env: Path, st_repo: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         fast_retries: None) -> None:
-    hub = start(monkeypatch, {"org/st": st_repo}, bad_range_first=10_000)
-    try:
-        with pytest.raises(HubNetworkError) as info:
-            read_checkpoint(resolve_hub("org/st"))
-        message = str(info.value)
-        assert "kept sending broken answers (asked for bytes 0-" in message and "the server sent 1-" in message
-        assert "after 5 tries" in message and "\n" not in message
-        per_file = Counter(r.path for r in ranged(hub))
-        assert max(per_file.values()) == 5 and hub.bytes_sent("cdn") <= 5 * len(per_file) * ST_FIRST_BLOCK
+        assert all(w in message for w in (*words, "after 5 tries")) and "\n" not in message
+        assert check(hub)
     finally:
         hub.stop()
 
