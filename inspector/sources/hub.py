@@ -13,6 +13,7 @@ reads and prefetch). huggingface_hub is imported lazily, so local inspections ne
 """
 from __future__ import annotations
 
+import abc
 import os
 import posixpath
 import threading
@@ -129,8 +130,9 @@ class _ListedView(RepoView):
             plan = found
         return self._resolve(plan, _is_selected(plan, quant))
 
+    @abc.abstractmethod
     def _resolve(self, plan: _Plan, selected: bool) -> ResolvedSource:
-        raise NotImplementedError
+        """The chosen model's files as a source: read over HTTP (Hub) or from the cached snapshot (offline)."""
 
 
 class HubRepoView(_ListedView):
