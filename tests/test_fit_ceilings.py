@@ -21,3 +21,16 @@ def test_vllm_max_parallel_is_not_capped_at_llama_cpps_256(capsys) -> None:  # t
     kv_bytes = plan["memory"]["devices"]["cuda:0"]["kv_cache"]
     assert plan["max_parallel"] == kv_bytes // per_token // 512 > 256
     assert plan["max_parallel_cap"] > plan["max_parallel"]
+
+
+def test_vllm_limits_are_at_the_length_the_engine_derives(capsys) -> None:  # type: ignore[no-untyped-def]
+    """Without --max-model-len vLLM runs at the model's max_position_embeddings (32,768 in Mixtral's config.json):
+    the limits say they hold at that length, not at 0."""
+    budgets = [a for d in range(2) for a in ("--budget", f"cuda:{d}=80GiB")]
+    with pytest.raises(SystemExit) as exit_:
+        main(["fit", str(MIXTRAL), "--runtime", "vllm", "--format", "json", *budgets])
+    assert exit_.value.code == 0
+    plan = json.loads(capsys.readouterr().out)["plan"]
+    assert plan["limits_at"] == {"ctx": 32768, "parallel": 1}
+    per_token = 32 * 2 * (8 // 2) * 128 * 2  # TP 2, as in the test above
+    assert plan["max_parallel"] == plan["memory"]["devices"]["cuda:0"]["kv_cache"] // per_token // 32768

@@ -264,7 +264,12 @@ class ServingContext:
     LENGTH_FIELD = ""
 
     def context(self, options: Any) -> tuple[int, int]:
-        return getattr(options, self.LENGTH_FIELD) or 0, options.min_sequences
+        return getattr(options, self.LENGTH_FIELD) or 0, options.min_sequences  # 0: the engine derives it
+
+    def placed_context(self, placement: Any, options: Any) -> tuple[int, int]:
+        """The length the placed plan runs at: the asked one, else the one the engine derived (its settings)."""
+        ctx, parallel = self.context(options)
+        return ctx or getattr(placement.detail.settings, self.LENGTH_FIELD), parallel
 
     def with_context(self, options: Any, *, ctx: int | None = None, parallel: int | None = None) -> Any:
         changes: dict[str, Any] = {}

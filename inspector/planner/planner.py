@@ -48,7 +48,7 @@ def fit(checkpoint: Checkpoint, budgets: Mapping[str, int], runtime: str, option
 def _limits(rt: Runtime, placement: Placement, options: Any, budgets: Mapping[str, int], trained: int | None,
             outcome: SearchOutcome) -> Limits:
     """Limits with the placement kept (only the context options change), and re-planned ones when offered."""
-    ctx, parallel = rt.context(options)
+    ctx, parallel = rt.placed_context(placement, options)
 
     def varied(c: int | None, p: int | None) -> Any:
         return rt.with_context(options, ctx=c, parallel=p)

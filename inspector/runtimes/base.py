@@ -136,6 +136,11 @@ class RuntimeBase:
     def __init__(self, spec: RuntimeSpec) -> None:
         self.spec = spec
 
+    def placed_context(self, placement: Placement, options: Any) -> tuple[int, int]:
+        """The context per sequence and the sequences a placed plan runs at: the options' (`context`), unless the
+        runtime chose them while placing (vLLM's and SGLang's derived length)."""
+        return self.context(options)  # type: ignore[attr-defined]  # every runtime has the protocol's context
+
 
 class Runtime(Protocol):
     """The protocol (see the module docstring)."""
@@ -153,6 +158,8 @@ class Runtime(Protocol):
     def command(self, placement: Placement, options: Any) -> str: ...
 
     def context(self, options: Any) -> tuple[int, int]: ...
+
+    def placed_context(self, placement: Placement, options: Any) -> tuple[int, int]: ...
 
     def with_context(self, options: Any, *, ctx: int | None = None, parallel: int | None = None) -> Any: ...
 

@@ -42,7 +42,7 @@ def place(checkpoint: Checkpoint, s: Settings, searched: bool = False) -> Placem
                      detail=Placed(s, searched))
 
 
-class SglangRuntime(RuntimeBase, ServingContext):
+class SglangRuntime(ServingContext, RuntimeBase):  # ServingContext first: its placed_context
     LENGTH_FIELD = "context_length"
 
     def options(self, values: Mapping[str, Any]) -> SglangOptions:

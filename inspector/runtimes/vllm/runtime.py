@@ -24,7 +24,7 @@ def settings_for(placement: Placement, options: VllmOptions) -> Settings:
     return resolve(placement.source, fixed, placed.model)
 
 
-class VllmRuntime(RuntimeBase, ServingContext):
+class VllmRuntime(ServingContext, RuntimeBase):  # ServingContext first: its placed_context
     LENGTH_FIELD = "max_model_len"
 
     def options(self, values: Mapping[str, Any]) -> VllmOptions:
