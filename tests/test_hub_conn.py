@@ -13,6 +13,7 @@ from inspector.sources.hub_conn import parse_links, use_pool
 from tests.hub_server import FakeHub, point_huggingface_hub_at
 
 SHARDS = 3
+PROXIES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +49,7 @@ def test_link_headers_read_as_httpx_reads_them() -> None:
 def test_proxies_and_a_custom_client_factory_go_through_huggingface_hub(monkeypatch: pytest.MonkeyPatch) -> None:
     from huggingface_hub.utils import _http
 
-    for var in ("CKPT_SIZE_HUB_HTTP", *hub_conn.PROXY_VARIABLES, *(v.upper() for v in hub_conn.PROXY_VARIABLES)):
+    for var in ("CKPT_SIZE_HUB_HTTP", *PROXIES, *(v.upper() for v in PROXIES)):
         monkeypatch.delenv(var, raising=False)
     assert use_pool()
     for var in ("HTTPS_PROXY", "http_proxy", "ALL_PROXY"):
@@ -148,3 +149,30 @@ def test_https_with_the_certificates_of_ssl_cert_file(tmp_path: Path, monkeypatc
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_a_header_http_client_refuses_is_our_error_not_the_servers(hub: FakeHub) -> None:
+    """A token read from a file with its newline: http.client refuses the header before anything is sent. That is
+    a request error (not retried as a broken answer), and its message does not repeat the value (a secret)."""
+    with pytest.raises(hub_conn.RequestError) as info:
+        hub_conn.Pool().stream("GET", hub.url + "/api/models/org/sharded", headers={"authorization": "Bearer hf_S\n"},
+                               timeout=5)
+    assert "hf_S" not in str(info.value)
+    assert hub.count() == 0
+
+
+def test_a_resend_that_fails_again_is_one_transport_error(hub: FakeHub, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kept-alive connection was dead, and so is the new one: a RemoteProtocolError (retried by the client
+    like any broken answer), never http.client's own exception, and no socket left open."""
+    pool = hub_conn.Pool()
+    calls = []
+
+    def dead(self, conn, method, target, headers, timeout):  # type: ignore[no-untyped-def]
+        calls.append(conn)
+        raise ConnectionResetError("reset by peer")
+
+    monkeypatch.setattr(hub_conn.Pool, "_take", lambda self, key: hub_conn.Pool._open(self, key, 5))
+    monkeypatch.setattr(hub_conn.Pool, "_send", dead)
+    with pytest.raises(hub_conn.RemoteProtocolError):
+        pool.stream("GET", hub.url + "/api/models/org/sharded", headers={}, timeout=5)
+    assert len(calls) == 2 and all(c.sock is None for c in calls)

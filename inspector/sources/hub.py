@@ -150,12 +150,12 @@ class HubRepoView(_ListedView):
         super().__init__(source, repo_id, revision, path, listing, self.client.display())
         self._json_cache: dict[str, Any] = {}
         self._json_lock = threading.Lock()
-        self._prefetchers: list[Any] = []
+        self._prefetchers: weakref.WeakSet[Any] = weakref.WeakSet()  # the workers keep a busy one alive
 
     def fetch_stats(self) -> dict[str, int]:
-        """The counts so far, after the first blocks already on the wire have arrived: a model selected and not
-        read (yet) has its prefetch started, and its bytes would otherwise be counted by the server first."""
-        for prefetcher in self._prefetchers:
+        """The counts so far, after the first blocks the prefetch has started or may start now have arrived: a
+        model selected and not read (yet) is being prefetched, and the server would otherwise count it first."""
+        for prefetcher in list(self._prefetchers):
             prefetcher.settle()
         return self.stats.snapshot()
 
@@ -186,7 +186,7 @@ class HubRepoView(_ListedView):
         config_path = _config_path(listing, plan.folder)
         config_job = (_Deferred(lambda: self._side_json(config_path, MAX_CONFIG_BYTES)) if config_path else None)
         prefetcher = Prefetcher(files)
-        self._prefetchers.append(prefetcher)
+        self._prefetchers.add(prefetcher)
         notes = list(plan.notes)
         config = None
         if config_job is not None:

@@ -26,7 +26,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 CHUNK = 64 << 10
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy")
 
 
 # -- failures, named as httpx names them (HubClient handles either family the same way) ---------------------------
@@ -62,7 +61,9 @@ def use_pool() -> bool:
     """True when the pool does what huggingface_hub's session would: no proxy, its default client factory."""
     if os.environ.get("CKPT_SIZE_HUB_HTTP", "").strip().lower() == "huggingface_hub":
         return False
-    if any(os.environ.get(name) or os.environ.get(name.upper()) for name in PROXY_VARIABLES):
+    import urllib.request
+
+    if any(k in urllib.request.getproxies() for k in ("http", "https", "all")):  # httpx's own source of proxies
         return False
     hf_http = sys.modules.get("huggingface_hub.utils._http")
     if hf_http is not None:
@@ -76,14 +77,15 @@ def _ssl_context() -> Any:
     import ssl
 
     cafile, capath = os.environ.get("SSL_CERT_FILE") or None, os.environ.get("SSL_CERT_DIR") or None
-    if cafile is None and capath is None:
-        try:
+    context = ssl.create_default_context(cafile=cafile, capath=capath)  # the system store besides, as httpx2 trusts
+    if cafile is None and capath is None and not context.get_ca_certs():
+        try:  # no system store at all (some containers): certifi's bundle, as httpx 0.28 used
             import certifi
 
-            cafile = certifi.where()
+            context.load_verify_locations(certifi.where())
         except ImportError:
             pass
-    return ssl.create_default_context(cafile=cafile, capath=capath)
+    return context
 
 
 _LINK = re.compile(r'<([^>]*)>\s*((?:;\s*[^,;]*)*)')
@@ -190,7 +192,14 @@ class Pool:
                 raise RemoteProtocolError("the server closed the connection without answering") from None
             # a kept-alive connection the server had closed meanwhile: the request never reached it; send it anew
             conn = self._open(key, timeout)
-            raw = self._send(conn, method, target, headers, timeout)
+            try:
+                raw = self._send(conn, method, target, headers, timeout)
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError):
+                conn.close()
+                raise RemoteProtocolError("the server closed the connection without answering") from None
+            except BaseException:
+                conn.close()
+                raise
         except BaseException:
             conn.close()
             raise
@@ -208,7 +217,11 @@ class Pool:
                     raise ConnectError(f"{type(e).__name__}: {e}".rstrip(": ")) from None
             else:
                 conn.sock.settimeout(timeout)
-            conn.request(method, target, headers=headers)
+            try:
+                conn.request(method, target, headers=headers)
+            except (ValueError, http.client.InvalidURL) as e:  # CR/LF in a header value, a path http.client refuses
+                conn.close()
+                raise RequestError(f"invalid request header or URL ({type(e).__name__})") from None
             return conn.getresponse()
         except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError, TransportError):
             raise

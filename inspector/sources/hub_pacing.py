@@ -46,10 +46,11 @@ class FetchStats:
             if not files and now - self._last_report < PROGRESS_INTERVAL:
                 return  # bytes alone are reported at most every PROGRESS_INTERVAL seconds
             self._last_report = now
-            try:
-                self.progress(self.files_done, self.files_total, self.bytes)
-            except Exception:  # a broken progress display must not break the inspection
-                self.progress = None
+            progress, shown = self.progress, (self.files_done, self.files_total, self.bytes)
+        try:  # outside the lock: the display may ask for the counts itself
+            progress(*shown)
+        except Exception:  # a broken progress display must not break the inspection
+            self.progress = None
 
     def add_total(self, files: int) -> None:
         """More files to read (each `select` of a view adds its model's files)."""
